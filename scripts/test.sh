@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh machine (Python 3.11 + pip + apt), then run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  (apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null || echo "warning: could not install Debian chromium; browser tests will be skipped"
+fi
+python3 -m pip install -q torch==2.13.0          # CPU build first, so nothing pulls a CUDA torch
+python3 -m pip install -q -r requirements-dev.txt
+[ -f models/demo/demo-support-Q4_K_M.gguf ] || python3 -m training build-demo
+exec python3 -m pytest -q -p no:cacheprovider "$@" tests

@@ -1,0 +1,315 @@
+"""The model registry: `model_registry.yaml` parsed into typed, validated objects.
+
+This is the one schema both the app (serving layer) and `training/` read. It only
+parses and validates; it never downloads, loads or trains anything, and imports
+neither llama.cpp, torch nor Gradio. Errors name the entry and the field.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from serving.generation import GenerationSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REGISTRY_PATH = REPO_ROOT / "model_registry.yaml"
+HUB_OWNER_ENV = "IRIS_HUB_OWNER"
+
+# llama.cpp file types we can produce or serve (names as in llama.cpp's LLAMA_FTYPE_MOSTLY_*).
+QUANT_TYPES = (
+    "F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1",
+    "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K",
+)
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names the entry and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_sha(value: str | None) -> str | None:
+    if value is not None and not _SHA_RE.match(value):
+        raise ValueError("sha256 must be 64 lowercase hex characters")
+    return value
+
+
+class HubSource(_Strict):
+    """A GGUF file in a Hugging Face Hub model repo."""
+
+    repo: str = Field(min_length=3)
+    """`owner/name`; `{hub_owner}` is replaced by the registry's hub owner."""
+    filename: str = Field(min_length=1)
+    """The GGUF file inside the repo."""
+    revision: str = "main"
+    """Branch, tag or commit to download."""
+    sha256: str | None = None
+    """Expected sha256 of the file; checked after download when given."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        return _check_sha(value)
+
+    @field_validator("filename")
+    @classmethod
+    def _gguf_name(cls, value: str) -> str:
+        if not value.endswith(".gguf"):
+            raise ValueError(f"filename {value!r} must name a .gguf file")
+        return value
+
+
+class LocalSource(_Strict):
+    """A GGUF file on disk, relative to the registry file's folder unless absolute."""
+
+    path: str = Field(min_length=1)
+    """Path of the GGUF file."""
+    sha256: str | None = None
+    """Expected sha256 of the file, when known."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        return _check_sha(value)
+
+
+class Source(_Strict):
+    """Where the GGUF comes from: exactly one of `hub` or `local`."""
+
+    hub: HubSource | None = None
+    local: LocalSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Source":
+        if (self.hub is None) == (self.local is None):
+            raise ValueError("give exactly one of 'hub' or 'local'")
+        return self
+
+
+class DatasetSpec(_Strict):
+    """One training data source of a recipe."""
+
+    format: Literal["sharegpt", "bitext", "exam_jsonl", "chat_jsonl", "text"]
+    """Adapter that reads it (FineTome is `sharegpt`)."""
+    path: str
+    """Hub dataset id or local file (relative to the repo root)."""
+    split: str = "train"
+    """Split to read."""
+    rows: int | None = Field(None, ge=1)
+    """Keep at most this many rows (after shuffling with the recipe seed)."""
+    test_size: float = Field(0.05, ge=0.0, lt=1.0)
+    """Fraction held out for evaluation."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Adapter-specific options (e.g. `min_score`, `persona_by_category`)."""
+
+
+class ExportSpec(_Strict):
+    """How the merged model becomes a GGUF."""
+
+    quant: str = "Q4_K_M"
+    """llama.cpp file type of the served file."""
+    verify: bool = True
+    """Run tokenizer / logits / template parity checks after export."""
+
+    @field_validator("quant")
+    @classmethod
+    def _known_quant(cls, value: str) -> str:
+        if value not in QUANT_TYPES:
+            raise ValueError(f"unknown quant {value!r}; expected one of {', '.join(QUANT_TYPES)}")
+        return value
+
+
+class Recipe(_Strict):
+    """Everything `training/` needs to rebuild a model; `lora`/`sft` keys are peft/TRL's own."""
+
+    base_checkpoint: str
+    """Hugging Face checkpoint (Hub id or local folder) to start from."""
+    method: Literal["lora", "qlora", "full", "scratch"]
+    """Fine-tuning method; `scratch` trains a new model from `architecture`."""
+    lora: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of `peft.LoraConfig`."""
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    """Training data sources."""
+    sft: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of `trl.SFTConfig`."""
+    export: ExportSpec = ExportSpec()
+    """GGUF export settings."""
+    seed: int = 42
+    """Seed for data shuffling, splits and training."""
+    architecture: dict[str, Any] = Field(default_factory=dict)
+    """`transformers.LlamaConfig` keys for `scratch` models."""
+
+    @model_validator(mode="after")
+    def _method_needs(self) -> "Recipe":
+        if self.method in ("lora", "qlora") and not self.lora:
+            raise ValueError(f"method {self.method!r} needs a 'lora' section (peft LoraConfig keys)")
+        if self.method == "scratch" and not self.architecture:
+            raise ValueError("method 'scratch' needs an 'architecture' section (LlamaConfig keys)")
+        return self
+
+
+class ModelEntry(_Strict):
+    """One model the app can serve."""
+
+    id: str
+    """Stable id used in URLs, the API and the compare page."""
+    display_name: str = Field(min_length=1)
+    """Name shown in dropdowns."""
+    kind: Literal["base", "fine-tuned", "demo"]
+    """Base model, fine-tune of a registered base, or offline demo model."""
+    source: Source
+    """Where the GGUF file comes from."""
+    quant: str = "Q4_K_M"
+    """llama.cpp file type of the served file."""
+    context_length: int = Field(ge=128, le=131072)
+    """Context window (`n_ctx`) to load the model with."""
+    generation: GenerationSettings = GenerationSettings()
+    """Default generation settings."""
+    base_model: str | None = None
+    """Registry id of the model this one was fine-tuned from."""
+    published: bool = True
+    """False until `training/` has published the file to the Hub."""
+    license: str | None = None
+    """SPDX id or license name for the model card."""
+    description: str = ""
+    """One-line description for the UI."""
+    recipe: Recipe | None = None
+    """How `training/` rebuilds the model."""
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError(f"id {value!r} must be 2-64 chars of a-z, 0-9, '.', '_' or '-'")
+        return value
+
+    @field_validator("quant")
+    @classmethod
+    def _known_quant(cls, value: str) -> str:
+        return ExportSpec._known_quant(value)
+
+    @model_validator(mode="after")
+    def _fine_tune_needs(self) -> "ModelEntry":
+        if self.kind == "fine-tuned" and (self.base_model is None or self.recipe is None):
+            raise ValueError("a fine-tuned entry needs 'base_model' and 'recipe'")
+        return self
+
+    @property
+    def is_hub(self) -> bool:
+        return self.source.hub is not None
+
+
+class Registry(_Strict):
+    """All registered models, looked up by id."""
+
+    hub_owner: str
+    """Hub user or organisation that publishes Iris fine-tunes."""
+    root: Path
+    """Folder of the registry file (local paths are relative to it)."""
+    path: Path
+    """The registry file itself."""
+    models: dict[str, ModelEntry]
+    """Entries by id, in file order."""
+
+    def get(self, model_id: str) -> ModelEntry:
+        try:
+            return self.models[model_id]
+        except KeyError:
+            raise KeyError(f"unknown model id {model_id!r}; registered: {', '.join(self.models)}") from None
+
+    def ids(self) -> list[str]:
+        return list(self.models)
+
+    def local_path(self, entry: ModelEntry) -> Path:
+        """Absolute path of a local entry's GGUF file."""
+        assert entry.source.local is not None, f"{entry.id} is not a local entry"
+        path = Path(entry.source.local.path)
+        return path if path.is_absolute() else self.root / path
+
+    def base_of(self, model_id: str) -> ModelEntry | None:
+        base = self.get(model_id).base_model
+        return self.models[base] if base else None
+
+    def fine_tunes(self) -> list[ModelEntry]:
+        return [m for m in self.models.values() if m.base_model]
+
+
+def _entry_label(raw: Any, index: int) -> str:
+    name = raw.get("id") if isinstance(raw, dict) else None
+    return f"entry {name!r} (#{index + 1})" if name else f"entry #{index + 1}"
+
+
+def _format_validation(err: ValidationError, where: str, label: str) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        lines.append(f"{where}: {label}, field '{field}': {e['msg']}")
+    return "\n".join(lines)
+
+
+def _substitute_owner(raw: dict, owner: str) -> dict:
+    hub = (raw.get("source") or {}).get("hub")
+    if isinstance(hub, dict) and isinstance(hub.get("repo"), str):
+        hub = {**hub, "repo": hub["repo"].replace("{hub_owner}", owner)}
+        raw = {**raw, "source": {**raw["source"], "hub": hub}}
+    return raw
+
+
+def _parse_entries(raws: list, owner: str, where: str) -> dict[str, ModelEntry]:
+    models: dict[str, ModelEntry] = {}
+    for index, raw in enumerate(raws):
+        label = _entry_label(raw, index)
+        if not isinstance(raw, dict):
+            raise RegistryError(f"{where}: {label} must be a mapping, got {type(raw).__name__}")
+        try:
+            entry = ModelEntry(**_substitute_owner(raw, owner))
+        except ValidationError as err:
+            raise RegistryError(_format_validation(err, where, label)) from None
+        if entry.id in models:
+            raise RegistryError(f"{where}: {label}, field 'id': duplicate id {entry.id!r}")
+        models[entry.id] = entry
+    return models
+
+
+def _check_bases(models: dict[str, ModelEntry], where: str) -> None:
+    for index, entry in enumerate(models.values()):
+        if entry.base_model and entry.base_model not in models:
+            raise RegistryError(
+                f"{where}: entry {entry.id!r} (#{index + 1}), field 'base_model': unknown base "
+                f"{entry.base_model!r}; registered ids: {', '.join(models)}"
+            )
+
+
+def parse_registry(data: Any, path: Path, hub_owner: str | None = None) -> Registry:
+    """Validate already-parsed YAML `data` (as read from `path`) into a Registry."""
+    where = path.name
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+        raise RegistryError(f"{where}: top level must be a mapping with a 'models' list")
+    owner = hub_owner or os.environ.get(HUB_OWNER_ENV) or data.get("hub_owner")
+    if not owner or not isinstance(owner, str):
+        raise RegistryError(f"{where}: field 'hub_owner': set it in the file or in ${HUB_OWNER_ENV}")
+    models = _parse_entries(data["models"], owner, where)
+    _check_bases(models, where)
+    return Registry(hub_owner=owner, root=path.resolve().parent, path=path.resolve(), models=models)
+
+
+def load_registry(path: str | os.PathLike | None = None, hub_owner: str | None = None) -> Registry:
+    """Read and validate a registry file (default: the repo's `model_registry.yaml`)."""
+    path = Path(path or os.environ.get("IRIS_REGISTRY") or DEFAULT_REGISTRY_PATH)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"registry file not found: {path}") from None
+    except yaml.YAMLError as err:
+        raise RegistryError(f"{path.name}: not valid YAML: {err}") from None
+    return parse_registry(data, path, hub_owner)

@@ -1,0 +1,46 @@
+"""Command-line dispatcher for the training toolkit.
+
+Each command lives in its own module exposing `add_arguments(parser)` and `main(args) -> int`;
+only the module of the command being run is imported, so `--help` stays fast and a
+missing optional dependency only breaks the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "export": ("training.export.cli", "convert a Hugging Face Llama folder to GGUF and quantize it"),
+    "random-model": ("training.random_model", "create a randomly initialised model shaped like a real one"),
+    "build-demo": ("training.demo.build", "build the offline demo models (demo-base, demo-support)"),
+    "rebuild": ("training.stages.rebuild", "rebuild a registered model from its recipe, every stage"),
+    "prepare": ("training.stages.prepare", "prepare the recipe's datasets (stage 1)"),
+    "train": ("training.stages.train", "LoRA/QLoRA fine-tune (stage 2)"),
+    "merge": ("training.stages.merge", "merge the adapter into a 16-bit base (stage 3)"),
+    "eval": ("training.stages.evaluate", "evaluate base vs fine-tune (stage 5)"),
+    "publish": ("training.stages.publish", "model card, Hub upload, registry update (stage 6)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: python -m training COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `python -m training COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}\n\n{_usage()}")
+        return 2
+    module_name, help_ = COMMANDS[command]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"python -m training {command}", description=help_)
+    module.add_arguments(parser)
+    return int(module.main(parser.parse_args(rest)) or 0)

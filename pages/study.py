@@ -1,0 +1,8 @@
+"""Study tools page (placeholder until its issue lands): builds UI only, calls serving/."""
+
+import gradio as gr
+
+
+def build(engine) -> None:
+    """Create the page's components inside the current Blocks/route context."""
+    gr.Markdown("## Study tools\nThis page is being built.")

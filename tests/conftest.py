@@ -1,0 +1,32 @@
+"""Shared pytest fixtures: the repo registry and the offline demo GGUFs.
+
+The demo models are built by `python -m training build-demo` (scripts/test.sh does it
+before pytest); tests that need them fail with that instruction if they are missing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from serving.registry import load_registry  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return load_registry(REPO / "model_registry.yaml")
+
+
+@pytest.fixture(scope="session")
+def demo_paths(registry) -> dict[str, Path]:
+    paths = {mid: registry.local_path(registry.get(mid)) for mid in ("demo-base", "demo-support")}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        pytest.fail(f"demo models missing ({', '.join(missing)}): run `python -m training build-demo`")
+    return paths

@@ -1,0 +1,150 @@
+"""Registry validation: every real entry parses; bad files get errors naming entry and field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.generation import GenerationSettings
+from serving.registry import QUANT_TYPES, RegistryError, load_registry, parse_registry
+
+REPO = Path(__file__).resolve().parent.parent
+REGISTRY_FILE = REPO / "model_registry.yaml"
+
+
+@pytest.fixture()
+def raw() -> dict:
+    return yaml.safe_load(REGISTRY_FILE.read_text(encoding="utf-8"))
+
+
+def _parse(data: dict, owner: str | None = None):
+    return parse_registry(data, REGISTRY_FILE, hub_owner=owner)
+
+
+def _entry(data: dict, model_id: str) -> dict:
+    return next(e for e in data["models"] if e["id"] == model_id)
+
+
+def test_every_entry_loads_into_typed_objects(registry):
+    assert len(registry.models) == len(yaml.safe_load(REGISTRY_FILE.read_text())["models"])
+    for entry in registry.models.values():
+        assert entry.quant in QUANT_TYPES
+        assert isinstance(entry.generation, GenerationSettings)
+        assert entry.context_length >= 128
+        if entry.kind == "fine-tuned":
+            assert entry.recipe is not None and registry.base_of(entry.id) is not None
+
+
+def test_required_real_entries(registry):
+    one_b = registry.get("llama-3.2-1b-instruct").source.hub
+    assert (one_b.repo, one_b.filename) == ("bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf")
+    three_b = registry.get("llama-3.2-3b-instruct").source.hub
+    assert (three_b.repo, three_b.filename) == ("bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf")
+    tunes = {m.id: m for m in registry.fine_tunes() if m.kind == "fine-tuned"}
+    assert {"llama-3.2-1b-finetome", "llama-3.2-1b-support", "llama-3.2-3b-finetome"} <= set(tunes)
+    assert all(not m.published and m.recipe.method == "qlora" for m in tunes.values())
+    assert tunes["llama-3.2-1b-support"].recipe.sft["assistant_only_loss"] is True
+    assert tunes["llama-3.2-1b-support"].recipe.datasets[0].format == "bitext"
+    assert tunes["llama-3.2-3b-finetome"].base_model == "llama-3.2-3b-instruct"
+
+
+def test_demo_entries_are_local(registry):
+    for model_id in ("demo-base", "demo-support"):
+        entry = registry.get(model_id)
+        assert entry.kind == "demo" and entry.source.local is not None
+        assert registry.local_path(entry).is_relative_to(REPO)
+    assert registry.get("demo-support").base_model == "demo-base"
+
+
+def test_hub_owner_is_one_setting(raw):
+    default = _parse(raw)
+    assert default.get("llama-3.2-1b-finetome").source.hub.repo.startswith(f"{raw['hub_owner']}/")
+    other = _parse(raw, owner="someone-else")
+    fine_tune_repos = [m.source.hub.repo for m in other.fine_tunes() if m.source.hub]
+    assert fine_tune_repos and all(r.startswith("someone-else/") for r in fine_tune_repos)
+    assert other.get("llama-3.2-1b-instruct").source.hub.repo.startswith("bartowski/")
+
+
+def test_hub_owner_from_environment(raw, monkeypatch):
+    monkeypatch.setenv("IRIS_HUB_OWNER", "env-owner")
+    assert _parse(raw).hub_owner == "env-owner"
+
+
+def test_duplicate_id_is_refused(raw):
+    raw["models"].append(copy.deepcopy(_entry(raw, "demo-base")))
+    with pytest.raises(RegistryError, match=r"entry 'demo-base' \(#\d+\), field 'id': duplicate id"):
+        _parse(raw)
+
+
+def test_unknown_base_is_refused(raw):
+    _entry(raw, "llama-3.2-1b-finetome")["base_model"] = "llama-9b"
+    with pytest.raises(RegistryError, match=r"entry 'llama-3.2-1b-finetome'.*field 'base_model': unknown base 'llama-9b'"):
+        _parse(raw)
+
+
+def test_missing_file_name_is_refused(raw):
+    del _entry(raw, "llama-3.2-3b-instruct")["source"]["hub"]["filename"]
+    with pytest.raises(RegistryError, match=r"entry 'llama-3.2-3b-instruct'.*field 'source.hub.filename': Field required"):
+        _parse(raw)
+
+
+def test_bad_quant_is_refused(raw):
+    _entry(raw, "llama-3.2-1b-support")["recipe"]["export"]["quant"] = "Q4_K_XL"
+    with pytest.raises(RegistryError, match=r"entry 'llama-3.2-1b-support'.*field 'recipe.export.quant'.*unknown quant 'Q4_K_XL'"):
+        _parse(raw)
+
+
+def test_bad_served_quant_is_refused(raw):
+    _entry(raw, "demo-base")["quant"] = "q4"
+    with pytest.raises(RegistryError, match=r"entry 'demo-base'.*field 'quant'"):
+        _parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "pattern"),
+    [
+        (lambda e: e["source"].update(local={"path": "x.gguf"}), r"field 'source'.*exactly one"),
+        (lambda e: e.update(context_length=0), r"field 'context_length'"),
+        (lambda e: e["generation"].update(temperature=5), r"field 'generation.temperature'"),
+        (lambda e: e.update(colour="red"), r"field 'colour'"),
+        (lambda e: e["source"]["hub"].update(sha256="abc"), r"field 'source.hub.sha256'.*64"),
+        (lambda e: e["source"]["hub"].update(filename="model.bin"), r"must name a .gguf file"),
+        (lambda e: e.update(id="Bad Id!"), r"field 'id'"),
+    ],
+)
+def test_field_errors_name_entry_and_field(raw, mutate, pattern):
+    mutate(_entry(raw, "llama-3.2-1b-instruct"))
+    with pytest.raises(RegistryError, match=pattern):
+        _parse(raw)
+
+
+def test_fine_tune_without_recipe_is_refused(raw):
+    del _entry(raw, "llama-3.2-1b-finetome")["recipe"]
+    with pytest.raises(RegistryError, match=r"entry 'llama-3.2-1b-finetome'.*needs 'base_model' and 'recipe'"):
+        _parse(raw)
+
+
+def test_lora_method_needs_lora_section(raw):
+    del _entry(raw, "llama-3.2-1b-finetome")["recipe"]["lora"]
+    with pytest.raises(RegistryError, match=r"field 'recipe'.*needs a 'lora' section"):
+        _parse(raw)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(RegistryError, match="registry file not found"):
+        load_registry(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="not valid YAML"):
+        load_registry(bad)
+    bad.write_text("- 1\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match="'models' list"):
+        load_registry(bad)
+
+
+def test_unknown_id_lookup_lists_registered(registry):
+    with pytest.raises(KeyError, match="unknown model id 'nope'; registered: demo-base"):
+        registry.get("nope")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
-from serving.arena.pairing import PairingError, battle_pair, default_pair
+from serving.arena.pairing import PairingError, battle_pair, default_pair, new_round
+from serving.arena.votes import DuplicateVote, VoteError
 
 
 def test_default_pair_offline_is_the_demo_fine_tune_and_its_base(registry):
@@ -52,3 +54,17 @@ def test_battle_pair_is_never_the_same_model_and_covers_every_ordered_pair():
 def test_battle_pair_with_two_models_always_returns_both():
     rng = random.Random(7)
     assert {frozenset(battle_pair(["x", "y"], rng)) for _ in range(50)} == {frozenset({"x", "y"})}
+
+
+def test_battle_round_votes_once_and_only_after_both_answers():
+    rnd = new_round(["m1", "m2", "m3"], random.Random(0))
+    assert rnd.models[0] != rnd.models[1] and len(rnd.round_id) == 32
+    with pytest.raises(VoteError, match="before voting"):
+        rnd.vote("a")
+    answered = rnd.answered("hi", ("hello", "hey"), {"seed": 3})
+    vote = answered.vote("tie")
+    assert (vote.round_id, vote.model_a, vote.model_b, vote.outcome) == (rnd.round_id, *rnd.models, "tie")
+    assert (vote.prompt, vote.answer_a, vote.answer_b, vote.settings) == ("hi", "hello", "hey", {"seed": 3})
+    with pytest.raises(DuplicateVote, match="already voted"):
+        replace(answered, voted=True).vote("a")
+    assert new_round(["m1", "m2"], random.Random(0)).round_id != rnd.round_id

@@ -1,14 +1,18 @@
-"""Which two models meet: the default side-by-side pair and random blind-battle pairs.
+"""Which two models meet: the default side-by-side pair, random blind-battle pairs, battle rounds.
 
 Pure functions over the registry and the ids the engine reports as available; they
-never load a model. A pair is always two different registry ids.
+never load a model. A pair is always two different registry ids. A `BattleRound` holds
+one blind round and turns the visitor's verdict into a `Vote` (storing it is `votes.py`).
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from serving.arena.votes import DuplicateVote, Vote, VoteError
 from serving.registry import Registry
 
 # Kinds in the order we prefer for the default pair: a real fine-tune before the offline demo.
@@ -43,3 +47,31 @@ def battle_pair(available: Sequence[str], rng: random.Random) -> tuple[str, str]
         raise PairingError(f"a battle needs two available models; available: {', '.join(ids) or 'none'}")
     first, second = rng.sample(ids, 2)
     return first, second
+
+
+@dataclass(frozen=True)
+class BattleRound:
+    """One blind round: a hidden pair, the prompt both answered, and whether it was voted on."""
+
+    models: tuple[str, str]
+    round_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    prompt: str = ""
+    answers: tuple[str, str] = ("", "")
+    settings: dict = field(default_factory=dict)
+    voted: bool = False
+
+    def answered(self, prompt: str, answers: tuple[str, str], settings: dict) -> "BattleRound":
+        return replace(self, prompt=prompt, answers=answers, settings=settings)
+
+    def vote(self, outcome: str) -> Vote:
+        """The vote to store; refused before both answers exist or after this round's vote."""
+        if self.voted:
+            raise DuplicateVote("You already voted on this round; start a new round.")
+        if not self.prompt or not all(a.strip() for a in self.answers):
+            raise VoteError("Ask a prompt and wait for both answers before voting.")
+        return Vote(round_id=self.round_id, model_a=self.models[0], model_b=self.models[1], outcome=outcome,
+                    prompt=self.prompt, answer_a=self.answers[0], answer_b=self.answers[1], settings=self.settings)
+
+
+def new_round(available: Sequence[str], rng: random.Random) -> BattleRound:
+    return BattleRound(models=battle_pair(available, rng))

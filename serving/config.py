@@ -1,0 +1,60 @@
+"""Serving settings: the knobs of the serving layer, read from the environment.
+
+Every field has a default that works on a small CPU box and an `IRIS_*` variable to
+override it (see `ServingSettings.from_env`). Nothing here loads or downloads anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.cpu import memory_limit_bytes, usable_cpus
+
+ENV_PREFIX = "IRIS_"
+
+
+class ServingSettings(BaseModel):
+    """How the engine resolves, loads, pools and serialises models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    registry_path: Path | None = None
+    """Registry file; None means the repo's `model_registry.yaml` (or $IRIS_REGISTRY)."""
+    ram_budget_mb: int = Field(default_factory=lambda: int(memory_limit_bytes() * 0.6 / 2**20), ge=64)
+    """Memory the loaded-model pool may use (weights + KV cache), in MiB; default 60% of the limit."""
+    max_queue: int = Field(4, ge=0, le=1000)
+    """Requests allowed to wait for a busy model; one more gets `Busy` at once."""
+    queue_timeout_s: float = Field(120.0, gt=0)
+    """Longest a request waits for its model before it gets `Busy`."""
+    n_threads: int | None = Field(None, ge=1, le=512)
+    """llama.cpp threads; None means the CPUs this process may really use."""
+    n_batch: int = Field(256, ge=8, le=8192)
+    """Prompt-processing batch size."""
+    cache_dir: Path | None = None
+    """Hugging Face cache folder; None means huggingface_hub's default ($HF_HUB_CACHE)."""
+    hub_probe_timeout_s: float = Field(5.0, gt=0)
+    """How long the catalog waits for the Hub when checking an uncached entry."""
+    max_message_chars: int = Field(8000, ge=1)
+    """Longest single message the engine accepts."""
+    log_level: str = "INFO"
+    """Python logging level of the app."""
+
+    def threads(self) -> int:
+        """Threads for llama.cpp: the override, else the usable CPUs."""
+        return self.n_threads or usable_cpus()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "ServingSettings":
+        """Settings from `IRIS_<FIELD>` variables (e.g. IRIS_RAM_BUDGET_MB=4096); unset ones keep defaults."""
+        environ = os.environ if environ is None else environ
+        values = {
+            name: environ[ENV_PREFIX + name.upper()]
+            for name in cls.model_fields
+            if environ.get(ENV_PREFIX + name.upper())
+        }
+        if "registry_path" not in values and environ.get("IRIS_REGISTRY"):
+            values["registry_path"] = environ["IRIS_REGISTRY"]
+        return cls(**values)

@@ -1,0 +1,133 @@
+"""Conversation helpers: pure functions over chat messages and generated text.
+
+Two jobs: fit a history into the context window by dropping the oldest turns in chunks
+(the system prompt and the latest message always stay), and keep chat-template tokens
+(`<|eot_id|>`, `<|start_header_id|>`, ...) out of the text a visitor sees. Nothing here
+knows llama.cpp: token counting is a function passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Messages = list[dict]
+ROLES = ("system", "user", "assistant")
+# Turns dropped at once when the history overflows: a chunk (not one turn per request)
+# keeps the kept prefix stable for several turns, so llama.cpp's KV prefix reuse keeps hitting.
+DROP_CHUNK = 4
+# Any Llama-3-style special token; turn-ending ones stop the answer, others are removed.
+_MARKER_RE = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>")
+_TURN_END = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+             "<|begin_of_text|>")
+_MAX_MARKER = 46  # longest text `_MARKER_RE` can match
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    """A history cut to fit: the messages to send and how many turns were left out."""
+
+    messages: Messages
+    dropped: int
+
+
+def split_system(messages: Messages) -> tuple[Messages, Messages]:
+    """(leading system messages, the rest)."""
+    n = 0
+    while n < len(messages) and messages[n]["role"] == "system":
+        n += 1
+    return messages[:n], messages[n:]
+
+
+def drop_oldest(messages: Messages, dropped: int) -> Trimmed:
+    """`messages` without the `dropped` oldest non-system turns (the latest one always stays).
+
+    The cut is moved forward to a user turn so the kept history never opens with an answer.
+    """
+    system, turns = split_system(messages)
+    cut = min(dropped, len(turns) - 1)
+    while 0 < cut < len(turns) - 1 and turns[cut]["role"] != "user":
+        cut += 1
+    return Trimmed(system + turns[max(cut, 0):], max(cut, 0))
+
+
+def fit_history(messages: Messages, count_tokens: Callable[[Messages], int], budget: int,
+                already_dropped: int = 0, chunk: int = DROP_CHUNK) -> Trimmed | None:
+    """Drop the oldest turns, `chunk` at a time, until `count_tokens(kept) <= budget`.
+
+    Starts from `already_dropped` so a conversation keeps its earlier cut (and its KV prefix).
+    Returns None when even the system prompt plus the latest message does not fit.
+    """
+    trimmed = drop_oldest(messages, already_dropped)
+    while count_tokens(trimmed.messages) > budget:
+        system, turns = split_system(trimmed.messages)
+        if len(turns) <= 1:
+            return None
+        trimmed = drop_oldest(messages, trimmed.dropped + chunk)
+    return trimmed
+
+
+def strip_template_tokens(text: str) -> str:
+    """`text` with every chat-template token removed."""
+    return _MARKER_RE.sub("", text)
+
+
+class LeakGuard:
+    """Streaming filter: passes text through, stops at a turn-ending template token.
+
+    Text that could be the start of a template token is held back until it is known
+    not to be one, so a token split across stream chunks never shows.
+    """
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        """Visible text from one more chunk; sets `stopped` once a turn-ending token appears."""
+        if self.stopped:
+            return ""
+        self._pending += text
+        end = min((self._pending.find(m) for m in _TURN_END if m in self._pending), default=-1)
+        if end >= 0:
+            self.stopped = True
+            visible, self._pending = self._pending[:end], ""
+            return strip_template_tokens(visible)
+        visible = strip_template_tokens(self._pending)
+        hold = _held_suffix(visible)
+        self._pending = visible[len(visible) - hold:] if hold else ""
+        return visible[: len(visible) - hold]
+
+    def flush(self) -> str:
+        """Whatever was held back at the end of the stream."""
+        rest, self._pending = strip_template_tokens(self._pending), ""
+        return "" if self.stopped else rest
+
+
+def _held_suffix(text: str) -> int:
+    """Length of the tail of `text` that might still grow into a template token."""
+    start = text.rfind("<", max(0, len(text) - _MAX_MARKER))
+    if start < 0:
+        return 0
+    tail = text[start:]
+    return len(tail) if re.fullmatch(r"<(\|([A-Za-z0-9_]{0,40}(\|)?)?)?", tail) else 0
+
+
+def validate_messages(messages: Messages, max_chars: int) -> str | None:
+    """What is wrong with a message list, or None: roles, types, empty/oversize last user message."""
+    if not isinstance(messages, list) or not messages:
+        return "the conversation is empty: send at least one user message"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            return f"message #{i + 1} needs a role of {', '.join(ROLES)}"
+        if not isinstance(message.get("content"), str):
+            return f"message #{i + 1} needs text content"
+    last = messages[-1]
+    if last["role"] != "user":
+        return "the last message must be the user's"
+    if not last["content"].strip():
+        return "the message is empty: type a question first"
+    if len(last["content"]) > max_chars:
+        return f"the message is {len(last['content'])} characters long; the limit is {max_chars}"
+    return None

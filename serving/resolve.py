@@ -1,0 +1,169 @@
+"""Resolution: a registry entry -> a verified local GGUF file, or the reason it is unavailable.
+
+Hub entries go through `huggingface_hub.hf_hub_download` (the HF cache, `revision`, and
+`HF_HUB_OFFLINE` are honoured); local entries are paths next to the registry. A sha256
+given in the registry is checked before the file is used. This module never loads a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+from tqdm.auto import tqdm
+
+from serving.errors import ModelUnavailable
+from serving.registry import ModelEntry, Registry
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+_HASH_CHUNK = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether an entry can be served now, and why not."""
+
+    available: bool
+    reason: str | None = None
+    """Why it is unavailable, or a note such as "downloads on first use"."""
+    path: Path | None = None
+    """The local file when it is already on disk."""
+
+
+def hub_offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, now or at import."""
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return hf_constants.is_offline_mode() or flag.strip().lower() in ("1", "true", "yes", "on")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Resolver:
+    """Finds, downloads and verifies GGUF files; remembers verified files and failed probes."""
+
+    def __init__(self, registry: Registry, cache_dir: Path | None = None, probe_timeout_s: float = 5.0):
+        self.registry = registry
+        self.cache_dir = cache_dir
+        self.probe_timeout_s = probe_timeout_s
+        self._verified: dict[tuple[str, int, int], str] = {}
+        self._probes: dict[str, Availability] = {}
+        self._lock = threading.Lock()
+
+    def expected_sha(self, entry: ModelEntry) -> str | None:
+        source = entry.source.hub or entry.source.local
+        return source.sha256 if source else None
+
+    def cached_path(self, entry: ModelEntry) -> Path | None:
+        """The entry's file if it is already on disk (no network)."""
+        if entry.source.local is not None:
+            path = self.registry.local_path(entry)
+            return path if path.is_file() else None
+        hub = entry.source.hub
+        found = try_to_load_from_cache(hub.repo, hub.filename, cache_dir=self.cache_dir, revision=hub.revision)
+        return Path(found) if isinstance(found, str) else None
+
+    def availability(self, entry: ModelEntry) -> Availability:
+        """Can this entry be served? Uses the disk, and for uncached Hub files one short Hub probe."""
+        path = self.cached_path(entry)
+        if path is not None:
+            return Availability(True, None, path)
+        if entry.source.local is not None:
+            return Availability(False, f"file not found: {self.registry.local_path(entry)} "
+                                       "(run `python -m training build-demo` for the demo models)")
+        if not entry.published:
+            return Availability(False, "not published on the Hub yet (rebuild it with `python -m training rebuild`)")
+        if hub_offline():
+            return Availability(False, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+        return self._probe(entry)
+
+    def _probe(self, entry: ModelEntry) -> Availability:
+        with self._lock:
+            if entry.id in self._probes:
+                return self._probes[entry.id]
+        hub = entry.source.hub
+        try:
+            meta = get_hf_file_metadata(hf_hub_url(hub.repo, hub.filename, revision=hub.revision),
+                                        timeout=self.probe_timeout_s)
+            size = f"{meta.size / 2**30:.1f} GiB" if meta.size else "the file"
+            result = Availability(True, f"downloads {size} on first use")
+        except Exception as err:  # any network / HTTP failure means "not reachable now"
+            log.info("hub probe for %s failed: %s", entry.id, err)
+            result = Availability(False, f"Hugging Face Hub unreachable ({type(err).__name__})")
+        with self._lock:
+            self._probes[entry.id] = result
+        return result
+
+    def fetch(self, entry: ModelEntry, progress: Progress | None = None) -> Path:
+        """The verified local file of `entry`, downloading it first if needed."""
+        if entry.source.local is not None:
+            path = self.registry.local_path(entry)
+            if not path.is_file():
+                raise ModelUnavailable(f"{entry.display_name} is not available: its file is missing.",
+                                       f"{entry.id}: file not found: {path}")
+        else:
+            path = self._download(entry, progress)
+        self.verify(entry, path, progress)
+        return path
+
+    def _download(self, entry: ModelEntry, progress: Progress | None) -> Path:
+        hub = entry.source.hub
+        offline = hub_offline()
+        log.info("resolving %s from %s/%s@%s%s", entry.id, hub.repo, hub.filename, hub.revision,
+                 " (offline: cache only)" if offline else "")
+        try:
+            found = hf_hub_download(hub.repo, hub.filename, revision=hub.revision, cache_dir=self.cache_dir,
+                                    local_files_only=offline, tqdm_class=_progress_tqdm(entry.id, progress))
+        except Exception as err:  # huggingface_hub raises many types; all mean "cannot get the file"
+            where = "the local cache (HF_HUB_OFFLINE is set)" if offline else "the Hugging Face Hub"
+            raise ModelUnavailable(f"{entry.display_name} is not available: it could not be fetched from {where}.",
+                                   f"{entry.id}: hf_hub_download failed: {err}") from err
+        return Path(found)
+
+    def verify(self, entry: ModelEntry, path: Path, progress: Progress | None = None) -> None:
+        """Check the registry's sha256 (once per file version); a mismatch refuses the file."""
+        expected = self.expected_sha(entry)
+        if expected is None:
+            return
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._verified:
+            if progress:
+                progress(0.0, f"Verifying {entry.display_name} (sha256)")
+            log.info("verifying sha256 of %s", path)
+            self._verified[key] = sha256_of(path)
+        actual = self._verified[key]
+        if actual != expected:
+            raise ModelUnavailable(
+                f"{entry.display_name} is not available: its file failed the integrity check.",
+                f"{entry.id}: sha256 mismatch for {path}: expected {expected}, got {actual}; file not used")
+
+
+def _progress_tqdm(model_id: str, progress: Progress | None) -> type[tqdm]:
+    """A tqdm class that reports download progress to `progress` and the log."""
+
+    class ReportingTqdm(tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            if self.total:
+                fraction = min(1.0, self.n / self.total)
+                if progress:
+                    progress(fraction, f"Downloading {model_id}: {self.n / 2**20:.0f}/{self.total / 2**20:.0f} MiB")
+                if int(fraction * 10) != int((self.n - (n or 0)) / self.total * 10):
+                    log.info("downloading %s: %.0f%%", model_id, fraction * 100)
+            return shown
+
+    return ReportingTqdm

@@ -39,6 +39,8 @@ class ServingSettings(BaseModel):
     """How long the catalog waits for the Hub when checking an uncached entry."""
     max_message_chars: int = Field(8000, ge=1)
     """Longest single message the engine accepts."""
+    template_date: str | None = "26 Jul 2024"
+    """`date_string` given to the chat template (the date training rendered with); None = today."""
     log_level: str = "INFO"
     """Python logging level of the app."""
 

@@ -117,10 +117,11 @@ class LoadedModel:
         self.control_ids = frozenset(i for i in range(self.llm.n_vocab())
                                      if _MARKER_RE.fullmatch(model.token_get_text(i) or ""))
         self.n_ctx = self.llm.n_ctx()
+        self.template_args = {"date_string": settings.template_date} if settings.template_date else {}
 
     def prompt_tokens(self, messages: Messages) -> list[int]:
         """Token ids of `messages` rendered by the GGUF's own chat template, ready for generation."""
-        rendered = self.formatter(messages=messages)
+        rendered = self.formatter(messages=messages, **self.template_args)
         return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
 
     def stops_after_control(self, input_ids, _logits) -> bool:

@@ -43,6 +43,8 @@ class Persona(BaseModel):
     """Quick-action prompts shown as buttons."""
     generation: dict[str, Any] = Field(default_factory=dict)
     """Overrides of `GenerationSettings` keys on top of the model's defaults."""
+    position: int = 100
+    """Place in its group's picker (lower first, then by name)."""
 
     @field_validator("id")
     @classmethod
@@ -77,7 +79,8 @@ class PersonaBook(BaseModel):
             raise KeyError(f"unknown persona id {persona_id!r}; known: {', '.join(self.personas)}") from None
 
     def group(self, group: str) -> list[Persona]:
-        return [p for p in self.personas.values() if p.group == group]
+        """Personas of `group` in picker order."""
+        return sorted((p for p in self.personas.values() if p.group == group), key=lambda p: (p.position, p.name))
 
 
 def load_persona(path: Path) -> Persona:

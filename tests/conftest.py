@@ -30,3 +30,7 @@ def demo_paths(registry) -> dict[str, Path]:
     if missing:
         pytest.fail(f"demo models missing ({', '.join(missing)}): run `python -m training build-demo`")
     return paths
+
+
+# Browser-test fixtures (app on loopback + Debian chromium), shared by every page's tests.
+from tests.browser import app_url, chromium_browser, chromium_page  # noqa: E402,F401

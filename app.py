@@ -1,0 +1,50 @@
+"""Iris app: assembles the pages into one multi-page Gradio app, and nothing else.
+
+Routes: `/` support chat, `/study` study tools, `/compare` model comparison. Each page module
+exposes `build(engine)`; all of them share one `serving.engine.Engine` (so one model pool and
+one serialisation per model). Run `python app.py [--port N]`; it listens on 127.0.0.1, or on
+0.0.0.0 inside a Hugging Face Space (SPACE_ID is set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import gradio as gr
+
+from pages import compare, study, support_chat
+from serving.config import ServingSettings
+from serving.engine import Engine
+from serving.registry import load_registry
+
+QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue before visitors get "queue full"
+CONCURRENCY = 4  # workers per event; each model still serves one request at a time (engine pool)
+
+
+def build_app(engine: Engine) -> gr.Blocks:
+    with gr.Blocks(title="Iris") as app:
+        gr.Navbar(main_page_name="Support chat")
+        support_chat.build(engine)
+    with app.route("Study tools", "/study"):
+        study.build(engine)
+    with app.route("Compare", "/compare"):
+        compare.build(engine)
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the Iris Gradio app.")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+    args = parser.parse_args()
+    settings = ServingSettings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = Engine(load_registry(settings.registry_path), settings)
+    build_app(engine).launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
+
+
+if __name__ == "__main__":
+    main()

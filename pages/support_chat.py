@@ -1,0 +1,266 @@
+"""Support chat page (`/`): persona and model pickers, streaming chat with stop/retry/clear, a `/chat` API.
+
+UI only: every model call goes through `serving.engine.Engine`, personas come from
+`serving.personas`. The UI events and the `/chat` API endpoint share one validation path,
+so a bad persona/model id, message or setting gets the same short `gr.Error` from both.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+
+import gradio as gr
+from pydantic import ValidationError
+
+from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, ServingError
+from serving.generation import GenerationSettings
+from serving.personas import Persona, PersonaBook, load_personas
+
+log = logging.getLogger(__name__)
+GROUP = "support"
+N_EXAMPLES = 4
+PREFERRED_MODELS = ("llama-3.2-1b-support", "llama-3.2-1b-instruct", "demo-support")
+SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
+    "temperature": ("Temperature", 0.0, 2.0, 0.05),
+    "top_p": ("Top-p", 0.05, 1.0, 0.05),
+    "max_new_tokens": ("Max new tokens", 16, 1024, 16),
+    "repeat_penalty": ("Repetition penalty", 1.0, 2.0, 0.05),
+}
+
+
+def model_label(status: ModelStatus) -> str:
+    return status.display_name if status.available else f"{status.display_name} (unavailable)"
+
+
+def footer(stats: GenerationStats | None) -> str:
+    if stats is None:
+        return ""
+    return (f"Model `{stats.model_id}` · {stats.quant} · {stats.tokens_per_s:.1f} tokens/s · "
+            f"{stats.n_tokens} tokens · first token after {stats.ttft_s:.2f}s")
+
+
+class SupportChat:
+    """The page's handlers; holds the engine, the personas and the per-conversation stop flags."""
+
+    def __init__(self, engine: Engine, personas: PersonaBook):
+        self.engine = engine
+        self.personas = personas
+        self.support = personas.group(GROUP)
+        self._stops: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    # ---- validation shared by UI and API --------------------------------------------------
+    def persona(self, persona_id: str) -> Persona:
+        if persona_id not in {p.id for p in self.support}:
+            raise gr.Error(f"Unknown persona {persona_id!r}; choose one of: {', '.join(p.id for p in self.support)}.")
+        return self.personas.get(persona_id)
+
+    def model_status(self, model_id: str) -> ModelStatus:
+        try:
+            return self.engine.status(model_id)
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
+
+    def defaults(self, persona_id: str, model_id: str) -> GenerationSettings:
+        """The persona's settings on top of the model's registry defaults."""
+        entry = self.engine.registry.get(model_id)
+        return self.persona(persona_id).settings(entry.generation)
+
+    def settings(self, persona_id: str, model_id: str, **chosen: float | None) -> GenerationSettings:
+        """Persona/model defaults with the chosen values; out-of-range values name the field."""
+        try:
+            return self.defaults(persona_id, model_id).merged(**chosen)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise gr.Error(f"Invalid setting {first['loc'][0]}: {first['msg']}.") from None
+
+    def request(self, message: str, history: list[dict], persona_id: str, model_id: str,
+                settings: GenerationSettings, conversation_id: str) -> ChatRequest:
+        persona = self.persona(persona_id)
+        status = self.model_status(model_id)
+        if not status.available:
+            raise gr.Error(f"{status.display_name} is unavailable: {status.reason}.")
+        if not isinstance(message, str) or not message.strip():
+            raise gr.Error("The message is empty: type a question first.")
+        limit = self.engine.settings.max_message_chars
+        if len(message) > limit:
+            raise gr.Error(f"The message is {len(message)} characters long; the limit is {limit}.")
+        messages = [{"role": "system", "content": persona.system_prompt}, *history,
+                    {"role": "user", "content": message}]
+        return ChatRequest(model_id, messages, settings, conversation_id)
+
+    # ---- generation ----------------------------------------------------------------------
+    def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[tuple[str, object]]:
+        """("token"|"notice", text) pairs, then ("done", stats); engine errors become gr.Error."""
+        stop = threading.Event()
+        with self._lock:
+            self._stops[request.conversation_id] = stop
+        report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
+        try:
+            for event in self.engine.stream(request, stop, report):
+                yield event.kind, (event.stats if event.kind == "done" else event.text)
+        except ServingError as err:
+            log.warning("support chat: %s", err)
+            raise gr.Error(err.user_message) from None
+        finally:
+            with self._lock:
+                if self._stops.get(request.conversation_id) is stop:
+                    del self._stops[request.conversation_id]
+
+    def stop(self, conversation_id: str) -> None:
+        with self._lock:
+            flag = self._stops.get(conversation_id)
+        if flag is not None:
+            flag.set()
+
+    def respond(self, message: str, history: list[dict], persona_id: str, model_id: str, temperature: float,
+                top_p: float, max_new_tokens: int, repeat_penalty: float, conversation_id: str,
+                progress: gr.Progress = gr.Progress()):
+        """UI handler: yields (chatbot, history, textbox, footer, notice) while the answer streams."""
+        settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
+                                 max_new_tokens=int(max_new_tokens), repeat_penalty=repeat_penalty)
+        request = self.request(message, history, persona_id, model_id, settings, conversation_id)
+        answer = {"role": "assistant", "content": ""}
+        shown = [*history, {"role": "user", "content": message}, answer]
+        notice = gr.skip()
+        yield shown, history, "", gr.skip(), notice
+        try:
+            for kind, value in self.stream(request, progress):
+                if kind == "token":
+                    answer["content"] += value
+                elif kind == "notice":
+                    notice = value
+                    gr.Info(value)
+                elif kind == "done":
+                    if value.finish_reason == "cancelled":
+                        answer["content"] += " [stopped]"
+                    yield list(shown), list(shown), "", footer(value), notice
+                    return
+                yield list(shown), history, "", gr.skip(), notice
+        except gr.Error:
+            yield history, history, message, gr.skip(), notice  # put the message back to try again
+            raise
+
+    def retry(self, history: list[dict], persona_id: str, model_id: str, temperature: float, top_p: float,
+              max_new_tokens: int, repeat_penalty: float, conversation_id: str,
+              progress: gr.Progress = gr.Progress()):
+        """Answer the last user message again."""
+        last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=None)
+        if last_user is None:
+            raise gr.Error("Nothing to retry yet: send a message first.")
+        yield from self.respond(history[last_user]["content"], history[:last_user], persona_id, model_id,
+                                temperature, top_p, max_new_tokens, repeat_penalty, conversation_id, progress)
+
+    # ---- API -----------------------------------------------------------------------------
+    def chat_api(self, message: str, persona_id: str = "order_assistant", model_id: str = "",
+                 history: list | None = None, temperature: float | None = None, top_p: float | None = None,
+                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> str:
+        """Answer `message` as the support persona `persona_id` with `model_id` (empty: the default model).
+
+        `history` is earlier turns as [{"role": "user"|"assistant", "content": str}, ...]; unset settings
+        take the persona's defaults. Invalid input returns a short error naming what was wrong.
+        """
+        model_id = model_id or self.default_model()
+        history = self._api_history(history)
+        settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
+                                 max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
+        request = self.request(message, history, persona_id, model_id, settings, f"api-{uuid.uuid4().hex}")
+        return "".join(text for kind, text in self.stream(request) if kind == "token")
+
+    @staticmethod
+    def _api_history(history: list | None) -> list[dict]:
+        history = history or []
+        for i, turn in enumerate(history):
+            if (not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant")
+                    or not isinstance(turn.get("content"), str)):
+                raise gr.Error(f"Invalid history item #{i + 1}: expected {{'role': 'user'|'assistant', "
+                               "'content': str}.")
+        return [{"role": t["role"], "content": t["content"]} for t in history]
+
+    # ---- page state changes --------------------------------------------------------------
+    def default_model(self) -> str:
+        return self.engine.default_model(PREFERRED_MODELS)
+
+    def switch(self, persona_id: str, model_id: str, history: list[dict], old_conversation: str,
+               progress: gr.Progress = gr.Progress()):
+        """Persona or model changed: fresh conversation, persona defaults, example prompts; load the model."""
+        persona, status = self.persona(persona_id), self.model_status(model_id)
+        self.engine.forget(old_conversation)
+        defaults = self.defaults(persona_id, model_id)
+        notice = (f"Started a new conversation with **{persona.name}** on **{status.display_name}**."
+                  if history else "")
+        if history:
+            gr.Info("Persona or model changed: started a new conversation.")
+        if not status.available:
+            gr.Warning(f"{status.display_name} is unavailable: {status.reason}.")
+        else:
+            self._prepare(model_id, progress)
+        examples = [gr.Button(value=p, visible=True) for p in persona.example_prompts[:N_EXAMPLES]]
+        examples += [gr.Button(visible=False)] * (N_EXAMPLES - len(examples))
+        return [[], [], uuid.uuid4().hex, f"_{persona.description}_", notice, "",
+                *[getattr(defaults, key) for key in SLIDERS], *examples]
+
+    def _prepare(self, model_id: str, progress: gr.Progress) -> None:
+        try:
+            self.engine.prepare(model_id, lambda fraction, text: progress(fraction, desc=text))
+        except ServingError as err:
+            log.warning("support chat: preparing %s failed: %s", model_id, err)
+            gr.Warning(err.user_message)
+
+    def clear(self, conversation_id: str):
+        self.engine.forget(conversation_id)
+        return [], [], uuid.uuid4().hex, "", ""
+
+
+def build(engine: Engine, personas: PersonaBook | None = None) -> None:
+    """Create the support chat page inside the current Blocks/route context and wire its events."""
+    page = SupportChat(engine, personas or load_personas())
+    first, model_id = page.support[0], page.default_model()
+    defaults = page.defaults(first.id, model_id)
+
+    gr.Markdown("## Customer support chat\nPick a support persona and a model, then ask a question.")
+    with gr.Row():
+        persona = gr.Dropdown([(p.name, p.id) for p in page.support], value=first.id, label="Persona",
+                              elem_id="persona")
+        model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()], value=model_id, label="Model",
+                            elem_id="model")
+    about = gr.Markdown(f"_{first.description}_")
+    notice = gr.Markdown("", elem_id="chat-notice")
+    chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], label="Conversation", elem_id="chatbot",
+                         feedback_options=None)
+    with gr.Row():
+        message = gr.Textbox(placeholder="Type your question and press Enter", show_label=False, scale=6,
+                             elem_id="message", max_length=engine.settings.max_message_chars)
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+    with gr.Row():
+        examples = [gr.Button(text, size="sm", elem_classes="example-prompt")
+                    for text in first.example_prompts[:N_EXAMPLES]]
+        examples += [gr.Button(visible=False, size="sm", elem_classes="example-prompt")
+                     for _ in range(N_EXAMPLES - len(examples))]
+    with gr.Row():
+        retry = gr.Button("Retry", size="sm", elem_id="retry")
+        clear = gr.Button("Clear", size="sm", elem_id="clear")
+    with gr.Accordion("Generation settings", open=False):
+        sliders = [gr.Slider(lo, hi, value=getattr(defaults, key), step=step, label=label, elem_id=f"set-{key}")
+                   for key, (label, lo, hi, step) in SLIDERS.items()]
+    stats = gr.Markdown("", elem_id="chat-footer")
+    history = gr.State([])
+    conversation = gr.State(lambda: uuid.uuid4().hex)
+
+    settings_in = [persona, model, *sliders, conversation]
+    outputs = [chatbot, history, message, stats, notice]
+    private = {"api_visibility": "private"}
+    gr.on([send.click, message.submit], page.respond, [message, history, *settings_in], outputs, **private)
+    for button in examples:
+        button.click(page.respond, [button, history, *settings_in], outputs, **private)
+    gr.on([retry.click, chatbot.retry], page.retry, [history, *settings_in], outputs, **private)
+    stop.click(page.stop, conversation, None, queue=False, **private)
+    gr.on([clear.click, chatbot.clear], page.clear, conversation, [chatbot, history, conversation, stats, notice],
+          **private)
+    gr.on([persona.input, model.input], page.switch, [persona, model, history, conversation],
+          [chatbot, history, conversation, about, notice, stats, *sliders, *examples], **private)
+    gr.api(page.chat_api, api_name="chat")

@@ -1,0 +1,130 @@
+"""Shared browser-test helpers: the app on a loopback port in a subprocess, driven by Debian's Chromium.
+
+Use from any test module (the fixtures are also re-exported by tests/conftest.py):
+
+    pytestmark = pytest.mark.browser
+
+    def test_something(app_url, chromium_page):
+        open_page(chromium_page, app_url, "/study")
+        chromium_page.get_by_role("button", name="Send").click()
+
+`app_url` (session scope) starts `python3 app.py` once, offline (HF_HUB_OFFLINE=1, an empty HF
+cache, so only the demo models are available) and stops it at the end. `launch_app(env)` starts
+an extra instance with other environment variables. `chromium_page` is a fresh page in a shared
+headless Chromium (never a downloaded browser). Nothing here reaches beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("IRIS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+START_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def offline_env(extra: dict[str, str] | None = None, hf_cache: Path | None = None) -> dict[str, str]:
+    """Environment for an app subprocess: offline Hub, no analytics, the given overrides on top."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+    env.pop("SPACE_ID", None)
+    if hf_cache is not None:
+        env["HF_HUB_CACHE"] = str(hf_cache)
+    env.update(extra or {})
+    return env
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with code {process.returncode}:\n{log_path.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "/config", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"app did not answer on {url} within {timeout_s:.0f}s:\n{log_path.read_text()[-4000:]}")
+
+
+@contextmanager
+def launch_app(env: dict[str, str] | None = None, timeout_s: float = START_TIMEOUT_S) -> Iterator[str]:
+    """Run `python3 app.py --port N` on 127.0.0.1 offline; yield its base URL; stop it afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="iris-app-"))
+    port, log_path = free_port(), workdir / "app.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO,
+                                   env=offline_env(env, hf_cache=workdir / "hf-cache"), stdout=log,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process, log_path, timeout_s)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if os.environ.get("IRIS_KEEP_APP_LOG"):
+            print(f"app log kept at {log_path}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def open_page(page, base_url: str, path: str = "/") -> None:
+    """Navigate to `path` of the app and wait until Gradio has rendered it."""
+    page.goto(base_url.rstrip("/") + path)
+    page.wait_for_selector(".gradio-container", timeout=60_000)
+    page.wait_for_load_state("networkidle", timeout=60_000)
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """Base URL of one offline app instance shared by the whole test session."""
+    with launch_app() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """A headless Debian Chromium shared by the session (skips when it is not installed)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def chromium_page(chromium_browser):
+    """A fresh page (own context, 1280x900, clipboard allowed) closed after the test."""
+    context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()

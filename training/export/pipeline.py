@@ -1,0 +1,140 @@
+"""`export_gguf`: HF folder -> F16 GGUF -> quantized GGUF (+ optional verification), written atomically.
+
+Every file lands under a temporary name in the destination folder and is renamed into place only
+when complete, so a crash or a refused model never leaves a half-written GGUF. The result's sha256
+is recorded next to it in `<out>.json` together with the quant, size, source and verification report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from training.export.convert import ExportError, GeneralInfo, convert_to_gguf
+from training.export.quantize import ftype_constant, quantize
+
+
+class VerificationError(ExportError):
+    """The exported files were written but failed a parity check; `.report` holds the details."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export_gguf` produced."""
+
+    path: Path
+    """The final GGUF file."""
+    sha256: str
+    """Hex sha256 of `path`."""
+    quant: str
+    """Registry quant name of `path` (e.g. Q4_K_M)."""
+    f16_path: Path | None
+    """The unquantized GGUF, when kept (`keep_f16`) or when `quant` is itself F16/F32."""
+    size_bytes: int
+    """Size of `path` in bytes."""
+    report: dict | None
+    """Verification report when `verify=True`."""
+
+
+def temp_sibling(final: Path) -> Path:
+    """A hidden temporary name in `final`'s folder, so the final rename never crosses file systems."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `final`; rename it onto `final` on success, delete it on any error."""
+    tmp = temp_sibling(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unquantized_type(quant: str) -> str:
+    """F16 for every llama.cpp quant; F32 when the target needs more than F16 holds (F32, BF16)."""
+    return "F32" if quant in ("F32", "BF16") else "F16"
+
+
+def f16_sibling(out_path: Path, quant: str, base_type: str) -> Path:
+    """`x-Q4_K_M.gguf` -> `x-F16.gguf` (or `x-Q4_K_M-F16.gguf` when the name does not end in the quant)."""
+    stem = out_path.stem
+    stem = stem[: -len(quant)].rstrip("-._") if stem.endswith(quant) else stem
+    return out_path.with_name(f"{stem}-{base_type}.gguf")
+
+
+def _write_record(out_path: Path, record: dict) -> None:
+    with atomic_path(out_path.with_name(out_path.name + ".json")) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def export_gguf(
+    hf_dir: str | Path,
+    out_path: str | Path,
+    quant: str = "Q4_K_M",
+    verify: bool = False,
+    name: str | None = None,
+    base_model: str | None = None,
+    finetune: str | None = None,
+    license: str | None = None,
+    keep_f16: bool = False,
+) -> ExportResult:
+    """Convert a Hugging Face Llama folder to a `quant` GGUF at `out_path`; see the module docstring."""
+    hf_dir, out_path = Path(hf_dir), Path(out_path)
+    ftype_constant(quant)  # refuses an unknown quant name before any work
+    if not hf_dir.is_dir():
+        raise ExportError(f"{hf_dir} is not a folder: pass a Hugging Face model folder (save_pretrained output)")
+    info = GeneralInfo(name=name or hf_dir.name, finetune=finetune, base_model=base_model, license=license)
+    base_type = unquantized_type(quant)
+    base_final = out_path if quant == base_type else f16_sibling(out_path, quant, base_type)
+
+    base_tmp = temp_sibling(base_final)
+    try:
+        convert_to_gguf(hf_dir, base_tmp, info, base_type)
+        if quant != base_type:
+            with atomic_path(out_path) as out_tmp:
+                quantize(base_tmp, out_tmp, quant)
+        report = _verify(hf_dir, base_tmp, out_path if quant != base_type else base_tmp) if verify else None
+        if keep_f16 or quant == base_type:
+            os.replace(base_tmp, base_final)
+        else:
+            base_final = None
+    finally:
+        base_tmp.unlink(missing_ok=True)
+    result = ExportResult(
+        path=out_path, sha256=sha256_of(out_path), quant=quant, f16_path=base_final,
+        size_bytes=out_path.stat().st_size, report=report,
+    )
+    _write_record(out_path, {
+        **asdict(result), "source": str(hf_dir.resolve()), "general": asdict(info),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    if report is not None and not report["passed"]:
+        raise VerificationError(f"{out_path} failed verification: {report['summary']}", report)
+    return result
+
+
+def _verify(hf_dir: Path, base_path: Path, quant_path: Path) -> dict:
+    from training.export.verify import verify_export
+
+    return verify_export(hf_dir, base_path, quant_path)

@@ -1,0 +1,180 @@
+"""Parity checks between a Hugging Face Llama folder and the GGUF files exported from it.
+
+(a) tokenization: llama.cpp's tokenizer gives exactly the HF token ids on a mixed corpus;
+(b) logits: the unquantized GGUF's logits match the HF model's (same argmax, small max difference);
+(c) the quantized GGUF's top-1 agreement with the unquantized one (reported, not asserted);
+(d) chat template: the prompt llama-cpp-python renders from the GGUF equals `apply_chat_template`.
+Each check returns a plain dict so the report can go straight into `<out>.json`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+# Unicode, emoji, code, whitespace runs, numbers and special tokens: the places tokenizers disagree.
+TOKENIZER_CORPUS: tuple[str, ...] = (
+    "Hello world! How are you today?",
+    "Where is my order #12345? It was due on 2024-07-26.",
+    "café naïve Grüße — déjà vu, São Paulo, Ελληνικά, русский, 日本語のテキスト, 한국어, العربية",
+    "Emoji: 😀👍🏽🚀 and family 👨‍👩‍👧‍👦 and flags 🇫🇷🇯🇵",
+    "def add(a, b):\n    return a + b  # sum\n\nprint(add(1, 2))",
+    "if (x != y) { return x->next; }\tconst s = `tpl ${v}`;",
+    "spaces:  two,   three,    four;\ttab,\t\ttwo tabs\nnewline\n\nblank line\r\nwindows",
+    "   leading spaces and trailing   ",
+    "\n\n\n",
+    "numbers 1 12 123 1234 12345 3.14159 -42 1,000,000 0x1F",
+    "I'm sure they'll say we've done what's right, isn't it? DON'T SHOUT'S",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>",
+    "text around <|eot_id|> a special token and <|reserved_special_token_3|> another",
+    "",
+)
+LOGITS_PROMPTS: tuple[str, ...] = (
+    "The customer asked about a refund for order 1042 and the agent replied",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n",
+    "Émile a écrit: « Bonjour ! » 😀 — 日本語",
+)
+CONVERSATIONS: tuple[list[dict], ...] = (
+    [{"role": "user", "content": "Where is my order?"}],
+    [{"role": "system", "content": "You are a helpful support agent."},
+     {"role": "user", "content": "I want a refund."},
+     {"role": "assistant", "content": "Sure, what is the order number?"},
+     {"role": "user", "content": "It is 1042. 😀"}],
+    [{"role": "system", "content": "  Answer briefly.  "}, {"role": "user", "content": "Explain\ttabs\n\nand  spaces"}],
+)
+DATE_STRING = "26 Jul 2024"
+LOGITS_TOLERANCE = 0.05  # floor of the accepted max |HF - F16 GGUF| logit difference
+
+
+def _llama(path: Path, **kwargs):
+    from llama_cpp import GGML_TYPE_F32, Llama
+
+    # F32 KV cache: the check measures the exported weights, not llama.cpp's default F16 cache rounding.
+    return Llama(model_path=str(path), verbose=False, type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32,
+                 n_threads=max(1, os.cpu_count() or 1), **kwargs)
+
+
+def _hf_tokenizer(hf_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(hf_dir)
+
+
+def check_tokenization(hf_dir: Path, gguf_path: Path, corpus: tuple[str, ...] = TOKENIZER_CORPUS) -> dict:
+    """(a) llama.cpp ids == HF ids for every text, with and without BOS."""
+    hf = _hf_tokenizer(hf_dir)
+    vocab = _llama(gguf_path, vocab_only=True)
+    mismatches = []
+    for text in corpus:
+        for add_bos in (True, False):
+            want = hf(text, add_special_tokens=add_bos)["input_ids"]
+            got = vocab.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+            if got != want:
+                mismatches.append({"text": text, "add_bos": add_bos, "hf": want, "llama_cpp": got})
+    return {"passed": not mismatches, "texts": len(corpus), "mismatches": mismatches}
+
+
+def gguf_logits(gguf_path: Path, ids: list[int]) -> np.ndarray:
+    """Logits at every position of `ids` from llama.cpp (n_tokens x n_vocab, float32)."""
+    llm = _llama(gguf_path, logits_all=True, n_ctx=max(64, len(ids)), n_batch=max(64, len(ids)))
+    llm.eval(ids)
+    return np.array(llm.scores[: len(ids)], dtype=np.float32)
+
+
+def hf_logits(hf_dir: Path, batch: list[list[int]]) -> list[np.ndarray]:
+    """Float32 logits of the HF model for each token list."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return [model(torch.tensor([ids])).logits[0].float().numpy() for ids in batch]
+
+
+def _prompt_ids(hf_dir: Path, prompts: tuple[str, ...]) -> list[list[int]]:
+    tok = _hf_tokenizer(hf_dir)
+    return [tok(p)["input_ids"] for p in prompts]
+
+
+def _near_ties(want: np.ndarray, got: np.ndarray, tolerance: float) -> tuple[int, int]:
+    """(positions whose argmax differs, of which HF itself ranks both choices within `tolerance`)."""
+    differs = np.flatnonzero(want.argmax(-1) != got.argmax(-1))
+    rows = want[differs]
+    gaps = rows.max(-1) - rows[np.arange(len(differs)), got.argmax(-1)[differs]]
+    return len(differs), int((gaps <= tolerance).sum())
+
+
+def check_logits(hf_dir: Path, gguf_path: Path, prompts: tuple[str, ...] = LOGITS_PROMPTS) -> dict:
+    """(b) same argmax at every position (bar exact near-ties) and max |difference| within 1% of the logit range.
+
+    llama.cpp rounds activations to F16 for F16 weights, so a bit-exact match is impossible; the
+    tolerance scales with the logits' spread, and an argmax flip only passes when HF itself scores the
+    two tokens within that tolerance. `argmax_equal` reports the strict comparison.
+    """
+    batch = _prompt_ids(hf_dir, prompts)
+    want = hf_logits(hf_dir, batch)
+    got = [gguf_logits(gguf_path, ids) for ids in batch]
+    spread = float(max(np.ptp(w) for w in want))
+    tolerance = max(LOGITS_TOLERANCE, 0.01 * spread)
+    max_diff = max(float(np.abs(w - g).max()) for w, g in zip(want, got))
+    flips, ties = (sum(x) for x in zip(*(_near_ties(w, g, tolerance) for w, g in zip(want, got))))
+    return {"passed": flips == ties and max_diff <= tolerance, "positions": sum(len(ids) for ids in batch),
+            "argmax_equal": flips == 0, "argmax_flips": flips, "near_tie_flips": ties,
+            "max_abs_diff": max_diff, "tolerance": tolerance, "logit_spread": spread}
+
+
+def top1_agreement(hf_dir: Path, reference: Path, candidate: Path, prompts: tuple[str, ...] = LOGITS_PROMPTS) -> dict:
+    """(c) fraction of positions where the quantized GGUF's argmax equals the unquantized one's."""
+    batch = _prompt_ids(hf_dir, prompts)
+    same = total = 0
+    for ids in batch:
+        ref, cand = gguf_logits(reference, ids).argmax(-1), gguf_logits(candidate, ids).argmax(-1)
+        same, total = same + int((ref == cand).sum()), total + len(ids)
+    return {"positions": total, "agreement": same / total}
+
+
+def gguf_chat_formatter(gguf_path: Path):
+    """The formatter llama-cpp-python builds from a GGUF's own template and bos/eos tokens."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    vocab = _llama(gguf_path, vocab_only=True)
+    template = vocab.metadata.get("tokenizer.chat_template")
+    if template is None:
+        raise ValueError(f"{gguf_path} has no tokenizer.chat_template")
+    text = vocab._model.token_get_text  # the same lookup llama_cpp.Llama uses for its chat handler
+    return Jinja2ChatFormatter(template, eos_token=text(vocab.token_eos()), bos_token=text(vocab.token_bos()))
+
+
+def check_chat_template(hf_dir: Path, gguf_path: Path, conversations: tuple[list[dict], ...] = CONVERSATIONS) -> dict:
+    """(d) llama-cpp-python's rendered prompt == HF `apply_chat_template` (fixed date_string for both)."""
+    hf = _hf_tokenizer(hf_dir)
+    formatter = gguf_chat_formatter(gguf_path)
+    mismatches = []
+    for messages in conversations:
+        want = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, date_string=DATE_STRING)
+        got = formatter(messages=messages, date_string=DATE_STRING).prompt
+        if got != want:
+            mismatches.append({"messages": messages, "hf": want, "llama_cpp": got})
+    return {"passed": not mismatches, "conversations": len(conversations), "mismatches": mismatches}
+
+
+def verify_export(hf_dir: Path, unquantized: Path, quantized: Path) -> dict:
+    """Run all four checks; `passed` is (a) and (b) and (d); (c) is reported."""
+    report = {
+        "tokenization": check_tokenization(hf_dir, quantized),
+        "logits": check_logits(hf_dir, unquantized),
+        "top1_agreement": top1_agreement(hf_dir, unquantized, quantized),
+        "chat_template": check_chat_template(hf_dir, quantized),
+    }
+    failed = [name for name in ("tokenization", "logits", "chat_template") if not report[name]["passed"]]
+    report["passed"] = not failed
+    report["summary"] = (
+        f"tokenization {'ok' if 'tokenization' not in failed else 'MISMATCH'}, "
+        f"logits max|diff| {report['logits']['max_abs_diff']:.4f} (tolerance {report['logits']['tolerance']:.3f}), "
+        f"argmax flips {report['logits']['argmax_flips']}/{report['logits']['positions']}, "
+        f"top-1 agreement {report['top1_agreement']['agreement']:.3f}, "
+        f"chat template {'ok' if 'chat_template' not in failed else 'MISMATCH'}"
+    )
+    return report

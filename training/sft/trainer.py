@@ -1,0 +1,158 @@
+"""Build the SFT trainer from a recipe and record what training did.
+
+One code path for LoRA and QLoRA: the model load only gains a 4-bit quantization config for
+QLoRA. TRL's `SFTTrainer` does the masking (assistant-only loss from the training template's
+`{% generation %}` markers), packing / padding-free batching and checkpointing; this module
+adds the loss CSV, the PNG loss curve and throughput/memory numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.sft.config import lora_config, quantization_config, sft_config
+from training.sft.template import TEMPLATE_KWARGS, training_chat_template
+
+SDPA = "sdpa"  # fused attention that works on CPU and GPU; padding-free batches become block masks
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Everything one training run needs, from the recipe plus run-level overrides."""
+
+    base_checkpoint: str
+    """Hub id or local folder of the base model."""
+    method: str
+    """`lora` or `qlora` (QLoRA only adds 4-bit loading)."""
+    lora: dict[str, Any]
+    """`peft.LoraConfig` keys."""
+    sft: dict[str, Any]
+    """`trl.SFTConfig` keys."""
+    seed: int
+    """Seed for initialisation and data order."""
+    output_dir: Path
+    """Where checkpoints and the final adapter go."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """SFTConfig keys set by the run, not the recipe (e.g. `max_steps` for a smoke run)."""
+    attn_implementation: str = SDPA
+    """transformers attention implementation."""
+
+
+def load_tokenizer(checkpoint: str):
+    """The base tokenizer with the training chat template (generation markers) set."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.chat_template = training_chat_template()
+    return tokenizer
+
+
+def load_model(plan: TrainPlan):
+    """The base model, 4-bit NF4 for QLoRA; 16-bit weights stay as saved for LoRA."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quant = quantization_config(plan.method)
+    return AutoModelForCausalLM.from_pretrained(
+        plan.base_checkpoint, quantization_config=quant, attn_implementation=plan.attn_implementation,
+        dtype=torch.bfloat16 if quant is not None else "auto",
+    )
+
+
+def with_template_kwargs(rows: list[dict]) -> list[dict]:
+    """Chat rows get the fixed date string TRL passes to the template; text rows are left as is."""
+    return [{**row, "chat_template_kwargs": TEMPLATE_KWARGS} if "messages" in row else row for row in rows]
+
+
+def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict] | None = None, model=None, tokenizer=None, callbacks=()):
+    """An `SFTTrainer` for the plan; `model`/`tokenizer` may be passed in (benchmarks, tests)."""
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    set_seed(plan.seed)
+    args = sft_config(plan.sft, str(plan.output_dir), seed=plan.seed, **plan.overrides)
+    tokenizer = tokenizer or load_tokenizer(plan.base_checkpoint)
+    return SFTTrainer(
+        model=model if model is not None else load_model(plan),
+        args=args,
+        train_dataset=Dataset.from_list(with_template_kwargs(train_rows)),
+        eval_dataset=Dataset.from_list(with_template_kwargs(eval_rows)) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(plan.lora),
+        callbacks=list(callbacks),
+    )
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak GPU memory (allocated by torch) and peak CPU resident memory of this process, in GiB."""
+    import torch
+
+    gib = 1024**3
+    out = {"peak_cpu_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib}
+    if torch.cuda.is_available():
+        out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / gib
+        out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / gib
+    return out
+
+
+def metrics_callback(csv_path: Path):
+    """A TrainerCallback writing step, loss, learning rate, tokens and tokens/s to `csv_path`."""
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.rows: list[dict[str, float]] = []
+            self.last = (time.perf_counter(), 0.0)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            now, tokens = time.perf_counter(), float(logs.get("num_tokens", 0.0))
+            rate = (tokens - self.last[1]) / max(now - self.last[0], 1e-9) if tokens > self.last[1] else 0.0
+            self.last = (now, tokens)
+            row = {"step": state.global_step, "loss": logs["loss"], "learning_rate": logs.get("learning_rate", 0.0),
+                   "num_tokens": tokens, "tokens_per_s": round(rate, 1)}
+            self.rows.append(row)
+            _append_csv(csv_path, row)
+
+    return MetricsCallback()
+
+
+def _append_csv(path: Path, row: dict[str, float]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_loss_csv(path: Path) -> list[dict[str, float]]:
+    with path.open() as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def plot_loss(csv_path: Path, png_path: Path, title: str) -> None:
+    """The loss curve of a run as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_loss_csv(csv_path)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None)
+    ax.set(xlabel="step", ylabel="training loss", title=title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)

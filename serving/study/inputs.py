@@ -1,0 +1,171 @@
+"""What a visitor asks each study tool for, checked before any model runs.
+
+Each request is a frozen pydantic model; `parse` turns a validation failure into one
+`StudyInputError` whose message names the field and says what to do, so a page can show it as is.
+Dates arrive as `datetime.date` or ISO `YYYY-MM-DD` strings; "today" is passed in, never read from
+the clock here, so the checks are testable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MAX_QUESTIONS = 10
+MAX_CARDS = 20
+MAX_TOPICS = 12
+MAX_PLAN_DAYS = 366
+MIN_HOURS, MAX_HOURS = 0.25, 12.0
+Difficulty = Literal["easy", "medium", "hard"]
+
+
+class StudyInputError(ValueError):
+    """A request a study tool refuses; `str(err)` is safe to show the visitor."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _topic(value: str) -> str:
+    if not value:
+        raise ValueError("is empty: type a subject, for example 'photosynthesis'")
+    if len(value) > 200:
+        raise ValueError(f"is {len(value)} characters long: keep it under 200 (put details in the notes)")
+    return value
+
+
+Topic = Annotated[str, AfterValidator(_topic)]
+"""A non-empty subject of at most 200 characters."""
+
+
+class QuizRequest(_Request):
+    """Quiz generator: topic, number of questions, difficulty."""
+
+    topic: Topic
+    n_questions: int = 5
+    difficulty: Difficulty = "medium"
+
+    @field_validator("n_questions")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        if not 1 <= value <= MAX_QUESTIONS:
+            raise ValueError(f"is {value}: ask for 1 to {MAX_QUESTIONS} questions")
+        return value
+
+
+class FeedbackRequest(_Request):
+    """Answer feedback: the question and the student's answer."""
+
+    question: str
+    answer: str
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _filled(cls, value: str) -> str:
+        if not value:
+            raise ValueError("is empty: fill it in")
+        if len(value) > 2000:
+            raise ValueError(f"is {len(value)} characters long: keep it under 2000")
+        return value
+
+
+class CheatSheetRequest(_Request):
+    """Cheat sheet: a topic and optional notes to condense."""
+
+    topic: Topic
+    notes: str = Field("", max_length=4000)
+
+
+class FlashcardsRequest(_Request):
+    """Flashcards: a topic and how many cards."""
+
+    topic: Topic
+    n_cards: int = 8
+
+    @field_validator("n_cards")
+    @classmethod
+    def _count(cls, value: int) -> int:
+        if not 1 <= value <= MAX_CARDS:
+            raise ValueError(f"is {value}: ask for 1 to {MAX_CARDS} cards")
+        return value
+
+
+class DrillRequest(_Request):
+    """Mixed drill: a topic and a difficulty; the mix of question types is fixed."""
+
+    topic: Topic
+    difficulty: Difficulty = "medium"
+
+
+def split_topics(text: str) -> list[str]:
+    """Topics typed one per line or separated by commas, blanks and repeats dropped, order kept."""
+    parts = [p.strip() for line in text.splitlines() for p in line.split(",")]
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+class PlanRequest(_Request):
+    """Study planner: exam date, topics, daily hours, and the day the plan starts."""
+
+    exam_date: dt.date
+    topics: tuple[Topic, ...]
+    hours_per_day: float
+    today: dt.date
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("is empty: list at least one topic, one per line or separated by commas")
+        if len(value) > MAX_TOPICS:
+            raise ValueError(f"has {len(value)} entries: plan at most {MAX_TOPICS} topics at once")
+        return value
+
+    @field_validator("hours_per_day")
+    @classmethod
+    def _hours(cls, value: float) -> float:
+        if not MIN_HOURS <= value <= MAX_HOURS:
+            raise ValueError(f"is {value:g}: pick between {MIN_HOURS:g} and {MAX_HOURS:g} hours a day")
+        return value
+
+    @model_validator(mode="after")
+    def _dates(self) -> "PlanRequest":
+        days = (self.exam_date - self.today).days
+        if days < 1:
+            raise ValueError(
+                f"exam date {self.exam_date.isoformat()} is not after today ({self.today.isoformat()}): "
+                "pick a future date"
+            )
+        if days > MAX_PLAN_DAYS:
+            raise ValueError(f"exam date is {days} days away: plans cover at most {MAX_PLAN_DAYS} days")
+        return self
+
+    @property
+    def n_days(self) -> int:
+        """Study days before the exam: today up to the day before it."""
+        return (self.exam_date - self.today).days
+
+
+RequestT = TypeVar("RequestT", bound=_Request)
+
+
+_LABELS = {"n_questions": "Number of questions", "n_cards": "Number of cards"}
+
+
+def _describe(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
+    label = _LABELS.get(field, field.replace("_", " ").capitalize())
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] in ("date_from_datetime_parsing", "date_parsing", "date_type"):
+        message = "is not a date: use YYYY-MM-DD, for example 2026-06-15"
+    return f"{label} {message}" if field else message[0].upper() + message[1:]
+
+
+def parse(model: type[RequestT], **values: object) -> RequestT:
+    """Build `model` from raw UI values, or raise StudyInputError listing every problem."""
+    try:
+        return model(**values)
+    except ValidationError as err:
+        raise StudyInputError("; ".join(_describe(e) for e in err.errors())) from None

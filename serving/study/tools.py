@@ -1,0 +1,145 @@
+"""The study tools as services: validated request in, parsed result out, through `Engine` only.
+
+Each tool looks up its persona (personas/study_*.yaml), builds messages with `prompts.py`, asks the
+engine for JSON constrained by the tool's schema (`response_format`, compiled by llama.cpp into a
+grammar) and parses the answer with the matching pydantic model. Grammar-constrained text can still be
+unusable when the token limit cuts it off; that, and any other unparseable answer, becomes a
+`StructuredOutputError` whose message tells the visitor what happened and to try again.
+No Gradio here; pages call these methods and show the messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from serving.engine import ChatRequest, Engine, GenerationStats, StreamEvent
+from serving.generation import GenerationSettings
+from serving.personas import PersonaBook, load_personas
+from serving.study import planner, prompts, schemas
+from serving.study.inputs import (
+    CheatSheetRequest, DrillRequest, FeedbackRequest, FlashcardsRequest, PlanRequest, QuizRequest,
+)
+
+log = logging.getLogger(__name__)
+ParsedT = TypeVar("ParsedT", bound=BaseModel)
+
+PERSONAS = {
+    "chat": "study_tutor", "quiz": "study_quiz", "feedback": "study_feedback", "cheat_sheet": "study_cheatsheet",
+    "planner": "study_planner", "flashcards": "study_flashcards", "drill": "study_drill",
+}
+"""Persona id of each tool."""
+DRILL_MIX = (2, 2, 1)
+"""Multiple-choice, true/false and short-answer questions in a drill."""
+
+
+class StructuredOutputError(Exception):
+    """The model's answer could not be parsed; `user_message` says why and suggests a retry."""
+
+    def __init__(self, user_message: str, detail: str = ""):
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+
+
+def parse_structured(text: str, stats: GenerationStats | None, model: type[ParsedT]) -> ParsedT:
+    """Parse the engine's answer into `model`, or raise StructuredOutputError with retry advice."""
+    finish = stats.finish_reason if stats else "stop"
+    if finish == "cancelled":
+        raise StructuredOutputError("Generation was stopped before it finished. Press the button again to retry.")
+    try:
+        return model.model_validate(json.loads(text, strict=False))  # grammar strings may hold raw newlines
+    except (json.JSONDecodeError, ValidationError) as err:
+        if finish == "length":
+            raise StructuredOutputError(
+                f"The answer was cut off at the token limit ({stats.n_tokens} tokens) before it was complete. "
+                "Ask for fewer items or a shorter topic, or press the button again to retry.",
+                f"truncated {model.__name__}: {err}") from None
+        raise StructuredOutputError(
+            "The model's answer did not have the expected shape. Press the button again to retry, "
+            "or pick another model.", f"unusable {model.__name__}: {err}; text={text[:300]!r}") from None
+
+
+class StudyTools:
+    """One method per study tool; every method takes the model id picked on the page."""
+
+    def __init__(self, engine: Engine, personas: PersonaBook | None = None):
+        self.engine = engine
+        self.personas = personas or load_personas()
+
+    def settings(self, model_id: str, tool: str, **overrides: object) -> GenerationSettings:
+        """The model's defaults, then the tool persona's, then `overrides` (None values ignored)."""
+        base = self.engine.registry.get(model_id).generation
+        return self.personas.get(PERSONAS[tool]).settings(base).merged(**overrides)
+
+    def _system(self, tool: str) -> str:
+        return self.personas.get(PERSONAS[tool]).system_prompt
+
+    def _structured(self, model_id: str, tool: str, messages: list[dict], schema: dict,
+                    model: type[ParsedT], overrides: dict | None) -> ParsedT:
+        request = ChatRequest(model_id, messages, self.settings(model_id, tool, **(overrides or {})),
+                              response_format={"type": "json_object", "schema": schema})
+        text, stats = self.engine.complete(request)
+        log.info("%s on %s: %d tokens, finish=%s", tool, model_id, stats.n_tokens if stats else 0,
+                 stats.finish_reason if stats else "?")
+        return parse_structured(text, stats, model)
+
+    def chat(self, model_id: str, history: list[dict], conversation_id: str | None = None,
+             cancel: threading.Event | None = None, **overrides: object) -> Iterator[StreamEvent]:
+        """Stream the tutor's reply to `history` (user/assistant turns, the last one from the user)."""
+        messages = [{"role": "system", "content": self._system("chat")}, *history]
+        request = ChatRequest(model_id, messages, self.settings(model_id, "chat", **overrides), conversation_id)
+        return self.engine.stream(request, cancel)
+
+    def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None) -> schemas.Quiz:
+        messages = prompts.quiz_messages(self._system("quiz"), request)
+        return self._structured(model_id, "quiz", messages, schemas.quiz_schema(request.n_questions),
+                                schemas.Quiz, overrides)
+
+    def feedback(self, model_id: str, request: FeedbackRequest, overrides: dict | None = None) -> schemas.Feedback:
+        messages = prompts.feedback_messages(self._system("feedback"), request)
+        return self._structured(model_id, "feedback", messages, schemas.feedback_schema(), schemas.Feedback,
+                                overrides)
+
+    def cheat_sheet(self, model_id: str, request: CheatSheetRequest,
+                    overrides: dict | None = None) -> schemas.CheatSheet:
+        messages = prompts.cheat_sheet_messages(self._system("cheat_sheet"), request)
+        return self._structured(model_id, "cheat_sheet", messages, schemas.cheat_sheet_schema(),
+                                schemas.CheatSheet, overrides)
+
+    def flashcards(self, model_id: str, request: FlashcardsRequest,
+                   overrides: dict | None = None) -> schemas.Flashcards:
+        messages = prompts.flashcards_messages(self._system("flashcards"), request)
+        return self._structured(model_id, "flashcards", messages, schemas.flashcards_schema(request.n_cards),
+                                schemas.Flashcards, overrides)
+
+    def plan(self, model_id: str, request: PlanRequest, overrides: dict | None = None) -> list[planner.Session]:
+        """Dates from `planner.schedule`, tasks from the model, merged by `planner.fill`."""
+        days = planner.schedule(request)
+        messages = prompts.plan_messages(self._system("planner"), request.topics, request.n_days,
+                                         request.hours_per_day)
+        content = self._structured(model_id, "planner", messages, schemas.plan_content_schema(len(request.topics)),
+                                   schemas.PlanContent, overrides)
+        return planner.fill(days, content, request.topics)
+
+    def drill(self, model_id: str, request: DrillRequest, overrides: dict | None = None) -> schemas.Drill:
+        messages = prompts.drill_messages(self._system("drill"), request, *DRILL_MIX)
+        return self._structured(model_id, "drill", messages, schemas.drill_schema(*DRILL_MIX), schemas.Drill,
+                                overrides)
+
+    def mark_short_answers(self, model_id: str, drill: schemas.Drill, answers: list[str | None],
+                           overrides: dict | None = None) -> list[int | None]:
+        """Feedback scores (0-10) of the student's short answers; None for a blank answer."""
+        scores: list[int | None] = []
+        for question, answer in zip(drill.short_answer, answers):
+            if not (answer or "").strip():
+                scores.append(None)
+                continue
+            request = FeedbackRequest(question=f"{question.question}\n(Model answer: {question.model_answer})",
+                                      answer=answer)
+            scores.append(self.feedback(model_id, request, overrides).score)
+        return scores

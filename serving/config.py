@@ -23,7 +23,7 @@ class ServingSettings(BaseModel):
 
     registry_path: Path | None = None
     """Registry file; None means the repo's `model_registry.yaml` (or $IRIS_REGISTRY)."""
-    ram_budget_mb: int = Field(default_factory=lambda: int(memory_limit_bytes() * 0.6 / 2**20), ge=64)
+    ram_budget_mb: float = Field(default_factory=lambda: round(memory_limit_bytes() * 0.6 / 2**20), gt=0)
     """Memory the loaded-model pool may use (weights + KV cache), in MiB; default 60% of the limit."""
     max_queue: int = Field(4, ge=0, le=1000)
     """Requests allowed to wait for a busy model; one more gets `Busy` at once."""

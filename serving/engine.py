@@ -134,19 +134,22 @@ class LoadedModel:
 
 def estimate_bytes(path: Path, n_ctx: int) -> int:
     """RAM a model needs: file size plus its f16 KV cache for `n_ctx`, plus compute slack."""
-    from llama_cpp import Llama
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
 
-    meta = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True  # reads the header and vocabulary, not the weights
+    header = LlamaModel(path_model=str(path), params=params, verbose=False)
     try:
-        md = meta.metadata
-        arch = md.get("general.architecture", "llama")
-        layers = int(md.get(f"{arch}.block_count", 0))
-        embd = int(md.get(f"{arch}.embedding_length", 0))
-        heads = max(1, int(md.get(f"{arch}.attention.head_count", 1)))
-        kv_heads = int(md.get(f"{arch}.attention.head_count_kv", heads))
+        md = header.metadata()
     finally:
-        meta.close()
-    kv = 2 * layers * n_ctx * (embd // heads) * kv_heads * _KV_BYTES_PER_VALUE
+        header.close()
+    arch = md.get("general.architecture", "llama")
+    layers = int(md.get(f"{arch}.block_count", 0))
+    heads = max(1, int(md.get(f"{arch}.attention.head_count", 1)))
+    kv_heads = int(md.get(f"{arch}.attention.head_count_kv", heads))
+    head_dim = int(md.get(f"{arch}.embedding_length", 0)) // heads
+    kv = 2 * layers * n_ctx * head_dim * kv_heads * _KV_BYTES_PER_VALUE
     return int((path.stat().st_size + kv) * _COMPUTE_OVERHEAD)
 
 
@@ -157,7 +160,7 @@ class Engine:
         self.registry = registry
         self.settings = settings or ServingSettings.from_env()
         self.resolver = Resolver(registry, self.settings.cache_dir, self.settings.hub_probe_timeout_s)
-        self.pool = ModelPool(self.settings.ram_budget_mb * 2**20, self.settings.max_queue,
+        self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.max_queue,
                               self.settings.queue_timeout_s)
         self._conversations: OrderedDict[str, _ConversationState] = OrderedDict()
         self._failures: dict[str, str] = {}
@@ -329,7 +332,7 @@ class Engine:
                     finish = "cancelled"
                     break
                 choice = chunk["choices"][0]
-                n_tokens += 1
+                n_tokens += choice.get("finish_reason") is None  # the final chunk only carries the reason
                 text = guard.feed(choice["text"])
                 if text:
                     first = first or time.perf_counter()

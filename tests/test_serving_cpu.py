@@ -1,0 +1,33 @@
+"""CPU and memory limits are read from the cgroup files, not from the host's core count."""
+
+import os
+
+from serving.config import ServingSettings
+from serving.cpu import affinity_cpus, cgroup_cpu_quota, memory_limit_bytes, usable_cpus
+
+
+def test_cgroup_v2_quota_caps_the_thread_count(tmp_path):
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 1.5
+    assert usable_cpus(tmp_path) == min(affinity_cpus(), 2)
+
+
+def test_unlimited_quota_falls_back_to_the_affinity_mask(tmp_path):
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_quota(tmp_path) is None
+    assert usable_cpus(tmp_path) == len(os.sched_getaffinity(0))
+
+
+def test_cgroup_v1_quota_and_memory_limit(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    (tmp_path / "memory.max").write_text(str(3 * 2**30))
+    assert usable_cpus(tmp_path) == 1
+    assert memory_limit_bytes(tmp_path) == 3 * 2**30
+
+
+def test_settings_from_env_and_thread_override():
+    settings = ServingSettings.from_env({"IRIS_RAM_BUDGET_MB": "512", "IRIS_MAX_QUEUE": "2", "IRIS_N_THREADS": "3"})
+    assert (settings.ram_budget_mb, settings.max_queue, settings.threads()) == (512, 2, 3)
+    assert ServingSettings(ram_budget_mb=512).threads() == usable_cpus()

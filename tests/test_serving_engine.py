@@ -1,0 +1,124 @@
+"""The engine on the real demo GGUFs: streaming, the embedded chat template, cancel, trimming, errors."""
+
+import json
+import threading
+
+import pytest
+
+from serving.config import ServingSettings
+from serving.engine import ChatRequest, Engine, InputTooLong, InvalidInput, UnknownModel
+from serving.generation import GenerationSettings
+
+GREEDY = GenerationSettings(temperature=0.0, max_new_tokens=24, seed=0)
+SYSTEM = {"role": "system", "content": "You are the Order Assistant. Be concise."}
+
+
+@pytest.fixture
+def engine(registry, demo_paths, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    engine = Engine(registry, ServingSettings(ram_budget_mb=2048, max_queue=8))
+    yield engine
+    engine.close()
+
+
+def ask(text: str, model_id: str = "demo-support", **kw) -> ChatRequest:
+    return ChatRequest(model_id, [SYSTEM, {"role": "user", "content": text}], kw.pop("settings", GREEDY), **kw)
+
+
+def test_stream_yields_tokens_then_done_with_stats(engine):
+    events = list(engine.stream(ask("Where is my order?")))
+    assert events[-1].kind == "done" and all(e.kind in ("token", "notice") for e in events[:-1])
+    stats = events[-1].stats
+    assert stats.model_id == "demo-support" and stats.quant == "Q4_K_M" and stats.source == "local"
+    assert stats.n_prompt_tokens > 10 and 1 <= stats.n_tokens <= GREEDY.max_new_tokens
+    assert stats.finish_reason in ("stop", "length") and stats.ttft_s > 0
+    text = "".join(e.text for e in events if e.kind == "token")
+    assert "<|" not in text and "start_header_id" not in text
+
+
+def test_prompt_is_the_gguf_template_and_matches_the_hf_tokenizer(engine, demo_paths):
+    transformers = pytest.importorskip("transformers")
+    engine.prepare("demo-support")
+    model = engine.pool._loaded["demo-support"].model  # the loaded model, to read its formatter
+    messages = [SYSTEM, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Cancel my order"}]
+    ours = model.formatter(messages=messages, **model.template_args).prompt
+    hf_dir = demo_paths["demo-support"].parent / "demo-support-hf"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    theirs = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                           date_string="26 Jul 2024")
+    assert ours == theirs
+
+
+def test_follow_up_prompt_extends_the_evaluated_tokens_so_the_kv_prefix_is_reused(engine):
+    first = ask("Where is my order?", conversation_id="c1")
+    answer, _ = engine.complete(first)
+    model = engine.pool._loaded["demo-support"].model
+    evaluated = list(model.llm._input_ids)  # what llama.cpp holds in its KV cache now
+    follow = ChatRequest("demo-support", [*first.messages, {"role": "assistant", "content": answer},
+                                          {"role": "user", "content": "And when will it arrive?"}], GREEDY, "c1")
+    prompt = model.prompt_tokens(follow.messages)
+    first_prompt = model.prompt_tokens(first.messages)
+    shared = next((i for i, (a, b) in enumerate(zip(evaluated, prompt)) if a != b), min(len(evaluated), len(prompt)))
+    assert shared >= len(first_prompt)  # the whole first prompt (and more) is reused on turn 2
+
+
+def test_cancel_stops_promptly_and_frees_the_model(engine):
+    cancel = threading.Event()
+    long = GenerationSettings(temperature=1.0, max_new_tokens=400, seed=1)
+    events = []
+    for event in engine.stream(ask("Tell me everything about returns.", settings=long), cancel):
+        events.append(event)
+        if event.kind == "token":
+            cancel.set()
+    assert events[-1].stats.finish_reason == "cancelled" or events[-1].stats.n_tokens < 400
+    assert sum(e.kind == "token" for e in events) <= 2
+    text, stats = engine.complete(ask("Thanks"))  # the model is free again
+    assert stats.finish_reason in ("stop", "length")
+
+
+def test_long_history_is_trimmed_in_chunks_with_one_notice(engine):
+    filler = "I would like to know more about the delivery of my parcel and the options. " * 6
+    history = []
+    for i in range(30):
+        history += [{"role": "user", "content": f"{i} {filler}"}, {"role": "assistant", "content": filler}]
+    request = ChatRequest("demo-support", [SYSTEM, *history, {"role": "user", "content": "Latest?"}], GREEDY, "long")
+    events = list(engine.stream(request))
+    notices = [e for e in events if e.kind == "notice"]
+    stats = events[-1].stats
+    assert len(notices) == 1 and "left out" in notices[0].text
+    assert stats.dropped_turns > 0 and stats.dropped_turns % 2 == 0
+    assert stats.n_prompt_tokens + GREEDY.max_new_tokens <= 1024
+    again = ChatRequest("demo-support", [*request.messages, {"role": "assistant", "content": "ok"},
+                                         {"role": "user", "content": "More?"}], GREEDY, "long")
+    events = list(engine.stream(again))
+    assert not [e for e in events if e.kind == "notice"]  # told once per conversation
+    assert events[-1].stats.dropped_turns >= stats.dropped_turns
+
+
+def test_a_single_message_too_long_for_the_context_is_refused_clearly(engine):
+    with pytest.raises(InputTooLong, match="too long") as err:
+        list(engine.stream(ask("word " * 1500)))
+    assert "shorten" in err.value.user_message
+
+
+def test_invalid_requests_get_clear_errors(engine):
+    with pytest.raises(UnknownModel, match="nope"):
+        list(engine.stream(ask("hi", model_id="nope")))
+    with pytest.raises(InvalidInput, match="empty"):
+        list(engine.stream(ask("   ")))
+    with pytest.raises(InvalidInput, match="last message"):
+        list(engine.stream(ChatRequest("demo-support", [SYSTEM, {"role": "assistant", "content": "x"}], GREEDY)))
+    with pytest.raises(InvalidInput, match="characters"):
+        list(engine.stream(ask("x" * 9000)))
+
+
+def test_json_response_format_constrains_the_answer(engine):
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 20}}, "required": ["answer"]}
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=60, seed=0)
+    text, stats = engine.complete(ask("Reply in JSON", settings=settings,
+                                      response_format={"type": "json_object", "schema": schema}))
+    if stats.finish_reason == "stop":
+        assert isinstance(json.loads(text)["answer"], str)
+    else:  # cut by max_new_tokens: still a valid JSON prefix
+        assert text.startswith('{')

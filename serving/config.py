@@ -35,6 +35,8 @@ class ServingSettings(BaseModel):
     """Prompt-processing batch size."""
     cache_dir: Path | None = None
     """Hugging Face cache folder; None means huggingface_hub's default ($HF_HUB_CACHE)."""
+    hub_endpoint: str | None = None
+    """Hub URL; None means huggingface_hub's default ($HF_ENDPOINT or https://huggingface.co)."""
     hub_probe_timeout_s: float = Field(5.0, gt=0)
     """How long the catalog waits for the Hub when checking an uncached entry."""
     max_message_chars: int = Field(8000, ge=1)

@@ -159,7 +159,8 @@ class Engine:
     def __init__(self, registry: Registry, settings: ServingSettings | None = None):
         self.registry = registry
         self.settings = settings or ServingSettings.from_env()
-        self.resolver = Resolver(registry, self.settings.cache_dir, self.settings.hub_probe_timeout_s)
+        self.resolver = Resolver(registry, self.settings.cache_dir, self.settings.hub_probe_timeout_s,
+                                 self.settings.hub_endpoint)
         self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.max_queue,
                               self.settings.queue_timeout_s)
         self._conversations: OrderedDict[str, _ConversationState] = OrderedDict()

@@ -55,9 +55,11 @@ def sha256_of(path: Path) -> str:
 class Resolver:
     """Finds, downloads and verifies GGUF files; remembers verified files and failed probes."""
 
-    def __init__(self, registry: Registry, cache_dir: Path | None = None, probe_timeout_s: float = 5.0):
+    def __init__(self, registry: Registry, cache_dir: Path | None = None, probe_timeout_s: float = 5.0,
+                 endpoint: str | None = None):
         self.registry = registry
         self.cache_dir = cache_dir
+        self.endpoint = endpoint
         self.probe_timeout_s = probe_timeout_s
         self._verified: dict[tuple[str, int, int], str] = {}
         self._probes: dict[str, Availability] = {}
@@ -96,8 +98,8 @@ class Resolver:
                 return self._probes[entry.id]
         hub = entry.source.hub
         try:
-            meta = get_hf_file_metadata(hf_hub_url(hub.repo, hub.filename, revision=hub.revision),
-                                        timeout=self.probe_timeout_s)
+            url = hf_hub_url(hub.repo, hub.filename, revision=hub.revision, endpoint=self.endpoint)
+            meta = get_hf_file_metadata(url, timeout=self.probe_timeout_s, endpoint=self.endpoint)
             size = f"{meta.size / 2**30:.1f} GiB" if meta.size else "the file"
             result = Availability(True, f"downloads {size} on first use")
         except Exception as err:  # any network / HTTP failure means "not reachable now"
@@ -126,7 +128,8 @@ class Resolver:
                  " (offline: cache only)" if offline else "")
         try:
             found = hf_hub_download(hub.repo, hub.filename, revision=hub.revision, cache_dir=self.cache_dir,
-                                    local_files_only=offline, tqdm_class=_progress_tqdm(entry.id, progress))
+                                    local_files_only=offline, endpoint=self.endpoint,
+                                    tqdm_class=_progress_tqdm(entry.id, progress))
         except Exception as err:  # huggingface_hub raises many types; all mean "cannot get the file"
             where = "the local cache (HF_HUB_OFFLINE is set)" if offline else "the Hugging Face Hub"
             raise ModelUnavailable(f"{entry.display_name} is not available: it could not be fetched from {where}.",
@@ -161,7 +164,7 @@ def _progress_tqdm(model_id: str, progress: Progress | None) -> type[tqdm]:
             if self.total:
                 fraction = min(1.0, self.n / self.total)
                 if progress:
-                    progress(fraction, f"Downloading {model_id}: {self.n / 2**20:.0f}/{self.total / 2**20:.0f} MiB")
+                    progress(fraction, f"Downloading {model_id}: {self.n / 2**20:.1f}/{self.total / 2**20:.1f} MiB")
                 if int(fraction * 10) != int((self.n - (n or 0)) / self.total * 10):
                     log.info("downloading %s: %.0f%%", model_id, fraction * 100)
             return shown

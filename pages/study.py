@@ -1,8 +1,319 @@
-"""Study tools page (placeholder until its issue lands): builds UI only, calls serving/."""
+"""Study tools page (`/study`): tutor chat, quiz, answer feedback, cheat sheet, planner, flashcards, drill.
+
+UI only: one model dropdown for the whole page, one tab per tool. Every model call goes through
+`serving.study.tools.StudyTools` (which uses the engine); dates, scores and files come from the pure
+modules in `serving/study/`. Visitor errors (bad input, unusable model output, engine refusals) become
+one short `gr.Error`; the log keeps the detail. The tutor chat reuses the support chat's handlers, so
+both chats stream, stop and trim history the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gradio as gr
 
+from pages.support_chat import SupportChat, model_label
+from serving.engine import Engine, ServingError
+from serving.personas import PersonaBook, load_personas
+from serving.study import export, inputs, planner, scoring
+from serving.study.inputs import MAX_CARDS, MAX_QUESTIONS, StudyInputError, parse
+from serving.study.schemas import LETTERS, ChoiceQuestion, Drill, Flashcard, Quiz
+from serving.study.tools import DRILL_MIX, PERSONAS, StructuredOutputError, StudyTools
 
-def build(engine) -> None:
-    """Create the page's components inside the current Blocks/route context."""
-    gr.Markdown("## Study tools\nThis page is being built.")
+log = logging.getLogger(__name__)
+PREFERRED_MODELS = ("llama-3.2-1b-instruct", "llama-3.2-3b-instruct", "demo-base")
+DIFFICULTIES = ["easy", "medium", "hard"]
+
+
+@contextmanager
+def shown_errors(tool: str) -> Iterator[None]:
+    """Turn every error a visitor can cause into a short gr.Error (never a traceback)."""
+    try:
+        yield
+    except StudyInputError as err:
+        raise gr.Error(str(err)) from None
+    except (StructuredOutputError, ServingError) as err:
+        log.warning("study %s: %s", tool, err)
+        raise gr.Error(err.user_message) from None
+
+
+def choice_labels(question: ChoiceQuestion) -> list[str]:
+    return [f"{letter}. {option}" for letter, option in zip(LETTERS, question.options)]
+
+
+def mark_text(mark: scoring.Mark) -> str:
+    if mark.correct:
+        head = "✅ **Correct.**"
+    elif mark.points > 0:
+        head = f"🟡 **{mark.points * 10:g}/10.** Model answer: {mark.expected}"
+    else:
+        head = f"❌ **{'Your answer: ' + mark.given if mark.given else 'Not answered'}.** Correct: {mark.expected}"
+    return f"{head}  \n{mark.explanation}" if mark.explanation else head
+
+
+class TutorChat(SupportChat):
+    """The support chat's handlers, restricted to the study tutor persona."""
+
+    def __init__(self, engine: Engine, personas: PersonaBook):
+        super().__init__(engine, personas)
+        self.support = [personas.get(PERSONAS["chat"])]
+
+
+class StudyPage:
+    """Handlers of the study tools; each returns plain values / updates for its tab."""
+
+    def __init__(self, engine: Engine, personas: PersonaBook):
+        self.tools = StudyTools(engine, personas)
+
+    # ---- quiz ----------------------------------------------------------------------------
+    def make_quiz(self, model_id: str, topic: str, n_questions: float, difficulty: str):
+        with shown_errors("quiz"):
+            request = parse(inputs.QuizRequest, topic=topic, n_questions=int(n_questions), difficulty=difficulty)
+            quiz = self.tools.quiz(model_id, request)
+        slots = []
+        for i in range(MAX_QUESTIONS):
+            question = quiz.questions[i] if i < len(quiz.questions) else None
+            slots += [gr.Group(visible=question is not None),
+                      f"**{i + 1}. {question.question}**" if question else "",
+                      gr.Radio(choices=choice_labels(question) if question else [], value=None),
+                      ""]
+        return [quiz, gr.Button(visible=True), "", *slots]
+
+    def check_quiz(self, quiz: Quiz | None, *choices: str | None):
+        if quiz is None:
+            raise gr.Error("Generate a quiz first.")
+        result = scoring.score_quiz(quiz, list(choices))
+        marks = [mark_text(m) for m in result.marks] + [""] * (MAX_QUESTIONS - result.total)
+        return [f"### {result.summary()}", *marks]
+
+    # ---- feedback ------------------------------------------------------------------------
+    def give_feedback(self, model_id: str, question: str, answer: str) -> str:
+        with shown_errors("feedback"):
+            feedback = self.tools.feedback(model_id, parse(inputs.FeedbackRequest, question=question, answer=answer))
+        lines = [f"### Score: {feedback.score}/10", feedback.summary, "", "**What is right**"]
+        lines += [f"- {point}" for point in feedback.correct] or ["- (nothing yet)"]
+        lines += ["", "**What is missing or wrong**"]
+        lines += [f"- {point}" for point in feedback.missing] or ["- (nothing)"]
+        return "\n".join(lines)
+
+    # ---- cheat sheet ---------------------------------------------------------------------
+    def make_sheet(self, model_id: str, topic: str, notes: str):
+        with shown_errors("cheat sheet"):
+            sheet = self.tools.cheat_sheet(model_id, parse(inputs.CheatSheetRequest, topic=topic, notes=notes))
+        markdown = export.cheat_sheet_markdown(sheet)
+        path = export.write_download(markdown, export.safe_filename(topic, "-cheat-sheet.md"))
+        return markdown, gr.DownloadButton(value=str(path), visible=True)
+
+    # ---- planner -------------------------------------------------------------------------
+    def make_plan(self, model_id: str, exam_name: str, exam_date: str | None, topics: str, hours: float):
+        with shown_errors("planner"):
+            request = parse(inputs.PlanRequest, exam_date=exam_date or "", topics=inputs.split_topics(topics or ""),
+                            hours_per_day=hours, today=dt.date.today())
+            sessions = self.tools.plan(model_id, request)
+        name = (exam_name or "").strip() or "Exam"
+        stem = export.safe_filename(name, "-plan")
+        csv_path = export.write_download(export.plan_csv(sessions), f"{stem}.csv")
+        ics = export.plan_ics(sessions, request.exam_date, name, dt.datetime.now(dt.timezone.utc))
+        ics_path = export.write_download(ics, f"{stem}.ics")
+        summary = (f"**{request.n_days} days** to {name} on {request.exam_date:%A %d %B %Y}; "
+                   f"{planner.review_days(request.n_days)} review day(s) at the end.")
+        return (summary, gr.Dataframe(value=[list(r) for r in export.plan_rows(sessions)], visible=True),
+                gr.DownloadButton(value=str(csv_path), visible=True), gr.DownloadButton(value=str(ics_path), visible=True))
+
+    # ---- flashcards ----------------------------------------------------------------------
+    def make_cards(self, model_id: str, topic: str, n_cards: float):
+        with shown_errors("flashcards"):
+            deck = self.tools.flashcards(model_id, parse(inputs.FlashcardsRequest, topic=topic, n_cards=int(n_cards)))
+        path = export.write_download(export.flashcards_csv(deck.cards), export.safe_filename(topic, "-flashcards.csv"))
+        cards = list(deck.cards)
+        return [cards, 0, False, *self.card_view(cards, 0, False), gr.DownloadButton(value=str(path), visible=True)]
+
+    @staticmethod
+    def card_view(cards: list[Flashcard], index: int, back: bool) -> list[str]:
+        if not cards:
+            return ["", ""]
+        card = cards[index]
+        side = "Back" if back else "Front"
+        return [f"## {card.back if back else card.front}", f"Card {index + 1} of {len(cards)} · {side}"]
+
+    def flip(self, cards: list[Flashcard], index: int, back: bool):
+        return [not back, *self.card_view(cards, index, not back)]
+
+    def step(self, cards: list[Flashcard], index: int, delta: int):
+        index = (index + delta) % len(cards) if cards else 0
+        return [index, False, *self.card_view(cards, index, False)]
+
+    # ---- drill ---------------------------------------------------------------------------
+    def make_drill(self, model_id: str, topic: str, difficulty: str):
+        with shown_errors("drill"):
+            drill = self.tools.drill(model_id, parse(inputs.DrillRequest, topic=topic, difficulty=difficulty))
+        updates = []
+        for q in drill.multiple_choice:
+            updates += [f"**{q.question}**", gr.Radio(choices=choice_labels(q), value=None)]
+        for q in drill.true_false:
+            updates += [f"**True or false?** {q.statement}", gr.Radio(value=None)]
+        for q in drill.short_answer:
+            updates += [f"**{q.question}**", gr.Textbox(value="")]
+        return [drill, gr.Column(visible=True), "", *updates, *[""] * sum(DRILL_MIX)]
+
+    def score_drill(self, model_id: str, drill: Drill | None, *answers: str | None):
+        if drill is None:
+            raise gr.Error("Generate a drill first.")
+        n_choice, n_tf, _ = DRILL_MIX
+        choices, tf, short = answers[:n_choice], answers[n_choice : n_choice + n_tf], answers[n_choice + n_tf :]
+        with shown_errors("drill"):
+            short_scores = self.tools.mark_short_answers(model_id, drill, list(short))
+        truth = [None if v is None else v == "True" for v in tf]
+        result = scoring.score_drill(drill, list(choices), truth, list(short), short_scores)
+        return [f"### {result.summary()}", *[mark_text(m) for m in result.marks]]
+
+
+# ---- layout ------------------------------------------------------------------------------
+def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None:
+    chat = TutorChat(engine, personas)
+    tutor = chat.support[0]
+    defaults = tutor.settings(engine.registry.get(model.value).generation)
+    gr.Markdown(f"_{tutor.description}_")
+    chatbot = gr.Chatbot(height=380, label="Tutor", elem_id="study-chatbot", buttons=["copy"])
+    with gr.Row():
+        message = gr.Textbox(placeholder="Ask the tutor", show_label=False, scale=6, elem_id="study-message")
+        send = gr.Button("Send", variant="primary", scale=1, elem_id="study-send")
+        stop = gr.Button("Stop", variant="stop", scale=1)
+        clear = gr.Button("Clear", scale=1)
+    stats, notice = gr.Markdown(""), gr.Markdown("")
+    history, conversation = gr.State([]), gr.State(lambda: uuid.uuid4().hex)
+    fixed = [gr.State(getattr(defaults, k)) for k in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")]
+    gr.on([send.click, message.submit], chat.respond,
+          [message, history, gr.State(tutor.id), model, *fixed, conversation],
+          [chatbot, history, message, stats, notice], api_visibility="private")
+    stop.click(chat.stop, conversation, None, queue=False, api_visibility="private")
+    clear.click(chat.clear, conversation, [chatbot, history, conversation, stats, notice], api_visibility="private")
+
+
+def _quiz_tab(page: StudyPage, model: gr.Dropdown) -> None:
+    with gr.Row():
+        topic = gr.Textbox(label="Topic", placeholder="e.g. the water cycle", scale=3, elem_id="quiz-topic")
+        count = gr.Slider(1, MAX_QUESTIONS, value=5, step=1, label="Questions", elem_id="quiz-count")
+        difficulty = gr.Radio(DIFFICULTIES, value="medium", label="Difficulty")
+    generate = gr.Button("Generate quiz", variant="primary", elem_id="quiz-generate")
+    quiz = gr.State(None)
+    slots, radios, marks = [], [], []
+    for i in range(MAX_QUESTIONS):
+        with gr.Group(visible=False, elem_classes="quiz-question") as group:
+            text = gr.Markdown()
+            radio = gr.Radio([], label="Your answer", elem_id=f"quiz-q{i + 1}")
+            mark = gr.Markdown(elem_classes="quiz-mark")
+        slots += [group, text, radio, mark]
+        radios.append(radio)
+        marks.append(mark)
+    check = gr.Button("Check answers", visible=False, variant="primary", elem_id="quiz-check")
+    score = gr.Markdown(elem_id="quiz-score")
+    generate.click(page.make_quiz, [model, topic, count, difficulty], [quiz, check, score, *slots],
+                   api_visibility="private")
+    check.click(page.check_quiz, [quiz, *radios], [score, *marks], api_visibility="private")
+
+
+def _feedback_tab(page: StudyPage, model: gr.Dropdown) -> None:
+    question = gr.Textbox(label="Question", lines=2, elem_id="feedback-question")
+    answer = gr.Textbox(label="Your answer", lines=5, elem_id="feedback-answer")
+    button = gr.Button("Get feedback", variant="primary", elem_id="feedback-go")
+    result = gr.Markdown(elem_id="feedback-result")
+    button.click(page.give_feedback, [model, question, answer], result, api_visibility="private")
+
+
+def _sheet_tab(page: StudyPage, model: gr.Dropdown) -> None:
+    topic = gr.Textbox(label="Topic", placeholder="e.g. Newton's laws", elem_id="sheet-topic")
+    notes = gr.Textbox(label="Your notes (optional)", lines=5, max_length=4000)
+    button = gr.Button("Make cheat sheet", variant="primary", elem_id="sheet-go")
+    sheet = gr.Markdown(elem_id="sheet-result")
+    download = gr.DownloadButton("Download .md", visible=False, elem_id="sheet-download")
+    button.click(page.make_sheet, [model, topic, notes], [sheet, download], api_visibility="private")
+
+
+def _plan_tab(page: StudyPage, model: gr.Dropdown) -> None:
+    with gr.Row():
+        name = gr.Textbox(label="Exam", placeholder="e.g. Biology final", elem_id="plan-name")
+        exam_date = gr.DateTime(value=(dt.date.today() + dt.timedelta(days=14)).isoformat(), include_time=False,
+                                type="string", label="Exam date", elem_id="plan-date")
+        hours = gr.Number(value=2, label="Hours per day", elem_id="plan-hours")
+    topics = gr.Textbox(label="Topics (one per line or comma-separated)", lines=3, elem_id="plan-topics")
+    button = gr.Button("Make plan", variant="primary", elem_id="plan-go")
+    summary = gr.Markdown(elem_id="plan-summary")
+    table = gr.Dataframe(headers=list(export.PLAN_COLUMNS), visible=False, interactive=False, wrap=True,
+                         elem_id="plan-table")
+    with gr.Row():
+        csv_file = gr.DownloadButton("Download CSV", visible=False, elem_id="plan-csv")
+        ics_file = gr.DownloadButton("Download calendar (.ics)", visible=False, elem_id="plan-ics")
+    button.click(page.make_plan, [model, name, exam_date, topics, hours], [summary, table, csv_file, ics_file],
+                 api_visibility="private")
+
+
+def _cards_tab(page: StudyPage, model: gr.Dropdown) -> None:
+    with gr.Row():
+        topic = gr.Textbox(label="Topic", placeholder="e.g. French irregular verbs", scale=3, elem_id="cards-topic")
+        count = gr.Slider(1, MAX_CARDS, value=6, step=1, label="Cards", elem_id="cards-count")
+    generate = gr.Button("Make flashcards", variant="primary", elem_id="cards-go")
+    cards, index, back = gr.State([]), gr.State(0), gr.State(False)
+    face = gr.Markdown(elem_id="card-face")
+    position = gr.Markdown(elem_id="card-position")
+    with gr.Row():
+        previous = gr.Button("◀ Previous", elem_id="card-prev")
+        flip = gr.Button("Flip", variant="primary", elem_id="card-flip")
+        following = gr.Button("Next ▶", elem_id="card-next")
+    download = gr.DownloadButton("Download for Anki (CSV)", visible=False, elem_id="cards-download")
+    view = [face, position]
+    generate.click(page.make_cards, [model, topic, count], [cards, index, back, *view, download],
+                   api_visibility="private")
+    flip.click(page.flip, [cards, index, back], [back, *view], api_visibility="private")
+    previous.click(lambda c, i: page.step(c, i, -1), [cards, index], [index, back, *view], api_visibility="private")
+    following.click(lambda c, i: page.step(c, i, 1), [cards, index], [index, back, *view], api_visibility="private")
+
+
+def _drill_tab(page: StudyPage, model: gr.Dropdown) -> None:
+    n_choice, n_tf, n_short = DRILL_MIX
+    gr.Markdown(f"A mock exam: {n_choice} multiple-choice, {n_tf} true/false and {n_short} short-answer "
+                "question(s), scored at the end (short answers are marked by the model).")
+    with gr.Row():
+        topic = gr.Textbox(label="Topic", scale=3, elem_id="drill-topic")
+        difficulty = gr.Radio(DIFFICULTIES, value="medium", label="Difficulty")
+    generate = gr.Button("Start drill", variant="primary", elem_id="drill-go")
+    drill = gr.State(None)
+    prompts, answers, marks = [], [], []
+    with gr.Column(visible=False) as exam:
+        for i in range(sum(DRILL_MIX)):
+            prompts.append(gr.Markdown())
+            if i < n_choice:
+                answers.append(gr.Radio([], label="Your answer", elem_id=f"drill-a{i + 1}"))
+            elif i < n_choice + n_tf:
+                answers.append(gr.Radio(["True", "False"], label="Your answer", elem_id=f"drill-a{i + 1}"))
+            else:
+                answers.append(gr.Textbox(label="Your answer", lines=3, elem_id=f"drill-a{i + 1}"))
+            marks.append(gr.Markdown())
+        finish = gr.Button("Finish and score", variant="primary", elem_id="drill-finish")
+    score = gr.Markdown(elem_id="drill-score")
+    pairs = [c for pair in zip(prompts, answers) for c in pair]
+    generate.click(page.make_drill, [model, topic, difficulty], [drill, exam, score, *pairs, *marks],
+                   api_visibility="private")
+    finish.click(page.score_drill, [model, drill, *answers], [score, *marks], api_visibility="private")
+
+
+def build(engine: Engine, personas: PersonaBook | None = None) -> None:
+    """Create the study page inside the current Blocks/route context and wire its events."""
+    personas = personas or load_personas()
+    page = StudyPage(engine, personas)
+    gr.Markdown("## Study tools\nPick a model, then a tool. Everything runs on the model you pick here.")
+    model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()],
+                        value=engine.default_model(PREFERRED_MODELS), label="Model", elem_id="study-model")
+    tabs = {"Study chat": lambda: _chat_tab(engine, personas, model), "Quiz": lambda: _quiz_tab(page, model),
+            "Answer feedback": lambda: _feedback_tab(page, model), "Cheat sheet": lambda: _sheet_tab(page, model),
+            "Study planner": lambda: _plan_tab(page, model), "Flashcards": lambda: _cards_tab(page, model),
+            "Mixed drill": lambda: _drill_tab(page, model)}
+    with gr.Tabs():
+        for label, build_tab in tabs.items():
+            with gr.Tab(label, elem_id=f"tab-{label.lower().replace(' ', '-')}"):
+                build_tab()

@@ -41,19 +41,21 @@ Topic = Annotated[str, AfterValidator(_topic)]
 """A non-empty subject of at most 200 characters."""
 
 
+def _count(maximum: int, noun: str) -> AfterValidator:
+    def check(value: int) -> int:
+        if not 1 <= value <= maximum:
+            raise ValueError(f"is {value}: ask for 1 to {maximum} {noun}")
+        return value
+
+    return AfterValidator(check)
+
+
 class QuizRequest(_Request):
     """Quiz generator: topic, number of questions, difficulty."""
 
     topic: Topic
-    n_questions: int = 5
+    n_questions: Annotated[int, _count(MAX_QUESTIONS, "questions")] = 5
     difficulty: Difficulty = "medium"
-
-    @field_validator("n_questions")
-    @classmethod
-    def _count(cls, value: int) -> int:
-        if not 1 <= value <= MAX_QUESTIONS:
-            raise ValueError(f"is {value}: ask for 1 to {MAX_QUESTIONS} questions")
-        return value
 
 
 class FeedbackRequest(_Request):
@@ -83,14 +85,7 @@ class FlashcardsRequest(_Request):
     """Flashcards: a topic and how many cards."""
 
     topic: Topic
-    n_cards: int = 8
-
-    @field_validator("n_cards")
-    @classmethod
-    def _count(cls, value: int) -> int:
-        if not 1 <= value <= MAX_CARDS:
-            raise ValueError(f"is {value}: ask for 1 to {MAX_CARDS} cards")
-        return value
+    n_cards: Annotated[int, _count(MAX_CARDS, "cards")] = 8
 
 
 class DrillRequest(_Request):

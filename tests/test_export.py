@@ -129,6 +129,16 @@ def test_refuses_unsupported_architecture(tmp_path):
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
+def test_spec_reads_real_llama_3_2_rope_keys_and_refuses_unknown_rope(tmp_path):
+    rope_scaling = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                    "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+    _write_json(tmp_path / "config.json", _tiny_config(rope_theta=500000.0, rope_scaling=rope_scaling))
+    assert read_llama_spec(tmp_path).rope == RopeSpec(500000.0, "llama3", 32.0, 1.0, 4.0, 8192)
+    _write_json(tmp_path / "config.json", _tiny_config(rope_scaling={"rope_type": "yarn", "factor": 4.0}))
+    with pytest.raises(ExportError, match="rope scaling type 'yarn' is not supported"):
+        read_llama_spec(tmp_path)
+
+
 def test_refuses_unsupported_tokenizers(tiny_hf, tmp_path):
     tok = json.loads((tiny_hf / "tokenizer.json").read_text(encoding="utf-8"))
     gpt2_regex = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
@@ -247,3 +257,10 @@ def test_end_to_end_both_files_generate(exported, tiny_hf, tmp_path):
         chat = llm.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=4)
         assert chat["usage"]["prompt_tokens"] > 10  # rendered through the GGUF's own Llama 3 template
 
+
+
+def test_cli_refuses_a_missing_folder_with_a_clear_message(tmp_path, capsys):
+    from training.cli import main
+
+    assert main(["export", str(tmp_path / "nope"), str(tmp_path / "m.gguf"), "--quant", "Q8_0"]) == 2
+    assert "nope is not a folder: pass a Hugging Face model folder" in capsys.readouterr().out

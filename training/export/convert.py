@@ -9,6 +9,7 @@ knows nothing about llama.cpp beyond the file format it expects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -239,12 +240,6 @@ def _tensor_order(gguf_name: str) -> tuple[int, str]:
     return (0 if gguf_name.startswith("token_embd") else 1 << 30, gguf_name)
 
 
-def _load_tensor(files: dict[Path, object], hf_name: str, path: Path) -> np.ndarray:
-    import torch
-
-    return files[path].get_tensor(hf_name).to(torch.float32).numpy()
-
-
 def _prepare(array: np.ndarray, gguf_name: str, heads: str | None, spec: LlamaSpec, dtype: type) -> np.ndarray:
     if heads is not None:
         array = permute_for_gguf(array, getattr(spec, heads))
@@ -380,30 +375,48 @@ def _add_metadata(writer: gguf.GGUFWriter, spec: LlamaSpec, tok: TokenizerSpec, 
         writer.add_chat_template(tok.chat_template)
 
 
-def _tensor_arrays(hf_dir: Path, plan, spec: LlamaSpec, dtype: type) -> Iterator[tuple[str, np.ndarray]]:
-    from safetensors import safe_open
+class _Weights:
+    """Read-only view of a folder's safetensors shards, opened once, tensors loaded one at a time."""
 
-    locations = _weight_files(hf_dir)
-    handles = {path: safe_open(str(path), framework="pt") for path in set(locations.values())}
-    for hf_name, gguf_name, heads in plan:
-        array = _load_tensor(handles, hf_name, locations[hf_name])
-        yield gguf_name, _prepare(array, gguf_name, heads, spec, dtype)
-    if spec.rope.kind == "llama3":
-        yield "rope_freqs.weight", llama3_rope_factors(spec.rope, spec.head_dim)
+    def __init__(self, hf_dir: Path):
+        from safetensors import safe_open
+
+        self.location = _weight_files(hf_dir)
+        self._stack = contextlib.ExitStack()
+        self._handles = {path: self._stack.enter_context(safe_open(str(path), framework="pt"))
+                         for path in sorted(set(self.location.values()))}
+
+    def names(self) -> list[str]:
+        return sorted(self.location)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._handles[self.location[name]].get_slice(name).get_shape())
+
+    def array(self, name: str) -> np.ndarray:
+        import torch  # safetensors' numpy reader has no bfloat16, torch does
+
+        return self._handles[self.location[name]].get_tensor(name).to(torch.float32).numpy()
+
+    def close(self) -> None:
+        self._stack.close()
 
 
-def _tensor_shapes(hf_dir: Path, plan, spec: LlamaSpec, dtype: type) -> list[tuple[str, tuple[int, ...], type]]:
-    from safetensors import safe_open
-
-    locations = _weight_files(hf_dir)
+def _tensor_shapes(weights: _Weights, plan, spec: LlamaSpec, dtype: type) -> list[tuple[str, tuple[int, ...], type]]:
     shapes = []
     for hf_name, gguf_name, _ in plan:
-        with safe_open(str(locations[hf_name]), framework="pt") as handle:
-            shape = tuple(handle.get_slice(hf_name).get_shape())
+        shape = weights.shape(hf_name)
         shapes.append((gguf_name, shape, np.float32 if len(shape) == 1 else dtype))
     if spec.rope.kind == "llama3":
         shapes.append(("rope_freqs.weight", (spec.head_dim // 2,), np.float32))
     return shapes
+
+
+def _tensor_arrays(weights: _Weights, plan, spec: LlamaSpec, dtype: type) -> Iterator[np.ndarray]:
+    """The tensors in `_tensor_shapes` order, converted for GGUF."""
+    for hf_name, gguf_name, heads in plan:
+        yield _prepare(weights.array(hf_name), gguf_name, heads, spec, dtype)
+    if spec.rope.kind == "llama3":
+        yield llama3_rope_factors(spec.rope, spec.head_dim)
 
 
 def _check_shapes(shapes: list[tuple[str, tuple[int, ...], type]], spec: LlamaSpec) -> None:
@@ -426,17 +439,21 @@ def convert_to_gguf(hf_dir: Path, out_path: Path, info: GeneralInfo, out_type: s
     dtype, ftype = _OUT_DTYPES[out_type]
     spec = read_llama_spec(hf_dir)
     tok = read_tokenizer(hf_dir, spec.vocab_size)
-    plan = gguf_tensor_plan(sorted(_weight_files(hf_dir)), spec)
-    shapes = _tensor_shapes(hf_dir, plan, spec, dtype)
-    _check_shapes(shapes, spec)
-
+    weights = _Weights(hf_dir)
     writer = gguf.GGUFWriter(out_path, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    _add_metadata(writer, spec, tok, info, ftype)
-    for name, shape, tensor_dtype in shapes:  # header first, then stream the data tensor by tensor
-        writer.add_tensor_info(name, shape, np.dtype(tensor_dtype), int(np.prod(shape)) * np.dtype(tensor_dtype).itemsize)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for _, array in _tensor_arrays(hf_dir, plan, spec, dtype):
-        writer.write_tensor_data(array)
-    writer.close()
+    try:
+        plan = gguf_tensor_plan(weights.names(), spec)
+        shapes = _tensor_shapes(weights, plan, spec, dtype)
+        _check_shapes(shapes, spec)
+        _add_metadata(writer, spec, tok, info, ftype)
+        for name, shape, tensor_dtype in shapes:  # header first, then stream the data tensor by tensor
+            nbytes = int(np.prod(shape)) * np.dtype(tensor_dtype).itemsize
+            writer.add_tensor_info(name, shape, np.dtype(tensor_dtype), nbytes)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for array in _tensor_arrays(weights, plan, spec, dtype):
+            writer.write_tensor_data(array)
+    finally:
+        writer.close()
+        weights.close()

@@ -53,19 +53,23 @@ def pane_source(registry: Registry, model_id: str) -> PaneSource:
 
 
 def check_provenance(registry: Registry, requested_id: str, stats: GenerationStats) -> None:
-    """Refuse an answer whose reported model id, source file or sha256 is not the requested entry's."""
-    expected = pane_source(registry, requested_id)
+    """Refuse an answer whose reported model id, source or sha256 is not the requested entry's.
+
+    The engine reports `source` as "hub"/"local" (or a path naming the file): either must match the entry.
+    """
+    entry, expected = registry.get(requested_id), pane_source(registry, requested_id)
     problems = []
     if stats.model_id != requested_id:
         problems.append(f"model id {stats.model_id!r}")
-    if PurePosixPath(expected.source_file).name not in (stats.source or ""):
+    kind = "hub" if entry.source.hub is not None else "local"
+    if stats.source != kind and PurePosixPath(expected.source_file).name not in (stats.source or ""):
         problems.append(f"source {stats.source!r}")
-    if expected.sha256 and stats.sha256 and stats.sha256 != expected.sha256:
-        problems.append(f"sha256 {stats.sha256[:12]}")
+    if expected.sha256 and stats.sha256 != expected.sha256:
+        problems.append(f"sha256 {stats.sha256!r}")
     if problems:
         raise ProvenanceError(
             f"The answer for {requested_id} came from another model, so it was not shown. Try again.",
-            f"provenance mismatch for {requested_id} (expected {expected.source_file}): got {', '.join(problems)}",
+            f"provenance mismatch for {requested_id} ({kind} {expected.source_file}): got {', '.join(problems)}",
         )
 
 

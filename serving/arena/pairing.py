@@ -67,7 +67,7 @@ class BattleRound:
         """The vote to store; refused before both answers exist or after this round's vote."""
         if self.voted:
             raise DuplicateVote("You already voted on this round; start a new round.")
-        if not self.prompt or not all(a.strip() for a in self.answers):
+        if not self.prompt:
             raise VoteError("Ask a prompt and wait for both answers before voting.")
         return Vote(round_id=self.round_id, model_a=self.models[0], model_b=self.models[1], outcome=outcome,
                     prompt=self.prompt, answer_a=self.answers[0], answer_b=self.answers[1], settings=self.settings)

@@ -1,0 +1,128 @@
+"""Side-by-side runs on the real demo GGUFs: A then B, shared seed, own histories, provenance guard."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from serving.arena.compare import (
+    PairHistory, ProvenanceError, check_provenance, format_stats, pane_source, run_pair, validate_prompt,
+    with_fixed_seed,
+)
+from serving.config import ServingSettings
+from serving.engine import Engine, GenerationStats
+from serving.errors import InvalidInput
+from serving.generation import GenerationSettings
+
+PAIR = ("demo-support", "demo-base")
+SETTINGS = GenerationSettings(temperature=0.8, max_new_tokens=24, seed=11)
+SYSTEM = "You are the Order Assistant. Be concise."
+
+
+@pytest.fixture(scope="module")
+def engine(registry, demo_paths):
+    engine = Engine(registry, ServingSettings(ram_budget_mb=2048, max_queue=8))
+    yield engine
+    engine.close()
+
+
+class MisroutingEngine:
+    """A real engine with the bug seen in peer tools: every request is answered by one fixed model."""
+
+    def __init__(self, engine: Engine, answer_with: str):
+        self.engine, self.answer_with, self.registry = engine, answer_with, engine.registry
+
+    def stream(self, request, cancel=None):
+        return self.engine.stream(replace(request, model_id=self.answer_with), cancel)
+
+
+def stats_for(model_id: str, **overrides) -> GenerationStats:
+    data = dict(model_id=model_id, quant="Q4_K_M", source="local", revision=None, sha256=None, n_prompt_tokens=5,
+                n_tokens=3, ttft_s=0.1, tokens_per_s=20.0, finish_reason="stop", dropped_turns=0)
+    return GenerationStats(**{**data, **overrides})
+
+
+def test_run_is_sequential_a_then_b_with_different_answers_and_the_right_ids(engine):
+    updates = list(run_pair(engine, PAIR, PairHistory(), "Where is my order?", SYSTEM, SETTINGS))
+    order = [u.active for u in updates]
+    # A streams to completion before B starts; the last update is the finished pair.
+    assert order == sorted(order[:-1]) + [None] and order[0] == 0 and 1 in order
+    first_b = order.index(1)
+    assert updates[first_b - 1].stats[0] is not None and updates[first_b].answers[0] == updates[-1].answers[0]
+    final = updates[-1]
+    assert [s.model_id for s in final.stats] == list(PAIR)
+    assert all(s.source == "local" and s.n_tokens >= 1 for s in final.stats)
+    assert final.answers[0] != final.answers[1]
+
+
+def test_same_seed_gives_the_same_answers_again(engine):
+    runs = [list(run_pair(engine, PAIR, PairHistory(), "Hi there", SYSTEM, SETTINGS))[-1].answers for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_each_side_keeps_its_own_history(engine):
+    first = list(run_pair(engine, PAIR, PairHistory(), "Where is my order?", SYSTEM, SETTINGS))[-1]
+    history = first.history
+    for side in (0, 1):
+        assert [m["role"] for m in history.turns[side]] == ["user", "assistant"]
+        assert history.turns[side][1]["content"] == first.answers[side]
+        sent = history.messages(side, SYSTEM, "And the refund?")
+        assert sent[0] == {"role": "system", "content": SYSTEM} and sent[2]["content"] == first.answers[side]
+    second = list(run_pair(engine, PAIR, history, "And the refund?", SYSTEM, SETTINGS))[-1]
+    assert [len(t) for t in second.history.turns] == [4, 4]
+    assert PairHistory().turns == ((), ())  # "clear" is a fresh PairHistory
+
+
+def test_guard_refuses_a_base_pane_answered_by_the_fine_tune(engine):
+    buggy = MisroutingEngine(engine, answer_with="demo-support")
+    updates = []
+    with pytest.raises(ProvenanceError, match="demo-base") as caught:
+        for update in run_pair(buggy, ("demo-base", "demo-support"), PairHistory(), "Hello", SYSTEM, SETTINGS):
+            updates.append(update)
+    assert "came from another model" in caught.value.user_message
+    assert all(u.stats[0] is None for u in updates)  # the wrong answer never got its stats / history
+    assert all(u.active == 0 for u in updates)  # and B never ran
+
+
+def test_guard_accepts_the_matching_entry_and_names_each_mismatch(registry):
+    check_provenance(registry, "demo-base", stats_for("demo-base"))
+    with pytest.raises(ProvenanceError, match="model id 'demo-support'"):
+        check_provenance(registry, "demo-base", stats_for("demo-support"))
+    with pytest.raises(ProvenanceError, match="source 'hub'"):
+        check_provenance(registry, "demo-base", stats_for("demo-base", source="hub"))
+    check_provenance(registry, "demo-base", stats_for("demo-base", source="/x/models/demo/demo-base-Q4_K_M.gguf"))
+    with pytest.raises(ProvenanceError, match="source"):
+        check_provenance(registry, "demo-base", stats_for("demo-base", source="/x/demo-support-Q4_K_M.gguf"))
+    hub = registry.get("llama-3.2-1b-instruct").source.hub
+    check_provenance(registry, "llama-3.2-1b-instruct", stats_for("llama-3.2-1b-instruct", source="hub"))
+    assert pane_source(registry, "llama-3.2-1b-instruct").source_file == f"{hub.repo}/{hub.filename}"
+
+
+def test_guard_checks_sha256_when_the_registry_declares_one(registry):
+    entry = registry.get("demo-base")
+    pinned = entry.model_copy(update={"source": entry.source.model_copy(
+        update={"local": entry.source.local.model_copy(update={"sha256": "a" * 64})})})
+    pinned_registry = registry.model_copy(update={"models": {**registry.models, "demo-base": pinned}})
+    check_provenance(pinned_registry, "demo-base", stats_for("demo-base", sha256="a" * 64))
+    with pytest.raises(ProvenanceError, match="sha256"):
+        check_provenance(pinned_registry, "demo-base", stats_for("demo-base", sha256="b" * 64))
+
+
+@pytest.mark.parametrize("prompt, message", [("", "empty prompt"), ("   \n", "empty prompt"), ("x" * 101, "limit here is 100")])
+def test_empty_and_oversize_prompts_are_refused(prompt, message):
+    with pytest.raises(InvalidInput, match=message):
+        validate_prompt(prompt, max_chars=100)
+    assert validate_prompt("  hi  ", max_chars=100) == "hi"
+
+
+def test_shared_seed_is_drawn_once_when_empty():
+    fixed = with_fixed_seed(GenerationSettings(seed=None), random.Random(0))
+    assert fixed.seed is not None and with_fixed_seed(fixed, random.Random(1)) == fixed
+
+
+def test_pane_line_shows_id_file_and_timings(registry):
+    line = format_stats(pane_source(registry, "demo-base"), stats_for("demo-base"))
+    assert "`demo-base`" in line and "demo-base-Q4_K_M.gguf" in line and "local file" in line
+    assert "TTFT 0.10 s" in line and "20.0 tokens/s" in line and "3 tokens" in line

@@ -35,6 +35,8 @@ LOGITS_PROMPTS: tuple[str, ...] = (
     "The customer asked about a refund for order 1042 and the agent replied",
     "def fibonacci(n):\n    if n < 2:\n        return n\n",
     "Émile a écrit: « Bonjour ! » 😀 — 日本語",
+    # Long enough (hundreds of tokens) that a wrong llama3 rope scaling shows in the logits.
+    " ".join(f"Ticket {i}: the customer asked where order {1000 + i} is; the agent said it ships soon." for i in range(16)),
 )
 CONVERSATIONS: tuple[list[dict], ...] = (
     [{"role": "user", "content": "Where is my order?"}],

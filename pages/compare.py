@@ -234,7 +234,8 @@ class ComparePage:
             gr.Warning(warning)
         choices = self.model_choices()
         return (gr.update(choices=choices, value=a), gr.update(choices=choices, value=b),
-                self.pane_header(a, "A"), self.pane_header(b, "B"), *self.start_round(), *self.leaderboard())
+                self.pane_header(a, "A"), self.pane_header(b, "B"), share_link(a, b), *self.start_round(),
+                *self.leaderboard())
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:
@@ -247,13 +248,15 @@ def build(engine: Engine) -> None:
     """Create the page's components inside the current Blocks/route context and wire them."""
     page = ComparePage(engine, load_personas(), ArenaSettings.from_env())
     gr.Markdown("## Compare models\nIs the fine-tune better than its base? Ask both, or let visitors vote blind.")
-    with gr.Accordion("Persona and shared settings (both sides use the same ones)", open=False):
+    with gr.Accordion("Persona and shared settings (both sides use the same ones)", open=False,
+                      elem_id="compare-settings"):
         persona = gr.Dropdown(page.persona_choices(), value=CUSTOM, label="Persona")
         system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models")
         with gr.Row():
-            sliders = [gr.Slider(lo, hi, value=getattr(DEFAULTS, f), step=step, label=label)
+            sliders = [gr.Slider(lo, hi, value=getattr(DEFAULTS, f), step=step, label=label, elem_id=f"compare-set-{f}")
                        for f, (label, lo, hi, step) in SLIDERS.items()]
-            seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)")
+            seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)",
+                             elem_id="compare-set-seed")
     values = [*sliders, seed]
     persona.change(page.persona_defaults, persona, [system, *values])
     with gr.Tabs():
@@ -274,7 +277,7 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
     with gr.Row():
         model_a = gr.Dropdown([], label="Model A", elem_id="compare-model-a")
         model_b = gr.Dropdown([], label="Model B", elem_id="compare-model-b")
-    link = gr.Markdown()
+    link = gr.Markdown(elem_id="compare-link")
     with gr.Row(equal_height=True):
         with gr.Column():
             head_a = gr.Markdown(elem_id="compare-head-a")
@@ -295,7 +298,7 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
     for picker, head, side in ((model_a, head_a, "A"), (model_b, head_b, "B")):
         picker.change(lambda m, s=side: page.pane_header(m, s), picker, head).then(page.clear, history, [history, chat_a, chat_b])
         picker.change(share_link, [model_a, model_b], link)
-    return [model_a, model_b, head_a, head_b]
+    return [model_a, model_b, head_a, head_b, link]
 
 
 def _build_arena(page: ComparePage, system, values) -> dict:
@@ -317,7 +320,7 @@ def _build_arena(page: ComparePage, system, values) -> dict:
     run = dict(fn=page.battle, inputs=[prompt, system, rnd, *values], outputs=[rnd, chat_a, chat_b, status, *votes])
     send.click(**run)
     prompt.submit(**run)
-    again.click(page.start_round, None, round_outputs).then(lambda: "", None, prompt)
+    again.click(lambda: (*page.start_round(), ""), None, [*round_outputs, prompt])
     return {"round": rnd, "reveal": reveal, "votes": votes, "round_outputs": round_outputs}
 
 

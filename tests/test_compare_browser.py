@@ -1,0 +1,105 @@
+"""The Compare page in Debian's Chromium: a side-by-side run and a blind round with vote, reveal, leaderboard.
+
+One app instance for this module, offline (only the demo GGUFs), with its votes in a temp SQLite file.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.arena.votes import VoteStore
+from tests.browser import launch_app, open_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+DEMO = ("demo-base", "demo-support")
+
+
+@pytest.fixture(scope="module")
+def votes_db(tmp_path_factory):
+    return tmp_path_factory.mktemp("votes") / "votes.db"
+
+
+@pytest.fixture(scope="module")
+def compare_url(demo_paths, votes_db):
+    with launch_app({"IRIS_VOTES_DB": str(votes_db), "IRIS_ARENA_BOOTSTRAP_ROUNDS": "20"}) as url:
+        yield url
+
+
+def short_answers(page, seed: int = 7) -> None:
+    """Open the shared settings and keep generations short and seeded."""
+    page.locator("#compare-settings").get_by_text("Persona and shared settings").click()
+    for key, value in (("max_new_tokens", 16),):
+        page.locator(f"#compare-set-{key} input[type='number']").fill(str(value))
+        page.locator(f"#compare-set-{key} input[type='number']").press("Enter")
+    page.locator("#compare-set-seed input").fill(str(seed))
+    page.locator("#compare-set-seed input").press("Tab")
+
+
+def wait_text(page, selector: str, text: str, timeout: float = 60_000) -> None:
+    """Wait until the element exists and its text contains `text`."""
+    page.wait_for_function("([sel, text]) => (document.querySelector(sel)?.innerText || '').includes(text)",
+                           arg=[selector, text], timeout=timeout)
+
+
+def bot_text(page, chat_id: str) -> str:
+    return page.locator(f"#{chat_id} [data-testid='bot']").last.inner_text()
+
+
+def test_side_by_side_shows_two_answers_from_the_right_models(compare_url, chromium_page):
+    page = chromium_page
+    open_page(page, compare_url, "/compare?a=demo-base&b=demo-support")
+    wait_text(page, "#compare-head-b", "demo-support")
+    assert "demo-base" in page.locator("#compare-head-a").inner_text()
+    wait_text(page, "#compare-link", "/compare?a=demo-base&b=demo-support")
+    short_answers(page)
+    page.locator("#compare-prompt textarea").fill("Where is my order?")
+    page.locator("#compare-send").click()
+    wait_text(page, "#compare-head-b", "tokens/s", timeout=120_000)
+    heads = [page.locator(f"#compare-head-{s}").inner_text() for s in "ab"]
+    assert "demo-base" in heads[0] and "demo-base-Q4_K_M.gguf" in heads[0]
+    assert "demo-support" in heads[1] and "demo-support-Q4_K_M.gguf" in heads[1]
+    assert all("TTFT" in h and "seed 7" in h for h in heads)
+    answers = [bot_text(page, f"compare-chat-{s}") for s in "ab"]
+    assert all(a.strip() for a in answers) and answers[0] != answers[1]
+
+    page.locator("#compare-clear").click()
+    page.wait_for_function("document.querySelectorAll('#compare-chat-a [data-testid=\"bot\"]').length === 0")
+    assert page.locator("#compare-chat-b [data-testid='bot']").count() == 0
+
+
+def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, votes_db):
+    page = chromium_page
+    open_page(page, compare_url, "/compare")
+    short_answers(page)
+    page.get_by_role("tab", name="Blind arena").click()
+    assert page.locator("#arena-vote-a").is_disabled()
+    assert "hidden" in page.locator("#arena-reveal").inner_text()
+
+    page.locator("#arena-send").click()  # empty prompt
+    page.get_by_text("empty prompt").first.wait_for()
+
+    page.locator("#arena-prompt textarea").fill("How do I get a refund?")
+    page.locator("#arena-send").click()
+    page.wait_for_function("!document.querySelector('#arena-vote-tie').disabled", timeout=120_000)
+    chats = page.locator("#arena-chat-a").inner_text() + page.locator("#arena-chat-b").inner_text()
+    assert not any(m in chats for m in DEMO)  # names stay hidden before the vote
+
+    page.locator("#arena-vote-tie").click()
+    wait_text(page, "#arena-reveal", "A was")
+    reveal = page.locator("#arena-reveal").inner_text()
+    assert all(m in reveal for m in DEMO) and "Tie" in reveal
+    assert page.locator("#arena-vote-a").is_disabled()  # no second vote on this round
+
+    votes = VoteStore(votes_db).votes()
+    assert len(votes) == 1 and votes[0].outcome == "tie" and {votes[0].model_a, votes[0].model_b} == set(DEMO)
+    assert votes[0].prompt == "How do I get a refund?" and votes[0].settings["max_new_tokens"] == 16
+
+    page.get_by_role("tab", name="Leaderboard").click()
+    table = page.locator("#leaderboard-table").inner_text()
+    assert all(m in table for m in DEMO) and "0-0-1" in table
+    assert "1 votes" in page.locator("#leaderboard-summary").inner_text()
+
+    page.get_by_role("tab", name="Blind arena").click()
+    page.locator("#arena-new").click()
+    wait_text(page, "#arena-reveal", "hidden")
+    assert page.locator("#arena-vote-a").is_disabled() and page.locator("#arena-prompt textarea").input_value() == ""

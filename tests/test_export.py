@@ -168,20 +168,39 @@ def test_bad_quant_name_is_refused_before_any_work(tiny_hf, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _edited_copy(hf_dir: Path, dest: Path, edit) -> Path:
+    """Copy a model folder and apply `edit(weights_dict)` to its safetensors."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(hf_dir, dest)
+    weights = load_file(dest / "model.safetensors")
+    edit(weights)
+    save_file(weights, dest / "model.safetensors", metadata={"format": "pt"})
+    return dest
+
+
 def test_failed_export_leaves_no_partial_file(tiny_hf, tmp_path):
     """A tensor that overflows F16 is only found mid-write; nothing may be left behind."""
     import torch
-    from safetensors.torch import load_file, save_file
 
-    broken = tmp_path / "hf"
-    shutil.copytree(tiny_hf, broken)
-    weights = load_file(broken / "model.safetensors")
-    weights["model.layers.1.mlp.down_proj.weight"][0, 0] = torch.tensor(1e6, dtype=torch.bfloat16)
-    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    def overflow(weights):
+        weights["model.layers.1.mlp.down_proj.weight"][0, 0] = torch.tensor(1e6, dtype=torch.bfloat16)
+
+    broken = _edited_copy(tiny_hf, tmp_path / "hf", overflow)
     out_dir = tmp_path / "out"
     with pytest.raises(ExportError, match="blk.1.ffn_down.weight overflows float16"):
         export_gguf(broken, out_dir / "m-Q4_K_M.gguf", quant="Q4_K_M")
     assert list(out_dir.iterdir()) == []
+
+
+def test_refuses_missing_and_unknown_tensors(tiny_hf, tmp_path):
+    missing = _edited_copy(tiny_hf, tmp_path / "missing", lambda w: w.pop("model.layers.1.mlp.up_proj.weight"))
+    with pytest.raises(ExportError, match="weights lack blk.1.ffn_up.weight"):
+        export_gguf(missing, tmp_path / "out" / "m.gguf", quant="F16")
+    extra = _edited_copy(tiny_hf, tmp_path / "extra", lambda w: w.update({"model.vision.proj": w["model.norm.weight"].clone()}))
+    with pytest.raises(ExportError, match="tensor 'model.vision.proj' is not part of a Llama model"):
+        export_gguf(extra, tmp_path / "out" / "m.gguf", quant="F16")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_spec_reads_llama_3_2_style_config(tiny_hf):

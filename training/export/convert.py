@@ -430,6 +430,10 @@ def _check_shapes(shapes: list[tuple[str, tuple[int, ...], type]], spec: LlamaSp
     layers = {int(m.group(1)) for name in found if (m := re.match(r"blk\.(\d+)\.", name))}
     if layers != set(range(spec.n_layer)):
         raise ExportError(f"weights hold layers {sorted(layers)}, config.json says {spec.n_layer}")
+    missing = [f"blk.{i}.{suffix}" for i in range(spec.n_layer) for suffix, _ in _LAYER_TENSORS.values()
+               if f"blk.{i}.{suffix}" not in found]
+    if missing:
+        raise ExportError(f"weights lack {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
 
 
 def convert_to_gguf(hf_dir: Path, out_path: Path, info: GeneralInfo, out_type: str = "F16") -> None:

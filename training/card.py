@@ -1,0 +1,43 @@
+"""The model card of a rebuilt fine-tune, as a `huggingface_hub.ModelCard`.
+
+Pure assembly from the run's records (recipe, data report, training/eval metrics, export sha256);
+it reads nothing from the network and writes nothing itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+def _hub_datasets(recipe: dict[str, Any]) -> list[str]:
+    return [d["path"] for d in recipe["datasets"] if "/" in d["path"] and not d["path"].startswith((".", "/", "tests/", "data/"))]
+
+
+def build_card(entry: dict[str, Any], recipe: dict[str, Any], metrics: dict[str, Any]):
+    """A ModelCard with YAML metadata (license, base model, datasets) and a body with every number."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        license=entry.get("license"), base_model=recipe["base_checkpoint"], datasets=_hub_datasets(recipe) or None,
+        tags=["gguf", "llama", "iris", recipe["method"], "llama.cpp"], pipeline_tag="text-generation",
+    )
+    export, train, heldout = metrics.get("export", {}), metrics.get("train", {}), metrics.get("eval", {}).get("heldout", {})
+    body = [
+        f"# {entry['display_name']}", "", entry.get("description", ""), "",
+        "Rebuilt with the Iris training toolkit: `python -m training rebuild " + entry["id"] + "`.", "",
+        "## Files", "",
+        f"- `{export.get('gguf', '').rsplit('/', 1)[-1]}`: {export.get('quant')} GGUF, sha256 `{export.get('sha256')}`",
+        f"- export verification: {export.get('verification')}", "",
+        "## Training", "",
+        f"- base model: `{recipe['base_checkpoint']}`, method: {recipe['method']}, seed {recipe['seed']}",
+        f"- datasets: {', '.join(d['path'] for d in recipe['datasets'])}",
+        f"- steps: {train.get('global_step')}, final loss {train.get('last_loss')}, "
+        f"{train.get('tokens_per_s')} tokens/s, runtime {train.get('train_runtime_s')} s", "",
+        "## Evaluation (held-out split, assistant tokens)", "",
+        "| | loss | perplexity |", "| --- | ---: | ---: |",
+        *[f"| {who} | {v.get('loss')} | {v.get('perplexity')} |" for who, v in heldout.items()], "",
+        "## Recipe", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).strip(), "```", "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))

@@ -1,0 +1,45 @@
+"""Stage 4 of `rebuild`: merge/model/ -> export/<name>-Q4_K_M.gguf with the exporter's verification,
+plus the base checkpoint's GGUF at the same quant so `eval` compares like with like offline.
+
+(The standalone `python -m training export` command is the exporter's own path-based CLI.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from training.stages.run import Run, run_stage
+
+
+def gguf_name(run: Run) -> str:
+    """The file name the registry entry serves, else `<id>-<quant>.gguf`."""
+    hub = run.entry.source.hub
+    return hub.filename if hub else f"{run.entry.id}-{run.recipe.export.quant}.gguf"
+
+
+def export(run: Run) -> dict[str, Any]:
+    """Run the stage (or skip it when up to date); returns its record."""
+    inputs = {"merge": run.upstream("merge")["fingerprint"], "export": run.recipe.export.model_dump(),
+              "base": run.recipe.base_checkpoint, "name": gguf_name(run)}
+    return run_stage(run, "export", inputs, lambda out: _export(run, out))
+
+
+def _export(run: Run, out: Path) -> dict[str, Any]:
+    from training.export import export_gguf
+
+    spec, entry = run.recipe.export, run.entry
+    tuned = export_gguf(
+        run.dir / "merge" / "model", out / gguf_name(run), quant=spec.quant, verify=spec.verify,
+        name=entry.display_name, base_model=run.recipe.base_checkpoint, finetune=entry.id, license=entry.license,
+    )
+    base_dir = Path(run.base_checkpoint())
+    if not base_dir.is_dir():
+        from huggingface_hub import snapshot_download
+
+        base_dir = Path(snapshot_download(run.recipe.base_checkpoint, allow_patterns=["*.json", "*.safetensors", "*.jinja"]))
+    base = export_gguf(base_dir, out / f"base-{spec.quant}.gguf", quant=spec.quant, verify=False,
+                       name=run.recipe.base_checkpoint, license=entry.license)
+    return {"gguf": str(tuned.path), "sha256": tuned.sha256, "size_bytes": tuned.size_bytes, "quant": tuned.quant,
+            "verification": tuned.report["summary"] if tuned.report else None,
+            "base_gguf": str(base.path), "base_sha256": base.sha256}

@@ -1,0 +1,95 @@
+"""Optional LLM-as-judge for `eval`: scores two answers to one prompt from 1 to 5 for correctness,
+completeness and faithfulness, asking twice with the answers in both orders and averaging, so a
+judge's preference for the first (or second) position cancels out.
+
+The judge is an OpenAI-compatible endpoint (URL, key and model from $IRIS_JUDGE_URL,
+$IRIS_JUDGE_KEY, $IRIS_JUDGE_MODEL; the key is never printed) or a local GGUF file, which answers
+under a JSON-schema grammar so even a small model returns parseable scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Callable
+from statistics import mean
+from typing import Any
+
+from training.stages.run import StageError
+
+CRITERIA = ("correctness", "completeness", "faithfulness")
+_SCORE = {"type": "integer", "minimum": 1, "maximum": 5}
+SCHEMA = {
+    "type": "object",
+    "properties": {side: {"type": "object", "properties": {c: _SCORE for c in CRITERIA}, "required": list(CRITERIA)}
+                   for side in ("answer_1", "answer_2")},
+    "required": ["answer_1", "answer_2"],
+}
+INSTRUCTIONS = (
+    "You are a strict grader. Score each answer to the question from 1 (bad) to 5 (excellent) for "
+    "correctness, completeness and faithfulness (no invented facts). Reply with JSON only: "
+    '{"answer_1": {"correctness": n, "completeness": n, "faithfulness": n}, "answer_2": {...}}'
+)
+
+Ask = Callable[[list[dict[str, str]]], str]
+
+
+def _messages(question: str, first: str, second: str) -> list[dict[str, str]]:
+    body = f"Question:\n{question}\n\nAnswer 1:\n{first}\n\nAnswer 2:\n{second}"
+    return [{"role": "system", "content": INSTRUCTIONS}, {"role": "user", "content": body}]
+
+
+def _parse(text: str) -> dict[str, dict[str, int]] | None:
+    try:
+        start, end = text.index("{"), text.rindex("}") + 1
+        data = json.loads(text[start:end])
+        return {side: {c: int(data[side][c]) for c in CRITERIA} for side in ("answer_1", "answer_2")}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def judge_pair(ask: Ask, question: str, base: str, tuned: str) -> dict[str, Any]:
+    """Scores for base and fine-tune, averaged over both presentation orders (None where unparsable)."""
+    forward = _parse(ask(_messages(question, base, tuned)))
+    backward = _parse(ask(_messages(question, tuned, base)))
+    votes = {"base": [], "finetune": []}
+    if forward:
+        votes["base"].append(forward["answer_1"])
+        votes["finetune"].append(forward["answer_2"])
+    if backward:
+        votes["finetune"].append(backward["answer_1"])
+        votes["base"].append(backward["answer_2"])
+    return {who: ({c: mean(v[c] for v in vs) for c in CRITERIA} if vs else None) for who, vs in votes.items()} | {
+        "orders_parsed": int(forward is not None) + int(backward is not None)}
+
+
+def endpoint_judge() -> Ask:
+    """An OpenAI-compatible chat endpoint configured by environment variables."""
+    url, model = os.environ.get("IRIS_JUDGE_URL"), os.environ.get("IRIS_JUDGE_MODEL", "gpt-4o-mini")
+    key = os.environ.get("IRIS_JUDGE_KEY", "")
+    if not url:
+        raise StageError("judge 'endpoint' needs $IRIS_JUDGE_URL (an OpenAI-compatible base URL ending in /v1)")
+
+    def ask(messages: list[dict[str, str]]) -> str:
+        body = json.dumps({"model": model, "messages": messages, "temperature": 0}).encode()
+        request = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())["choices"][0]["message"]["content"]
+
+    return ask
+
+
+def gguf_judge(path: str, n_ctx: int = 4096) -> Ask:
+    """A local GGUF judge answering under the score schema's grammar."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False, seed=0)
+
+    def ask(messages: list[dict[str, str]]) -> str:
+        out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=200,
+                                         response_format={"type": "json_object", "schema": SCHEMA})
+        return out["choices"][0]["message"]["content"] or ""
+
+    return ask

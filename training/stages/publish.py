@@ -1,0 +1,144 @@
+"""Stage 6, `python -m training publish MODEL_ID`: model card, Hub upload, registry update.
+
+With $HF_TOKEN set, uploads the GGUF, README.md (model card), the adapter and the eval report to
+the entry's Hub repo, then records the commit (`revision`), the GGUF's sha256 and
+`published: true` in the registry with an atomic write. Without a token it is a dry run that
+lists what would be uploaded. The token is read from the environment only and never printed,
+logged or written anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving.registry import parse_registry
+from training.stages.run import Run, StageError, add_run_arguments, open_run, run_stage, stage_errors, write_json_atomic
+
+TOKEN_ENV = "HF_TOKEN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--no-adapter", action="store_true", help="do not upload the LoRA adapter")
+
+
+def upload_plan(run: Run, out: Path, with_adapter: bool = True) -> list[dict[str, Any]]:
+    """(local file, path in repo, bytes) for everything the upload sends; writes the card first."""
+    from training.card import build_card
+
+    metrics = {s: (run.stage_record(s) or {}).get("metrics", {}) for s in ("prepare", "train", "export", "eval")}
+    card = build_card(run.entry.model_dump(mode="json"), run.recipe.model_dump(mode="json"), metrics)
+    card.save(out / "README.md")
+    files = [(out / "README.md", "README.md"), (Path(metrics["export"]["gguf"]), Path(metrics["export"]["gguf"]).name)]
+    files += [(run.dir / "eval" / name, f"eval/{name}") for name in ("report.md", "report.json")]
+    files += [(run.dir / "train" / "loss.png", "training/loss.png")]
+    if with_adapter:
+        adapter = run.dir / "train" / "adapter"
+        files += [(p, f"adapter/{p.relative_to(adapter)}") for p in sorted(adapter.rglob("*")) if p.is_file()]
+    return [{"local": str(p), "path_in_repo": r, "bytes": p.stat().st_size} for p, r in files if p.exists()]
+
+
+def publish(run: Run, with_adapter: bool = True) -> dict[str, Any]:
+    """Run the stage (or skip it when up to date); returns its record."""
+    hub = run.entry.source.hub
+    if hub is None:
+        raise StageError(f"{run.entry.id} has no Hub source in the registry; nothing to publish to")
+    dry_run = not os.environ.get(TOKEN_ENV)
+    inputs = {"eval": run.upstream("eval")["fingerprint"], "export": run.upstream("export")["metrics"]["sha256"],
+              "repo": hub.repo, "dry_run": dry_run, "adapter": with_adapter}
+    return run_stage(run, "publish", inputs, lambda out: _publish(run, out, hub.repo, dry_run, with_adapter))
+
+
+def _publish(run: Run, out: Path, repo: str, dry_run: bool, with_adapter: bool) -> dict[str, Any]:
+    plan = upload_plan(run, out, with_adapter)
+    write_json_atomic(out / "upload_plan.json", {"repo": repo, "dry_run": dry_run, "files": plan})
+    sha256 = run.upstream("export")["metrics"]["sha256"]
+    if dry_run:
+        print(f"[publish] dry run (no ${TOKEN_ENV}): would upload to {repo}:")
+        for item in plan:
+            print(f"  {item['path_in_repo']:<40} {item['bytes']:>12,d} bytes  <- {item['local']}")
+        print(f"  then set {run.entry.id}: source.hub.revision=<commit>, source.hub.sha256={sha256}, published: true")
+        return {"dry_run": True, "repo": repo, "files": [i["path_in_repo"] for i in plan]}
+    revision = _upload(repo, plan, out / "staging")
+    update_registry_entry(run.registry.path, run.entry.id, revision=revision, sha256=sha256)
+    print(f"[publish] uploaded to {repo} at {revision}; registry entry {run.entry.id} updated")
+    return {"dry_run": False, "repo": repo, "revision": revision, "sha256": sha256,
+            "files": [i["path_in_repo"] for i in plan]}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)  # no second copy of a multi-GB GGUF
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _upload(repo: str, plan: list[dict[str, Any]], staging: Path) -> str:
+    from huggingface_hub import HfApi
+
+    shutil.rmtree(staging, ignore_errors=True)
+    for item in plan:
+        target = staging / item["path_in_repo"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(Path(item["local"]), target)
+    api = HfApi(token=os.environ[TOKEN_ENV])
+    api.create_repo(repo, repo_type="model", exist_ok=True)
+    commit = api.upload_folder(repo_id=repo, folder_path=str(staging), commit_message="Iris rebuild")
+    shutil.rmtree(staging, ignore_errors=True)
+    return commit.oid
+
+
+# ---------------------------------------------------------------- registry update
+
+_ENTRY_START = re.compile(r"^(\s*)- id:\s*(\S+)\s*$")
+
+
+def _entry_lines(lines: list[str], model_id: str) -> tuple[int, int]:
+    starts = [(i, m) for i, line in enumerate(lines) if (m := _ENTRY_START.match(line))]
+    for k, (i, m) in enumerate(starts):
+        if m.group(2).strip("'\"") == model_id:
+            end = starts[k + 1][0] if k + 1 < len(starts) else len(lines)
+            return i, end
+    raise KeyError(f"registry has no entry '- id: {model_id}'")
+
+
+def _set_hub(line: str, revision: str, sha256: str) -> str:
+    indent, _, flow = line.partition("hub:")
+    hub = yaml.safe_load(flow)
+    if not isinstance(hub, dict):
+        raise StageError(f"cannot update the hub source written as {line.strip()!r}; write it as `hub: {{...}}`")
+    hub.update(revision=revision, sha256=sha256)
+    return f"{indent}hub: {yaml.safe_dump(hub, default_flow_style=True, width=10_000).strip()}"
+
+
+def update_registry_entry(path: Path, model_id: str, revision: str, sha256: str) -> None:
+    """Set `source.hub.revision`, `source.hub.sha256` and `published: true` of one entry, keeping every
+    comment and the rest of the file as written; validated, then replaced atomically."""
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    start, end = _entry_lines(lines, model_id)
+    block = lines[start:end]
+    hub_at = [i for i, line in enumerate(block) if re.match(r"^\s+hub:\s*\{.*\}\s*$", line)]
+    pub_at = [i for i, line in enumerate(block) if re.match(r"^\s+published:\s*\S+\s*$", line)]
+    if len(hub_at) != 1 or len(pub_at) != 1:
+        raise StageError(f"{path}: entry {model_id!r} needs one `hub: {{...}}` line and one `published:` line")
+    block[hub_at[0]] = _set_hub(block[hub_at[0]], revision, sha256)
+    block[pub_at[0]] = re.sub(r"published:\s*\S+", "published: true", block[pub_at[0]])
+    new_text = "\n".join(lines[:start] + block + lines[end:])
+    parse_registry(yaml.safe_load(new_text), Path(path))  # refuse to write a registry the app cannot load
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")
+    tmp.write_text(new_text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(args: argparse.Namespace) -> int:
+    with stage_errors("publish"):
+        publish(open_run(args), with_adapter=not args.no_adapter)
+    return 0

@@ -1,0 +1,100 @@
+"""Stage 2, `python -m training train MODEL_ID`: LoRA/QLoRA fine-tune on prepare/train.jsonl.
+
+Writes train/adapter/ (the peft adapter), train/checkpoints/ (every `save_steps`), train/loss.csv,
+train/loss.png and train/metrics.json (runtime, tokens/s, peak memory). `--resume` continues from
+the latest checkpoint after an interruption. Runs unchanged under `accelerate launch` (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+from training.stages.run import Run, add_run_arguments, is_main_process, open_run, run_stage, stage_errors, write_json_atomic
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train/checkpoints")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
+    parser.add_argument("--attn", default="sdpa", help="attention implementation (sdpa, flash_attention_2, eager)")
+
+
+def train(run: Run, resume: bool = False, max_steps: int | None = None, attn: str = "sdpa") -> dict[str, Any]:
+    """Run the stage (or skip it when up to date); returns its record."""
+    recipe = run.recipe
+    overrides = {"max_steps": max_steps} if max_steps else {}
+    inputs = {"data": run.upstream("prepare")["fingerprint"], "base": recipe.base_checkpoint, "method": recipe.method,
+              "lora": recipe.lora, "sft": recipe.sft, "seed": recipe.seed, "overrides": overrides, "attn": attn}
+    return run_stage(run, "train", inputs, lambda out: _train(run, out, overrides, attn, resume))
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return found[-1] if found else None
+
+
+def _trim_csv(csv_path: Path, last_step: int) -> None:
+    """Drop loss rows logged after the checkpoint we resume from (the resumed run logs them again)."""
+    if csv_path.exists():
+        lines = csv_path.read_text().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split(",")[0]) <= last_step]
+        csv_path.write_text("\n".join(kept) + "\n")
+
+
+def _resume_point(out: Path, resume: bool) -> Path | None:
+    checkpoints, csv_path = out / "checkpoints", out / "loss.csv"
+    checkpoint = latest_checkpoint(checkpoints) if resume else None
+    if resume and checkpoint is None:
+        print(f"[train] --resume: no checkpoint in {checkpoints}, starting from step 0")
+    if checkpoint is None and is_main_process():
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        csv_path.unlink(missing_ok=True)
+    elif checkpoint is not None:
+        print(f"[train] resuming from {checkpoint}")
+        _trim_csv(csv_path, int(checkpoint.name.split("-")[-1]))
+    return checkpoint
+
+
+def _train(run: Run, out: Path, overrides: dict[str, Any], attn: str, resume: bool) -> dict[str, Any]:
+    from training.sft.trainer import TrainPlan, build_trainer, metrics_callback, peak_memory, plot_loss
+    from training.stages.prepare import read_jsonl
+
+    data_dir = run.dir / "prepare"
+    checkpoint = _resume_point(out, resume)
+    plan = TrainPlan(
+        base_checkpoint=run.base_checkpoint(), method=run.recipe.method, lora=run.recipe.lora, sft=run.recipe.sft,
+        seed=run.recipe.seed, output_dir=out / "checkpoints", overrides=overrides, attn_implementation=attn,
+    )
+    trainer = build_trainer(plan, read_jsonl(data_dir / "train.jsonl"), read_jsonl(data_dir / "test.jsonl"),
+                            callbacks=[metrics_callback(out / "loss.csv")])
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = _summary(trainer, result.metrics, checkpoint)
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(out / "adapter")
+        plot_loss(out / "loss.csv", out / "loss.png", f"{run.entry.id}: training loss")
+        write_json_atomic(out / "metrics.json", {**metrics, **peak_memory()})
+    return {**metrics, **peak_memory()}
+
+
+def _summary(trainer, train_metrics: dict[str, Any], checkpoint: Path | None) -> dict[str, Any]:
+    from training.sft.trainer import read_loss_csv
+
+    runtime = float(train_metrics.get("train_runtime", 0.0))
+    tokens = float(next((h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0.0))
+    losses = read_loss_csv(Path(trainer.args.output_dir).parent / "loss.csv") if trainer.is_world_process_zero() else []
+    return {
+        "global_step": trainer.state.global_step, "train_loss": train_metrics.get("train_loss"),
+        "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
+        "train_runtime_s": runtime, "num_tokens": tokens,
+        "tokens_per_s": round(tokens / runtime, 1) if runtime else None,
+        "resumed_from": checkpoint.name if checkpoint else None,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    with stage_errors("train"):
+        train(open_run(args), resume=args.resume, max_steps=args.max_steps, attn=args.attn)
+    return 0

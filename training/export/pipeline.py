@@ -108,23 +108,21 @@ def export_gguf(
     base_type = unquantized_type(quant)
     base_final = out_path if quant == base_type else f16_sibling(out_path, quant, base_type)
 
-    base_tmp = temp_sibling(base_final)
+    base_tmp, out_tmp = temp_sibling(base_final), temp_sibling(out_path)  # one file when quant is F16/F32
     try:
         convert_to_gguf(hf_dir, base_tmp, info, base_type)
-        if quant != base_type:
-            with atomic_path(out_path) as out_tmp:
-                quantize(base_tmp, out_tmp, quant)
-        report = _verify(hf_dir, base_tmp, out_path if quant != base_type else base_tmp) if verify else None
-        if keep_f16 or quant == base_type:
+        if out_tmp != base_tmp:
+            quantize(base_tmp, out_tmp, quant)
+        report = _verify(hf_dir, base_tmp, out_tmp) if verify else None
+        result = ExportResult(path=out_path, sha256=sha256_of(out_tmp), quant=quant,
+                              f16_path=base_final if keep_f16 or out_tmp == base_tmp else None,
+                              size_bytes=out_tmp.stat().st_size, report=report)
+        os.replace(out_tmp, out_path)  # only complete (and, with verify, checked) files get their final name
+        if result.f16_path is not None and base_tmp != out_tmp:
             os.replace(base_tmp, base_final)
-        else:
-            base_final = None
     finally:
         base_tmp.unlink(missing_ok=True)
-    result = ExportResult(
-        path=out_path, sha256=sha256_of(out_path), quant=quant, f16_path=base_final,
-        size_bytes=out_path.stat().st_size, report=report,
-    )
+        out_tmp.unlink(missing_ok=True)
     _write_record(out_path, {
         **asdict(result), "source": str(hf_dir.resolve()), "general": asdict(info),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -41,6 +41,7 @@ def test_synthetic_tokenizer_has_llama3_ids_and_matches_llama_cpp(tmp_path: Path
     tok = synthetic_llama3_tokenizer(seed=0)
     assert len(tok) == 128256
     assert tok.convert_tokens_to_ids(["<|begin_of_text|>", "<|eot_id|>"]) == [128000, 128009]
+    assert synthetic_llama3_tokenizer(seed=0).backend_tokenizer.to_str() == tok.backend_tokenizer.to_str()
     config = llama_config(ModelShape(n_layer=1, hidden=64, n_head=2, n_head_kv=1, ffn=128))
     hf_dir = save_random_llama(config, tok, tmp_path / "hf", seed=0)
     convert_to_gguf(hf_dir, tmp_path / "m.gguf", GeneralInfo(name="synthetic"))

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from serving.registry import QUANT_TYPES
+
 LLAMA3_BPE_SIZE = 128000  # Llama 3's BPE ids; the 256 special tokens follow
 LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                "original_max_position_embeddings": 8192}
@@ -151,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--like", required=True, choices=sorted(SHAPES), help="real model whose shape to copy")
     parser.add_argument("--out", required=True, type=Path, help="output folder (gets hf/ and the GGUF)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and the synthetic tokenizer")
-    parser.add_argument("--quant", default="Q4_K_M", help="GGUF quant type (default Q4_K_M)")
+    parser.add_argument("--quant", default="Q4_K_M", choices=QUANT_TYPES, help="GGUF quant type (default Q4_K_M)")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ preselects the side-by-side pair. Every visitor error becomes a short `gr.Warnin
 from __future__ import annotations
 
 import logging
+import os
 import random
 import tempfile
 from collections.abc import Iterator
@@ -41,6 +42,8 @@ SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
     "max_new_tokens": ("Max new tokens", 8, 1024, 8),
     "repeat_penalty": ("Repetition penalty", 1.0, 2.0, 0.05),
 }
+# The page is for people: its events are not API endpoints, so votes cannot be scripted through gradio_client.
+UI_ONLY = {"api_visibility": "private"}
 VOTES = {"a": "👈 A is better", "b": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
 LEADERBOARD_HEADERS = ["Rank", "Model", "Rating (BT)", "95% CI", "Elo", "Battles", "Win rate", "W-L-T"]
 
@@ -222,8 +225,8 @@ class ComparePage:
         votes = self.store.votes()
         table = ratings.leaderboard([v.battle for v in votes], n_boot=self.settings.bootstrap_rounds, seed=0)
         csv_path, jsonl_path = self.export_dir / "iris-votes.csv", self.export_dir / "iris-votes.jsonl"
-        csv_path.write_text(to_csv(votes), encoding="utf-8")
-        jsonl_path.write_text(to_jsonl(votes), encoding="utf-8")
+        _write_atomically(csv_path, to_csv(votes))
+        _write_atomically(jsonl_path, to_jsonl(votes))
         summary = f"{len(votes)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
         return leaderboard_rows(table), leaderboard_plot(table), summary, str(csv_path), str(jsonl_path)
 
@@ -236,6 +239,13 @@ class ComparePage:
         return (gr.update(choices=choices, value=a), gr.update(choices=choices, value=b),
                 self.pane_header(a, "A"), self.pane_header(b, "B"), share_link(a, b), *self.start_round(),
                 *self.leaderboard())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Another visitor's export may be reading `path`: write a temp file, then rename over it."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8", suffix=".tmp") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:
@@ -258,18 +268,19 @@ def build(engine: Engine) -> None:
             seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)",
                              elem_id="compare-set-seed")
     values = [*sliders, seed]
-    persona.change(page.persona_defaults, persona, [system, *values])
+    persona.change(page.persona_defaults, persona, [system, *values], **UI_ONLY)
     with gr.Tabs():
         with gr.Tab("Side by side", id="side"):
             pair = _build_side_by_side(page, system, values)
         with gr.Tab("Blind arena", id="arena"):
             arena = _build_arena(page, system, values)
-        with gr.Tab("Leaderboard", id="leaderboard"):
+        with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
             board = _build_leaderboard(page)
+    board_tab.select(page.leaderboard, None, board, **UI_ONLY)
     for outcome, button in zip(VOTES, arena["votes"]):
         button.click(lambda rnd, o=outcome: page.vote(o, rnd), arena["round"],
-                     [arena["round"], arena["reveal"], *arena["votes"], *board])
-    Context.root_block.load(page.on_load, None, [*pair, *arena["round_outputs"], *board])
+                     [arena["round"], arena["reveal"], *arena["votes"], *board], **UI_ONLY)
+    Context.root_block.load(page.on_load, None, [*pair, *arena["round_outputs"], *board], **UI_ONLY)
 
 
 def _build_side_by_side(page: ComparePage, system, values) -> list:
@@ -291,13 +302,14 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
         clear = gr.Button("Clear both", elem_id="compare-clear")
     history = gr.State(PairHistory())
     run = dict(fn=page.side_by_side, inputs=[prompt, model_a, model_b, system, history, *values],
-               outputs=[prompt, history, chat_a, chat_b, head_a, head_b])
+               outputs=[prompt, history, chat_a, chat_b, head_a, head_b], **UI_ONLY)
     send.click(**run)
     prompt.submit(**run)
-    clear.click(page.clear, history, [history, chat_a, chat_b])
+    clear.click(page.clear, history, [history, chat_a, chat_b], **UI_ONLY)
     for picker, head, side in ((model_a, head_a, "A"), (model_b, head_b, "B")):
-        picker.change(lambda m, s=side: page.pane_header(m, s), picker, head).then(page.clear, history, [history, chat_a, chat_b])
-        picker.change(share_link, [model_a, model_b], link)
+        picker.change(lambda m, s=side: page.pane_header(m, s), picker, head, **UI_ONLY).then(
+            page.clear, history, [history, chat_a, chat_b], **UI_ONLY)
+        picker.change(share_link, [model_a, model_b], link, **UI_ONLY)
     return [model_a, model_b, head_a, head_b, link]
 
 
@@ -317,10 +329,11 @@ def _build_arena(page: ComparePage, system, values) -> dict:
         send = gr.Button("Ask", variant="primary", elem_id="arena-send")
         again = gr.Button("New round", elem_id="arena-new")
     round_outputs = [rnd, chat_a, chat_b, reveal, status, *votes]
-    run = dict(fn=page.battle, inputs=[prompt, system, rnd, *values], outputs=[rnd, chat_a, chat_b, status, *votes])
+    run = dict(fn=page.battle, inputs=[prompt, system, rnd, *values], outputs=[rnd, chat_a, chat_b, status, *votes],
+               **UI_ONLY)
     send.click(**run)
     prompt.submit(**run)
-    again.click(lambda: (*page.start_round(), ""), None, [*round_outputs, prompt])
+    again.click(lambda: (*page.start_round(), ""), None, [*round_outputs, prompt], **UI_ONLY)
     return {"round": rnd, "reveal": reveal, "votes": votes, "round_outputs": round_outputs}
 
 
@@ -333,5 +346,5 @@ def _build_leaderboard(page: ComparePage) -> list:
         jsonl = gr.DownloadButton("Export votes (JSONL)", elem_id="export-jsonl")
         refresh = gr.Button("Refresh", elem_id="leaderboard-refresh")
     outputs = [table, plot, summary, csv, jsonl]
-    refresh.click(page.leaderboard, None, outputs)
+    refresh.click(page.leaderboard, None, outputs, **UI_ONLY)
     return outputs

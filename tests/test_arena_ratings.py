@@ -106,4 +106,4 @@ def test_leaderboard_counts_battles_and_win_rates():
     assert rows["x"].win_rate == pytest.approx(3 / 5)
     ordered = [s.model_id for s in leaderboard(battles, n_boot=50, seed=0)]
     assert ordered[-1] == "y"
-    assert leaderboard([]) == []
+    assert leaderboard([]) == [] and bradley_terry([]) == {} and bootstrap_intervals([]) == {} and elo([]) == {}

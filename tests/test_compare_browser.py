@@ -5,9 +5,11 @@ One app instance for this module, offline (only the demo GGUFs), with its votes 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from serving.arena.votes import VoteStore
+from serving.arena.votes import VoteStore, from_jsonl
 from tests.browser import launch_app, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -98,6 +100,10 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
     table = page.locator("#leaderboard-table").inner_text()
     assert all(m in table for m in DEMO) and "0-0-1" in table
     assert "1 votes" in page.locator("#leaderboard-summary").inner_text()
+    with page.expect_download() as download:
+        page.locator("#export-jsonl").click()
+    exported = from_jsonl(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert exported == votes
 
     page.get_by_role("tab", name="Blind arena").click()
     page.locator("#arena-new").click()

@@ -56,13 +56,31 @@ def _models(battles: Sequence[Battle]) -> list[str]:
     return sorted({m for b in battles for m in (b.model_a, b.model_b)})
 
 
-def _score_matrix(battles: Sequence[Battle], index: dict[str, int]) -> np.ndarray:
-    """W[i, j] = points model i took from model j (a win 1, a tie 0.5)."""
-    wins = np.zeros((len(index), len(index)))
+class _Tally(NamedTuple):
+    """Distinct (i, j, score-of-i) battle kinds with how often each occurred: bootstrap resamples counts."""
+
+    i: np.ndarray
+    j: np.ndarray
+    score: np.ndarray
+    count: np.ndarray
+
+
+def _tally(battles: Sequence[Battle], index: dict[str, int]) -> _Tally:
+    kinds: dict[tuple[int, int, float], int] = {}
     for b in battles:
-        i, j, s = index[b.model_a], index[b.model_b], SCORE_A[b.outcome]
-        wins[i, j] += s
-        wins[j, i] += 1.0 - s
+        key = (index[b.model_a], index[b.model_b], SCORE_A[b.outcome])
+        kinds[key] = kinds.get(key, 0) + 1
+    keys = list(kinds)
+    return _Tally(i=np.array([k[0] for k in keys], dtype=int), j=np.array([k[1] for k in keys], dtype=int),
+                  score=np.array([k[2] for k in keys], dtype=float), count=np.array(list(kinds.values()), dtype=float))
+
+
+def _score_matrix(tally: _Tally, n: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """W[i, j] = points model i took from model j (a win 1, a tie 0.5)."""
+    counts = tally.count if counts is None else counts
+    wins = np.zeros((n, n))
+    np.add.at(wins, (tally.i, tally.j), counts * tally.score)
+    np.add.at(wins, (tally.j, tally.i), counts * (1.0 - tally.score))
     return wins
 
 
@@ -83,15 +101,20 @@ def _fit_strengths(wins: np.ndarray, prior: float, tol: float = 1e-10, max_iter:
     return p
 
 
-def bradley_terry(battles: Sequence[Battle], prior: float = 1.0, models: Sequence[str] | None = None) -> dict[str, float]:
+def _to_ratings(names: Sequence[str], strengths: np.ndarray) -> dict[str, float]:
+    return {m: BASE_RATING + SCALE * float(np.log10(p)) for m, p in zip(names, strengths)}
+
+
+def bradley_terry(battles: Sequence[Battle], prior: float = 1.0) -> dict[str, float]:
     """Maximum-likelihood Bradley-Terry ratings (Elo scale) of every model in `battles`."""
-    names = list(models) if models is not None else _models(battles)
-    wins = _score_matrix(battles, {m: i for i, m in enumerate(names)})
+    if not battles:
+        return {}
+    names = _models(battles)
+    wins = _score_matrix(_tally(battles, {m: i for i, m in enumerate(names)}), len(names))
     points, games = wins.sum(axis=1), (wins + wins.T).sum(axis=1)
     if prior <= 0 and np.any((points == 0) | (points == games)):
         raise ValueError("with prior=0 every model needs some points and some losses, else its MLE is infinite")
-    strengths = _fit_strengths(wins, prior)
-    return {m: BASE_RATING + SCALE * float(np.log10(s)) for m, s in zip(names, strengths)}
+    return _to_ratings(names, _fit_strengths(wins, prior))
 
 
 def elo(battles: Sequence[Battle], k: float = 32.0) -> dict[str, float]:
@@ -109,13 +132,15 @@ def bootstrap_intervals(
     battles: Sequence[Battle], n_boot: int = 200, seed: int = 0, prior: float = 1.0, level: float = 0.95
 ) -> dict[str, tuple[float, float]]:
     """Percentile interval of each model's Bradley-Terry rating over `n_boot` resamples of the battles."""
+    if not battles:
+        return {}
     names = _models(battles)
+    tally = _tally(battles, {m: i for i, m in enumerate(names)})
     rng = np.random.default_rng(seed)
-    samples = np.empty((n_boot, len(names)))
-    for r in range(n_boot):
-        picks = rng.integers(0, len(battles), size=len(battles))
-        fitted = bradley_terry([battles[i] for i in picks], prior=prior, models=names)
-        samples[r] = [fitted[m] for m in names]
+    # Resampling N battles with replacement = multinomial counts over the distinct battle kinds.
+    resampled = rng.multinomial(len(battles), tally.count / tally.count.sum(), size=n_boot)
+    samples = np.array([list(_to_ratings(names, _fit_strengths(_score_matrix(tally, len(names), c), prior)).values())
+                        for c in resampled])
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(samples, [tail, 100.0 - tail], axis=0)
     return {m: (float(lo), float(hi)) for m, lo, hi in zip(names, low, high)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
@@ -22,8 +23,35 @@ SCHEMAS = {
 @pytest.mark.parametrize("name", SCHEMAS)
 def test_every_schema_compiles_to_a_llama_cpp_grammar(name):
     gbnf = json_schema_to_gbnf(json.dumps(SCHEMAS[name]))
-    assert "char" in gbnf  # bounded strings became grammar repetitions, not free-form JSON
+    assert "char ::=" not in gbnf  # only pattern-bounded strings: no free-form JSON string rule
+    assert r'[^"\\|\x00-\x1f]' in gbnf
     assert LlamaGrammar.from_json_schema(json.dumps(SCHEMAS[name]), verbose=False) is not None
+
+
+def test_text_pattern_forbids_escapes_control_characters_and_template_tokens():
+    pattern = re.compile(schemas._text(10)["pattern"])
+    assert pattern.match("Mitochondria") is None  # 12 characters: over the limit
+    assert pattern.match("Cells, 2x.")
+    for bad in ["", " leading", 'a "quote"', "back\\slash", "line\nbreak", "<|eot_id|>"]:
+        assert pattern.match(bad) is None, bad
+
+
+def test_max_chars_counts_the_longest_grammar_text():
+    assert schemas.max_chars(schemas._text(5)) == len('"abcde" ')
+    assert schemas.max_chars({"type": "string", "enum": ["A", "B"]}) == len('"A"')
+    assert schemas.max_chars(schemas._list(schemas._text(1), 0, 2)) == len('[ "a" , "b" ] ')
+    assert schemas.max_chars(schemas._object(x={"type": "boolean"}, y={"type": "integer", "enum": [7, 10]})) == (
+        len('{ "x" : false , "y" : 10} '))  # enum values take no trailing space
+
+
+def test_fit_shrinks_limits_to_the_budget_or_gives_up():
+    generous = schemas.fit(lambda limits: schemas.quiz_schema(2, limits), 100_000)
+    assert generous == schemas.quiz_schema(2)
+    tight = schemas.fit(lambda limits: schemas.quiz_schema(3, limits), 800)
+    assert schemas.max_chars(tight) <= 800 < schemas.max_chars(schemas.quiz_schema(3))
+    question = tight["properties"]["questions"]["items"]["properties"]["question"]
+    assert 24 <= question["maxLength"] < schemas.DEFAULT_LIMITS.long
+    assert schemas.fit(lambda limits: schemas.quiz_schema(10, limits), 500) is None
 
 
 def test_quiz_schema_fixes_the_count_and_bounds_strings():
@@ -32,7 +60,7 @@ def test_quiz_schema_fixes_the_count_and_bounds_strings():
     item = question["items"]["properties"]
     assert item["answer"]["enum"] == ["A", "B", "C", "D"]
     assert (item["options"]["minItems"], item["options"]["maxItems"]) == (4, 4)
-    assert item["question"] == {"type": "string", "minLength": 1, "maxLength": schemas.LONG}
+    assert item["question"]["maxLength"] == schemas.DEFAULT_LIMITS.long
 
 
 def test_parsed_models_accept_grammar_shaped_json():

@@ -3,13 +3,17 @@
 Each tool sends a JSON schema with its request (`response_format`), so llama.cpp compiles it into a
 grammar and even a tiny model can only emit text of that shape; the matching pydantic model then
 parses and re-checks the text. The schemas keep to the subset llama.cpp's converter handles
-(`type`, `properties`, `required`, `enum`, `minItems`/`maxItems`, `minLength`/`maxLength` on typed
-strings) and bound every string and list, so a model cannot ramble past the token budget inside one
-field. This module knows nothing about prompts, the engine or Gradio.
+(`type`, `properties`, `required`, `enum`, `minItems`/`maxItems`, string `pattern`) and bound every string
+and list, so the longest possible answer is known (`max_chars`) and can be sized to the token budget
+(`fit`): a tiny model that never closes a string still ends with complete JSON. This module knows
+nothing about prompts, the engine or Gradio.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,16 +21,32 @@ from pydantic import BaseModel, ConfigDict, Field
 LETTERS = ("A", "B", "C", "D")
 """Option labels of a multiple-choice question, in order."""
 
-# Character limits of generated fields: long enough for a real model's sentence, short enough that
-# a looping tiny model hits the limit well before the token budget.
-SHORT = 100
-"""Option, flashcard front, heading, task."""
-LONG = 240
-"""Question, explanation, flashcard back, bullet point."""
+# One character of generated text: no quote, backslash or control character (so no escapes and no
+# raw newlines: every grammar step is exactly one character), and no '|', so a chat-template token
+# such as <|eot_id|> can never be spelled inside a string (llama.cpp matches special tokens by text).
+_CHAR = r'[^"\\|\x00-\x1f]'
+_FIRST = r'[^"\\|\x00-\x1f ]'
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Character limits of generated strings; smaller limits make the worst-case answer shorter."""
+
+    short: int = 100
+    """Option, flashcard front, heading, task."""
+    long: int = 240
+    """Question, explanation, flashcard back, bullet point."""
+
+    def scaled(self, factor: float) -> "Limits":
+        """Both limits times `factor`, never below 12 and 24 characters."""
+        return Limits(max(12, int(self.short * factor)), max(24, int(self.long * factor)))
+
+
+DEFAULT_LIMITS = Limits()
 
 
 def _text(max_length: int) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": max_length}
+    return {"type": "string", "maxLength": max_length, "pattern": f"^{_FIRST}{_CHAR}{{0,{max_length - 1}}}$"}
 
 
 def _list(items: dict[str, Any], min_items: int, max_items: int) -> dict[str, Any]:
@@ -37,60 +57,99 @@ def _object(**properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(properties)}
 
 
-def _choice_question() -> dict[str, Any]:
+def _choice_question(limits: Limits) -> dict[str, Any]:
     return _object(
-        question=_text(LONG),
-        options=_list(_text(SHORT), 4, 4),
+        question=_text(limits.long),
+        options=_list(_text(limits.short), 4, 4),
         answer={"type": "string", "enum": list(LETTERS)},
-        explanation=_text(LONG),
+        explanation=_text(limits.long),
     )
 
 
-def quiz_schema(n_questions: int) -> dict[str, Any]:
+def quiz_schema(n_questions: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Exactly `n_questions` four-option questions, each with the correct letter and an explanation."""
-    return _object(questions=_list(_choice_question(), n_questions, n_questions))
+    return _object(questions=_list(_choice_question(limits), n_questions, n_questions))
 
 
-def feedback_schema() -> dict[str, Any]:
+def feedback_schema(limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """What is right, what is missing, a 0-10 score (an enum: llama.cpp grammars cannot bound integers)."""
     return _object(
-        correct=_list(_text(LONG), 0, 4),
-        missing=_list(_text(LONG), 0, 4),
+        correct=_list(_text(limits.long), 0, 3),
+        missing=_list(_text(limits.long), 0, 3),
         score={"type": "integer", "enum": list(range(11))},
-        summary=_text(LONG),
+        summary=_text(limits.long),
     )
 
 
-def cheat_sheet_schema(max_sections: int = 6) -> dict[str, Any]:
+def cheat_sheet_schema(limits: Limits = DEFAULT_LIMITS, max_sections: int = 4) -> dict[str, Any]:
     """A title and a few sections of short bullet points; code renders it as Markdown."""
-    section = _object(heading=_text(SHORT), points=_list(_text(LONG), 1, 5))
-    return _object(title=_text(SHORT), sections=_list(section, 1, max_sections))
+    section = _object(heading=_text(limits.short), points=_list(_text(limits.long), 1, 4))
+    return _object(title=_text(limits.short), sections=_list(section, 1, max_sections))
 
 
-def flashcards_schema(n_cards: int) -> dict[str, Any]:
+def flashcards_schema(n_cards: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """Exactly `n_cards` front/back cards."""
-    card = _object(front=_text(SHORT), back=_text(LONG))
+    card = _object(front=_text(limits.short), back=_text(limits.long))
     return _object(cards=_list(card, n_cards, n_cards))
 
 
-def plan_content_schema(n_topics: int, max_tasks: int = 4) -> dict[str, Any]:
+def plan_content_schema(n_topics: int, limits: Limits = DEFAULT_LIMITS, max_tasks: int = 4) -> dict[str, Any]:
     """One entry of concrete study tasks per topic, in the order the topics were given.
 
     Only the content: which day each task lands on is computed by `planner.py`.
     """
-    entry = _object(topic=_text(SHORT), tasks=_list(_text(SHORT), 1, max_tasks))
+    entry = _object(topic=_text(limits.short), tasks=_list(_text(limits.short), 1, max_tasks))
     return _object(topics=_list(entry, n_topics, n_topics))
 
 
-def drill_schema(n_choice: int, n_true_false: int, n_short: int) -> dict[str, Any]:
+def drill_schema(n_choice: int, n_true_false: int, n_short: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """A mock exam: multiple-choice, true/false and short-answer questions."""
-    true_false = _object(statement=_text(LONG), answer={"type": "boolean"}, explanation=_text(LONG))
-    short = _object(question=_text(LONG), model_answer=_text(LONG))
+    true_false = _object(statement=_text(limits.long), answer={"type": "boolean"}, explanation=_text(limits.long))
+    short = _object(question=_text(limits.long), model_answer=_text(limits.long))
     return _object(
-        multiple_choice=_list(_choice_question(), n_choice, n_choice),
+        multiple_choice=_list(_choice_question(limits), n_choice, n_choice),
         true_false=_list(true_false, n_true_false, n_true_false),
         short_answer=_list(short, n_short, n_short),
     )
+
+
+def max_chars(schema: dict[str, Any]) -> int:
+    """Length of the longest text llama.cpp's grammar for `schema` accepts, optional spaces included.
+
+    Mirrors llama.cpp's converter: each `space` after a token is at most one character, enum values
+    have none. Every string character is one grammar step, so a generation of this many tokens can
+    never be cut off (each token carries at least one character; multi-byte characters may cost more).
+    """
+    if "enum" in schema:
+        return max(len(json.dumps(value)) for value in schema["enum"])
+    kind = schema["type"]
+    if kind == "string":
+        return schema["maxLength"] + 3
+    if kind == "boolean":
+        return len("false") + 1
+    if kind == "array":
+        n = schema["maxItems"]
+        return 4 + n * max_chars(schema["items"]) + 2 * max(n - 1, 0)
+    if kind == "object":
+        pairs = [len(json.dumps(name)) + 3 + max_chars(value) for name, value in schema["properties"].items()]
+        return 4 + sum(pairs) + 2 * max(len(pairs) - 1, 0)
+    raise ValueError(f"max_chars does not handle schema type {kind!r}")
+
+
+def fit(build: Callable[[Limits], dict[str, Any]], budget: int) -> dict[str, Any] | None:
+    """`build(limits)` with the largest limits (up to the defaults) whose worst case fits `budget` characters.
+
+    None when even the smallest limits do not fit: the request asks for too many items.
+    """
+    factor = 1.0
+    while True:
+        limits = DEFAULT_LIMITS.scaled(factor)
+        schema = build(limits)
+        if max_chars(schema) <= budget:
+            return schema
+        if limits == DEFAULT_LIMITS.scaled(0.0):
+            return None
+        factor *= 0.85
 
 
 class _Parsed(BaseModel):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,8 +24,9 @@ from serving.generation import GenerationSettings
 from serving.personas import PersonaBook, load_personas
 from serving.study import planner, prompts, schemas
 from serving.study.inputs import (
-    CheatSheetRequest, DrillRequest, FeedbackRequest, FlashcardsRequest, PlanRequest, QuizRequest,
+    CheatSheetRequest, DrillRequest, FeedbackRequest, FlashcardsRequest, PlanRequest, QuizRequest, StudyInputError,
 )
+from serving.study.schemas import Limits
 
 log = logging.getLogger(__name__)
 ParsedT = TypeVar("ParsedT", bound=BaseModel)
@@ -36,6 +38,10 @@ PERSONAS = {
 """Persona id of each tool."""
 DRILL_MIX = (2, 2, 1)
 """Multiple-choice, true/false and short-answer questions in a drill."""
+PROMPT_CHARS_PER_TOKEN = 2
+"""Pessimistic characters per prompt token (Llama 3 and the demo tokenizer average about 4)."""
+TEMPLATE_TOKENS = 48
+"""Chat-template tokens around the messages, rounded up."""
 
 
 class StructuredOutputError(Exception):
@@ -79,10 +85,27 @@ class StudyTools:
     def _system(self, tool: str) -> str:
         return self.personas.get(PERSONAS[tool]).system_prompt
 
-    def _structured(self, model_id: str, tool: str, messages: list[dict], schema: dict,
+    def _budget(self, model_id: str, messages: list[dict], settings: GenerationSettings) -> int:
+        """Tokens the answer may take: the tool's max_new_tokens, or what the context leaves after the prompt.
+
+        The prompt is over-estimated (2 characters a token plus template overhead), so the engine,
+        which counts exactly, always leaves at least this much room.
+        """
+        entry = self.engine.registry.get(model_id)
+        prompt = sum(len(m["content"]) for m in messages) // PROMPT_CHARS_PER_TOKEN + TEMPLATE_TOKENS
+        return min(settings.max_new_tokens, entry.context_length - prompt)
+
+    def _structured(self, model_id: str, tool: str, messages: list[dict], build: Callable[[Limits], dict],
                     model: type[ParsedT], overrides: dict | None) -> ParsedT:
-        request = ChatRequest(model_id, messages, self.settings(model_id, tool, **(overrides or {})),
-                              response_format={"type": "json_object", "schema": schema})
+        settings = self.settings(model_id, tool, **(overrides or {}))
+        budget = self._budget(model_id, messages, settings)
+        schema = schemas.fit(build, budget) if budget > 0 else None
+        if schema is None:
+            raise StudyInputError(
+                f"This request does not fit the context window of {self.engine.registry.get(model_id).display_name}: "
+                "ask for fewer items, shorten the text, or pick a larger model.")
+        settings = settings.merged(max_new_tokens=min(budget, schemas.max_chars(schema)))
+        request = ChatRequest(model_id, messages, settings, response_format={"type": "json_object", "schema": schema})
         text, stats = self.engine.complete(request)
         log.info("%s on %s: %d tokens, finish=%s", tool, model_id, stats.n_tokens if stats else 0,
                  stats.finish_reason if stats else "?")
@@ -97,24 +120,24 @@ class StudyTools:
 
     def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None) -> schemas.Quiz:
         messages = prompts.quiz_messages(self._system("quiz"), request)
-        return self._structured(model_id, "quiz", messages, schemas.quiz_schema(request.n_questions),
+        return self._structured(model_id, "quiz", messages, partial(schemas.quiz_schema, request.n_questions),
                                 schemas.Quiz, overrides)
 
     def feedback(self, model_id: str, request: FeedbackRequest, overrides: dict | None = None) -> schemas.Feedback:
         messages = prompts.feedback_messages(self._system("feedback"), request)
-        return self._structured(model_id, "feedback", messages, schemas.feedback_schema(), schemas.Feedback,
+        return self._structured(model_id, "feedback", messages, schemas.feedback_schema, schemas.Feedback,
                                 overrides)
 
     def cheat_sheet(self, model_id: str, request: CheatSheetRequest,
                     overrides: dict | None = None) -> schemas.CheatSheet:
         messages = prompts.cheat_sheet_messages(self._system("cheat_sheet"), request)
-        return self._structured(model_id, "cheat_sheet", messages, schemas.cheat_sheet_schema(),
+        return self._structured(model_id, "cheat_sheet", messages, schemas.cheat_sheet_schema,
                                 schemas.CheatSheet, overrides)
 
     def flashcards(self, model_id: str, request: FlashcardsRequest,
                    overrides: dict | None = None) -> schemas.Flashcards:
         messages = prompts.flashcards_messages(self._system("flashcards"), request)
-        return self._structured(model_id, "flashcards", messages, schemas.flashcards_schema(request.n_cards),
+        return self._structured(model_id, "flashcards", messages, partial(schemas.flashcards_schema, request.n_cards),
                                 schemas.Flashcards, overrides)
 
     def plan(self, model_id: str, request: PlanRequest, overrides: dict | None = None) -> list[planner.Session]:
@@ -122,13 +145,13 @@ class StudyTools:
         days = planner.schedule(request)
         messages = prompts.plan_messages(self._system("planner"), request.topics, request.n_days,
                                          request.hours_per_day)
-        content = self._structured(model_id, "planner", messages, schemas.plan_content_schema(len(request.topics)),
+        content = self._structured(model_id, "planner", messages, partial(schemas.plan_content_schema, len(request.topics)),
                                    schemas.PlanContent, overrides)
         return planner.fill(days, content, request.topics)
 
     def drill(self, model_id: str, request: DrillRequest, overrides: dict | None = None) -> schemas.Drill:
         messages = prompts.drill_messages(self._system("drill"), request, *DRILL_MIX)
-        return self._structured(model_id, "drill", messages, schemas.drill_schema(*DRILL_MIX), schemas.Drill,
+        return self._structured(model_id, "drill", messages, partial(schemas.drill_schema, *DRILL_MIX), schemas.Drill,
                                 overrides)
 
     def mark_short_answers(self, model_id: str, drill: schemas.Drill, answers: list[str | None],

@@ -78,11 +78,16 @@ def check_tokenization(hf_dir: Path, gguf_path: Path, corpus: tuple[str, ...] = 
     return {"passed": not mismatches, "texts": len(corpus), "mismatches": mismatches}
 
 
-def gguf_logits(gguf_path: Path, ids: list[int]) -> np.ndarray:
-    """Logits at every position of `ids` from llama.cpp (n_tokens x n_vocab, float32)."""
-    llm = _llama(gguf_path, logits_all=True, n_ctx=max(64, len(ids)), n_batch=max(64, len(ids)))
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float32)
+def gguf_logits(gguf_path: Path, batch: list[list[int]]) -> list[np.ndarray]:
+    """llama.cpp logits at every position of each token list (n_tokens x n_vocab, float32), one model load."""
+    longest = max(64, *(len(ids) for ids in batch))
+    llm = _llama(gguf_path, logits_all=True, n_ctx=longest, n_batch=longest)
+    results = []
+    for ids in batch:
+        llm.reset()
+        llm.eval(ids)
+        results.append(np.array(llm.scores[: len(ids)], dtype=np.float32))
+    return results
 
 
 def hf_logits(hf_dir: Path, batch: list[list[int]]) -> list[np.ndarray]:
@@ -117,7 +122,7 @@ def check_logits(hf_dir: Path, gguf_path: Path, prompts: tuple[str, ...] = LOGIT
     """
     batch = _prompt_ids(hf_dir, prompts)
     want = hf_logits(hf_dir, batch)
-    got = [gguf_logits(gguf_path, ids) for ids in batch]
+    got = gguf_logits(gguf_path, batch)
     spread = float(max(np.ptp(w) for w in want))
     tolerance = max(LOGITS_TOLERANCE, 0.01 * spread)
     max_diff = max(float(np.abs(w - g).max()) for w, g in zip(want, got))
@@ -130,10 +135,9 @@ def check_logits(hf_dir: Path, gguf_path: Path, prompts: tuple[str, ...] = LOGIT
 def top1_agreement(hf_dir: Path, reference: Path, candidate: Path, prompts: tuple[str, ...] = LOGITS_PROMPTS) -> dict:
     """(c) fraction of positions where the quantized GGUF's argmax equals the unquantized one's."""
     batch = _prompt_ids(hf_dir, prompts)
-    same = total = 0
-    for ids in batch:
-        ref, cand = gguf_logits(reference, ids).argmax(-1), gguf_logits(candidate, ids).argmax(-1)
-        same, total = same + int((ref == cand).sum()), total + len(ids)
+    pairs = zip(gguf_logits(reference, batch), gguf_logits(candidate, batch))
+    same = sum(int((ref.argmax(-1) == cand.argmax(-1)).sum()) for ref, cand in pairs)
+    total = sum(len(ids) for ids in batch)
     return {"positions": total, "agreement": same / total}
 
 

@@ -100,14 +100,17 @@ class ComparePage:
         wanted = [query.get("a"), query.get("b")]
         unknown = [w for w in wanted if w and w not in self.engine.registry.ids()]
         if unknown:
-            return (*default, f"Unknown model id {', '.join(map(repr, unknown))} in the link; showing the default pair.")
+            names = ", ".join(map(repr, unknown))
+            return (*default, f"Unknown model id {names} in the link; showing the default pair.")
         a = wanted[0] or default[0]
         return a, wanted[1] or (default[1] if default[1] != a else default[0]), None
 
     def pane_header(self, model_id: str | None, side: str) -> str:
         if not model_id:
             return f"### {side}"
-        return f"### {side}: {self.engine.registry.get(model_id).display_name}\n{format_stats(pane_source(self.engine.registry, model_id), None)}"
+        registry = self.engine.registry
+        line = format_stats(pane_source(registry, model_id), None)
+        return f"### {side}: {registry.get(model_id).display_name}\n{line}"
 
     # ---- settings -------------------------------------------------------------------------
     def persona_choices(self) -> list[tuple[str, str]]:

@@ -110,7 +110,8 @@ def test_guard_checks_sha256_when_the_registry_declares_one(registry):
         check_provenance(pinned_registry, "demo-base", stats_for("demo-base", sha256="b" * 64))
 
 
-@pytest.mark.parametrize("prompt, message", [("", "empty prompt"), ("   \n", "empty prompt"), ("x" * 101, "limit here is 100")])
+@pytest.mark.parametrize("prompt, message",
+                         [("", "empty prompt"), ("   \n", "empty prompt"), ("x" * 101, "limit here is 100")])
 def test_empty_and_oversize_prompts_are_refused(prompt, message):
     with pytest.raises(InvalidInput, match=message):
         validate_prompt(prompt, max_chars=100)

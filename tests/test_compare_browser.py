@@ -23,7 +23,8 @@ def votes_db(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def compare_url(demo_paths, votes_db):
-    with launch_app({"IRIS_VOTES_DB": str(votes_db), "IRIS_ARENA_BOOTSTRAP_ROUNDS": "20"}) as url:
+    env = {"IRIS_VOTES_DB": str(votes_db), "IRIS_ARENA_BOOTSTRAP_ROUNDS": "20", "IRIS_ARENA_MAX_PROMPT_CHARS": "200"}
+    with launch_app(env) as url:
         yield url
 
 
@@ -109,3 +110,15 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
     page.locator("#arena-new").click()
     wait_text(page, "#arena-reveal", "hidden")
     assert page.locator("#arena-vote-a").is_disabled() and page.locator("#arena-prompt textarea").input_value() == ""
+
+
+def test_bad_link_falls_back_to_the_default_pair_and_oversize_prompt_is_refused(compare_url, chromium_page):
+    page = chromium_page
+    open_page(page, compare_url, "/compare?a=no-such-model&b=demo-base")
+    page.get_by_text("Unknown model id 'no-such-model'").first.wait_for()
+    wait_text(page, "#compare-head-a", "demo-support")  # the offline default: the fine-tune vs its base
+    assert "demo-base" in page.locator("#compare-head-b").inner_text()
+    page.locator("#compare-prompt textarea").fill("x" * 201)
+    page.locator("#compare-send").click()
+    page.get_by_text("the limit here is 200").first.wait_for()
+    assert page.locator("#compare-chat-a [data-testid='bot']").count() == 0

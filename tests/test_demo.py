@@ -1,0 +1,166 @@
+"""Offline demo models: bundled data generator, tokenization/packing, the build's report and the real GGUFs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from training.demo import data, datagen
+from training.demo.loop import TrainSettings
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data" / "demo"
+INTENTS = {"order_status", "shipping", "refund_return", "payment", "billing_pricing", "account_login",
+           "technical", "cancellation", "product_question"}
+SMALL = datagen.DataSizes(support=300, support_test=30, general=100, study=100, corpus=50)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> dict[str, Path]:
+    return datagen.generate(tmp_path_factory.mktemp("demo-data"), seed=7, sizes=SMALL)
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# ---------------------------------------------------------------- data generator
+
+
+def test_generator_is_deterministic(generated, tmp_path):
+    again = datagen.generate(tmp_path / "a", seed=7, sizes=SMALL)
+    other = datagen.generate(tmp_path / "b", seed=8, sizes=SMALL)
+    for name, path in generated.items():
+        assert path.read_bytes() == again[name].read_bytes(), name
+    assert generated["support"].read_bytes() != other["support"].read_bytes()
+
+
+def test_committed_data_matches_the_generator(tmp_path):
+    fresh = datagen.generate(tmp_path, seed=0)
+    for name, path in fresh.items():
+        committed = DATA / path.name
+        assert committed.read_bytes() == path.read_bytes(), (
+            f"{committed} differs from the generator: run `python -m training.demo.datagen` and commit data/demo")
+
+
+@pytest.mark.parametrize("name", ["support", "support_test", "general", "study"])
+def test_chat_records_are_valid(generated, name):
+    for record in _records(generated[name]):
+        messages = record["messages"]
+        roles = [m["role"] for m in messages if m["role"] != "system"]
+        assert all(m["role"] != "system" for m in messages[1:]), "system prompt only first"
+        assert roles == ["user", "assistant"] * (len(roles) // 2) and roles, record
+        assert all(isinstance(m["content"], str) and m["content"].strip() for m in messages), record
+        assert "<|" not in json.dumps(messages), "no template tokens inside the data"
+
+
+def test_support_covers_every_intent_with_system_prompts_and_multi_turn():
+    records = _records(DATA / "support.jsonl")
+    assert {r["intent"] for r in records} == INTENTS
+    assert any(r["messages"][0]["role"] == "system" for r in records)
+    assert any(r["messages"][0]["role"] != "system" for r in records)
+    assert sum(len(r["messages"]) >= 4 for r in records) > len(records) // 5, "some dialogues are multi-turn"
+    user_texts = [m["content"] for r in records for m in r["messages"] if m["role"] == "user"]
+    assert any(re.search(r"(bl\d{5}|#\d{5})", text) for text in user_texts), "order ids typed loosely"
+    assert sum(text == text.lower() for text in user_texts) > len(user_texts) // 10, "casual lower-case typing"
+
+
+def test_held_out_dialogues_are_not_in_training():
+    train = {json.dumps(r["messages"]) for r in _records(DATA / "support.jsonl")}
+    test = [json.dumps(r["messages"]) for r in _records(DATA / "support_test.jsonl")]
+    assert test and not train.intersection(test)
+    assert {r["intent"] for r in _records(DATA / "support_test.jsonl")} == INTENTS
+
+
+def test_corpus_is_plain_paragraphs(generated):
+    paragraphs = data.read_paragraphs(generated["corpus"])
+    assert len(paragraphs) == SMALL.corpus
+    assert all(p.endswith(".") and "<|" not in p for p in paragraphs)
+
+
+# ---------------------------------------------------------------- tokenizer, masks, packing
+
+
+@pytest.fixture(scope="module")
+def tokenizer(generated):
+    from training.demo.pretrain import build_tokenizer
+
+    chats = [generated[n] for n in ("general", "study", "support")]
+    return build_tokenizer(chats, [generated["corpus"]], vocab_size=1024, max_length=256)
+
+
+def test_tokenizer_training_is_deterministic(generated, tokenizer):
+    from training.demo.pretrain import build_tokenizer
+
+    chats = [generated[n] for n in ("general", "study", "support")]
+    again = build_tokenizer(chats, [generated["corpus"]], vocab_size=1024, max_length=256)
+    assert again.backend_tokenizer.to_str() == tokenizer.backend_tokenizer.to_str()
+    assert len(tokenizer) == 1024
+
+
+def test_assistant_only_labels_cover_exactly_the_replies(tokenizer):
+    messages = datagen.chat("where is my order?", "It ships today.", "thanks", "You're welcome!",
+                            system="Be brief.")
+    example = data.chat_example(tokenizer, messages, assistant_only=True)
+    learned = tokenizer.decode([t for t, lab in zip(example.input_ids, example.labels) if lab != data.IGNORE])
+    assert learned == "It ships today.<|eot_id|>You're welcome!<|eot_id|>"
+    full = data.chat_example(tokenizer, messages, assistant_only=False)
+    assert full.labels == full.input_ids
+    assert tokenizer.decode(full.input_ids).startswith("<|begin_of_text|><|start_header_id|>system")
+    assert "Today Date: 26 Jul 2024" in tokenizer.decode(full.input_ids)
+
+
+def test_pack_keeps_examples_whole_and_pads():
+    examples = [data.Example([i] * n, [i] * n) for i, n in enumerate((5, 3, 4, 2), 1)]
+    blocks = data.pack(examples, block=8, pad_id=0)
+    assert [b.input_ids for b in blocks] == [[1, 1, 1, 1, 1, 2, 2, 2], [3, 3, 3, 3, 4, 4, 0, 0]]
+    assert blocks[1].labels[-2:] == [data.IGNORE, data.IGNORE]
+    stream = list(data.concat_blocks(examples, block=4))
+    assert [b.input_ids for b in stream] == [[1, 1, 1, 1], [1, 2, 2, 2], [3, 3, 3, 3]]
+
+
+def test_sft_settings_refuse_unknown_keys():
+    assert TrainSettings.from_recipe({"learning_rate": 1e-3}, "x.sft").learning_rate == 1e-3
+    with pytest.raises(ValueError, match="packing"):
+        TrainSettings.from_recipe({"packing": True}, "demo-base.recipe.sft")
+
+
+# ---------------------------------------------------------------- the built models (python -m training build-demo)
+
+
+@pytest.fixture(scope="module")
+def build_report(demo_paths) -> dict:
+    return json.loads((demo_paths["demo-base"].parent / "build.json").read_text())
+
+
+def test_support_model_has_lower_held_out_loss(build_report):
+    held = build_report["held_out"]
+    base, support = held["demo-base"]["assistant_loss"], held["demo-support"]["assistant_loss"]
+    assert support < 0.7 * base, (base, support)
+    assert held["demo-support"]["sample_answer"].strip()
+
+
+def test_build_follows_the_registry_recipe(registry, demo_paths, build_report):
+    config = json.loads((demo_paths["demo-base"].parent / "demo-base-hf" / "config.json").read_text())
+    for key, value in registry.get("demo-base").recipe.architecture.items():
+        assert config[key] == value, key
+    for model_id, path in demo_paths.items():
+        assert build_report["gguf"][model_id]["path"] == path.name
+        assert build_report["gguf"][model_id]["size_bytes"] == path.stat().st_size
+
+
+@pytest.mark.parametrize("model_id", ["demo-base", "demo-support"])
+def test_gguf_chats_through_its_template(registry, demo_paths, model_id):
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(demo_paths[model_id]), n_ctx=registry.get(model_id).context_length,
+                n_threads=2, seed=0, verbose=False)
+    reply = llm.create_chat_completion(
+        messages=[{"role": "user", "content": "Hi, where is my order BL-12345?"}],
+        max_tokens=48, temperature=0.0,
+    )["choices"][0]["message"]["content"]
+    assert reply.strip(), f"{model_id} produced an empty answer"
+    assert "<|" not in reply and "assistant" not in reply[:12], reply

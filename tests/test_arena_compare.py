@@ -34,6 +34,9 @@ class MisroutingEngine:
     def __init__(self, engine: Engine, answer_with: str):
         self.engine, self.answer_with, self.registry = engine, answer_with, engine.registry
 
+    def prepare(self, model_id, cancel=None):
+        self.engine.prepare(model_id, cancel=cancel)
+
     def stream(self, request, cancel=None):
         return self.engine.stream(replace(request, model_id=self.answer_with), cancel)
 

@@ -3,9 +3,10 @@
 Fairness: both sides get the same messages (so the same chat-template rendering), the same
 settings and the same seed (drawn once when the visitor leaves it empty). On a 2-core box
 the two answers run **sequentially**, A then B, so each model has the CPU to itself and the
-timings compare. Provenance: when a side finishes, the model id, source file and sha256 the
-engine reports are checked against the registry entry shown in that pane; a mismatch (a
-"base" pane silently answered by the fine-tune) raises `ProvenanceError` and the answer is
+timings compare; each model is loaded before its run, so time to first token excludes
+loading. Provenance: when a side finishes, the model id, source and sha256 the engine
+reports are checked against the registry entry shown in that pane; a mismatch (a "base"
+pane silently answered by the fine-tune) raises `ProvenanceError` and the answer is
 dropped. Each side keeps its own history. Knows nothing of Gradio.
 """
 
@@ -131,6 +132,7 @@ def run_pair(
     for side, model_id in enumerate(model_ids):
         request = ChatRequest(model_id=model_id, messages=history.messages(side, system_prompt, prompt),
                               settings=settings, conversation_id=f"{history.conversation_id}-{'ab'[side]}")
+        engine.prepare(model_id, cancel=cancel)  # load first, so TTFT measures generation, not loading
         for event in engine.stream(request, cancel):
             if event.kind == "token":
                 answers[side] += event.text

@@ -154,16 +154,28 @@ def gguf_chat_formatter(gguf_path: Path):
 
 
 def check_chat_template(hf_dir: Path, gguf_path: Path, conversations: tuple[list[dict], ...] = CONVERSATIONS) -> dict:
-    """(d) llama-cpp-python's rendered prompt == HF `apply_chat_template` (fixed date_string for both)."""
+    """(d) llama-cpp-python's rendered prompt == HF `apply_chat_template`, as text and as token ids.
+
+    Each conversation is rendered with a fixed `date_string` and with none (both sides then call
+    their own `strftime_now`, i.e. today's date). The ids are what llama-cpp-python feeds the model:
+    the prompt tokenized with special tokens and no extra BOS (the template already has one).
+    """
     hf = _hf_tokenizer(hf_dir)
     formatter = gguf_chat_formatter(gguf_path)
-    mismatches = []
+    vocab = _llama(gguf_path, vocab_only=True)
+    mismatches, rendered = [], 0
     for messages in conversations:
-        want = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, date_string=DATE_STRING)
-        got = formatter(messages=messages, date_string=DATE_STRING).prompt
-        if got != want:
-            mismatches.append({"messages": messages, "hf": want, "llama_cpp": got})
-    return {"passed": not mismatches, "conversations": len(conversations), "mismatches": mismatches}
+        for dated in ({"date_string": DATE_STRING}, {}):
+            want = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **dated)
+            want_ids = hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, **dated)["input_ids"]
+            got = formatter(messages=messages, **dated).prompt
+            got_ids = vocab.tokenize(got.encode("utf-8"), add_bos=False, special=True)
+            rendered += 1
+            if got != want or got_ids != want_ids:
+                mismatches.append({"messages": messages, **dated, "hf": want, "llama_cpp": got,
+                                   "ids_equal": got_ids == want_ids})
+    return {"passed": not mismatches, "conversations": len(conversations), "renderings": rendered,
+            "mismatches": mismatches}
 
 
 def verify_export(hf_dir: Path, unquantized: Path, quantized: Path) -> dict:

@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -82,6 +83,7 @@ class ComparePage:
         self.store = VoteStore(settings.votes_db)
         self.rng = random.SystemRandom()
         self.export_dir = Path(tempfile.mkdtemp(prefix="iris-votes-"))
+        self._stops: dict[str, threading.Event] = {}
 
     # ---- models ---------------------------------------------------------------------------
     def available(self) -> list[str]:
@@ -146,15 +148,19 @@ class ComparePage:
         if not model_a or not model_b or model_a == model_b:
             raise gr.Error("Pick two different models, one for A and one for B.")
         heads = [self.pane_header(model_a, "A"), self.pane_header(model_b, "B")]
-        update = None
+        update, stop = None, self._stops.setdefault(history.conversation_id, threading.Event())
+        stop.clear()
         try:
-            for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt or "", settings):
+            for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt or "", settings,
+                                   stop):
                 yield self._pair_view(update, (model_a, model_b), prompt, heads, settings)
         except ServingError as err:
             log.warning("side-by-side failed: %s", err)
             gr.Warning(err.user_message)
             yield gr.update(), history, chat_view(history, 0), chat_view(history, 1), *heads
             return
+        finally:
+            self._stops.pop(history.conversation_id, None)
         for notice in update.notices:
             gr.Info(notice)
 
@@ -169,9 +175,15 @@ class ComparePage:
                  for s in (0, 1)]
         return ("" if done else gr.update(), update.history, *views, *heads)
 
+    def stop(self, history: PairHistory) -> None:
+        """Stop the pair run of this conversation (the side generating now ends; the other is skipped)."""
+        if history is not None and history.conversation_id in self._stops:
+            self._stops[history.conversation_id].set()
+
     def clear(self, history: PairHistory | None = None) -> tuple:
-        """A fresh pair history (new conversation ids) and empty panes."""
+        """A fresh pair history (new conversation ids) and empty panes; a running pair is stopped."""
         if history is not None:
+            self.stop(history)
             for side in "ab":
                 self.engine.forget(f"{history.conversation_id}-{side}")
         return PairHistory(), [], []
@@ -302,12 +314,14 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
     prompt = gr.Textbox(label="Prompt for both models", lines=2, elem_id="compare-prompt")
     with gr.Row():
         send = gr.Button("Ask both", variant="primary", elem_id="compare-send")
+        stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         clear = gr.Button("Clear both", elem_id="compare-clear")
     history = gr.State(PairHistory())
     run = dict(fn=page.side_by_side, inputs=[prompt, model_a, model_b, system, history, *values],
                outputs=[prompt, history, chat_a, chat_b, head_a, head_b], **UI_ONLY)
     send.click(**run)
     prompt.submit(**run)
+    stop.click(page.stop, history, None, queue=False, **UI_ONLY)
     clear.click(page.clear, history, [history, chat_a, chat_b], **UI_ONLY)
     for picker, head, side in ((model_a, head_a, "A"), (model_b, head_b, "B")):
         picker.change(lambda m, s=side: page.pane_header(m, s), picker, head, **UI_ONLY).then(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from dataclasses import replace
 
 import pytest
@@ -76,6 +77,19 @@ def test_each_side_keeps_its_own_history(engine):
     second = list(run_pair(engine, PAIR, history, "And the refund?", SYSTEM, SETTINGS))[-1]
     assert [len(t) for t in second.history.turns] == [4, 4]
     assert PairHistory().turns == ((), ())  # "clear" is a fresh PairHistory
+
+
+def test_cancel_stops_the_running_side_and_skips_the_other(engine):
+    cancel = threading.Event()
+    updates = []
+    for update in run_pair(engine, PAIR, PairHistory(), "Tell me about refunds", SYSTEM,
+                           SETTINGS.merged(max_new_tokens=64), cancel):
+        updates.append(update)
+        cancel.set()  # right after A's first event (a token, or "done" if its answer was empty)
+    final = updates[-1]
+    assert final.active is None and all(u.active in (0, None) for u in updates)
+    assert final.stats[0].finish_reason in ("cancelled", "stop") and final.stats[1] is None
+    assert final.answers[1] == "" and final.history.turns[0][1]["content"] == final.answers[0]
 
 
 def test_guard_refuses_a_base_pane_answered_by_the_fine_tune(engine):

@@ -127,7 +127,10 @@ def run_pair(
     settings: GenerationSettings,
     cancel: threading.Event | None = None,
 ) -> Iterator[PairUpdate]:
-    """Stream `prompt` through model A, then model B; settings must already carry the shared seed."""
+    """Stream `prompt` through model A, then model B; settings must already carry the shared seed.
+
+    Setting `cancel` stops the side that is generating and skips the other.
+    """
     answers, stats, notices = ["", ""], [None, None], []
     for side, model_id in enumerate(model_ids):
         request = ChatRequest(model_id=model_id, messages=history.messages(side, system_prompt, prompt),
@@ -142,6 +145,8 @@ def run_pair(
                 check_provenance(engine.registry, model_id, event.stats)
                 stats[side] = event.stats
             yield PairUpdate(tuple(answers), tuple(stats), side, history, tuple(notices))
+        if cancel is not None and cancel.is_set():
+            break  # stopped: B does not start; the partial turn is kept
     done = tuple(answers)
     yield PairUpdate(done, tuple(stats), None, history.extended(prompt, done), tuple(notices))
 

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from serving.arena.settings import ArenaSettings
 from serving.arena.votes import (
     DuplicateVote, Vote, VoteError, VoteStore, from_csv, from_jsonl, to_csv, to_jsonl, votes_db_path,
 )
@@ -99,3 +100,12 @@ def test_export_round_trips_through_csv_and_jsonl(tmp_path):
     assert to_csv(votes).splitlines()[0] == (
         "round_id,model_a,model_b,outcome,prompt,answer_a,answer_b,settings,created_at")
     assert len(to_jsonl(votes).splitlines()) == 4
+
+
+def test_arena_settings_read_the_environment(tmp_path):
+    settings = ArenaSettings.from_env({"IRIS_VOTES_DB": str(tmp_path / "v.db"), "IRIS_ARENA_MAX_PROMPT_CHARS": "300",
+                                       "IRIS_ARENA_BOOTSTRAP_ROUNDS": "50"})
+    assert (settings.votes_db, settings.max_prompt_chars, settings.bootstrap_rounds) == (tmp_path / "v.db", 300, 50)
+    assert ArenaSettings.from_env({}).votes_db.name == "votes.db"
+    with pytest.raises(ValueError, match="max_prompt_chars"):
+        ArenaSettings.from_env({"IRIS_ARENA_MAX_PROMPT_CHARS": "0"})

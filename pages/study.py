@@ -48,11 +48,13 @@ def choice_labels(question: ChoiceQuestion) -> list[str]:
 
 def mark_text(mark: scoring.Mark) -> str:
     if mark.correct:
-        head = "✅ **Correct.**"
+        head = "**Correct.**"
     elif mark.points > 0:
-        head = f"🟡 **{mark.points * 10:g}/10.** Model answer: {mark.expected}"
+        head = f"**Partly right ({mark.points * 10:g}/10).** Model answer: {mark.expected}"
+    elif mark.given:
+        head = f"**Wrong.** Your answer: {mark.given}. Correct: {mark.expected}"
     else:
-        head = f"❌ **{'Your answer: ' + mark.given if mark.given else 'Not answered'}.** Correct: {mark.expected}"
+        head = f"**Not answered.** Correct: {mark.expected}"
     return f"{head}  \n{mark.explanation}" if mark.explanation else head
 
 
@@ -207,7 +209,7 @@ def _quiz_tab(page: StudyPage, model: gr.Dropdown) -> None:
         with gr.Group(visible=False, elem_classes="quiz-question") as group:
             text = gr.Markdown()
             radio = gr.Radio([], label="Your answer", elem_id=f"quiz-q{i + 1}")
-            mark = gr.Markdown(elem_classes="quiz-mark")
+            mark = gr.Markdown(elem_id=f"quiz-mark{i + 1}")
         slots += [group, text, radio, mark]
         radios.append(radio)
         marks.append(mark)

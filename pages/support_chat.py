@@ -66,8 +66,9 @@ class SupportChat:
 
     def defaults(self, persona_id: str, model_id: str) -> GenerationSettings:
         """The persona's settings on top of the model's registry defaults."""
-        entry = self.engine.registry.get(model_id)
-        return self.persona(persona_id).settings(entry.generation)
+        if model_id not in self.engine.registry.ids():
+            raise gr.Error(f"Unknown model {model_id!r}; choose one of: {', '.join(self.engine.registry.ids())}.")
+        return self.persona(persona_id).settings(self.engine.registry.get(model_id).generation)
 
     def settings(self, persona_id: str, model_id: str, **chosen: float | None) -> GenerationSettings:
         """Persona/model defaults with the chosen values; out-of-range values name the field."""
@@ -185,9 +186,12 @@ class SupportChat:
         return self.engine.default_model(PREFERRED_MODELS)
 
     def switch(self, persona_id: str, model_id: str, history: list[dict], old_conversation: str,
-               progress: gr.Progress = gr.Progress()):
+               active: list[str], progress: gr.Progress = gr.Progress()):
         """Persona or model changed: fresh conversation, persona defaults, example prompts; load the model."""
+        if [persona_id, model_id] == list(active):
+            return [gr.skip()] * (7 + len(SLIDERS) + N_EXAMPLES)  # the dropdown re-fired without a change
         persona, status = self.persona(persona_id), self.model_status(model_id)
+        self.stop(old_conversation)
         self.engine.forget(old_conversation)
         defaults = self.defaults(persona_id, model_id)
         notice = (f"Started a new conversation with **{persona.name}** on **{status.display_name}**."
@@ -200,7 +204,7 @@ class SupportChat:
             self._prepare(model_id, progress)
         examples = [gr.Button(value=p, visible=True) for p in persona.example_prompts[:N_EXAMPLES]]
         examples += [gr.Button(visible=False)] * (N_EXAMPLES - len(examples))
-        return [[], [], uuid.uuid4().hex, f"_{persona.description}_", notice, "",
+        return [[], [], uuid.uuid4().hex, [persona_id, model_id], f"_{persona.description}_", notice, "",
                 *[getattr(defaults, key) for key in SLIDERS], *examples]
 
     def _prepare(self, model_id: str, progress: gr.Progress) -> None:
@@ -211,6 +215,7 @@ class SupportChat:
             gr.Warning(err.user_message)
 
     def clear(self, conversation_id: str):
+        self.stop(conversation_id)
         self.engine.forget(conversation_id)
         return [], [], uuid.uuid4().hex, "", ""
 
@@ -250,17 +255,21 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     stats = gr.Markdown("", elem_id="chat-footer")
     history = gr.State([])
     conversation = gr.State(lambda: uuid.uuid4().hex)
+    active = gr.State([first.id, model_id])  # the persona and model of the current conversation
 
     settings_in = [persona, model, *sliders, conversation]
     outputs = [chatbot, history, message, stats, notice]
     private = {"api_visibility": "private"}
-    gr.on([send.click, message.submit], page.respond, [message, history, *settings_in], outputs, **private)
-    for button in examples:
-        button.click(page.respond, [button, history, *settings_in], outputs, **private)
-    gr.on([retry.click, chatbot.retry], page.retry, [history, *settings_in], outputs, **private)
+    answering = [gr.on([send.click, message.submit], page.respond, [message, history, *settings_in], outputs,
+                       **private)]
+    answering += [button.click(page.respond, [button, history, *settings_in], outputs, **private)
+                  for button in examples]
+    answering.append(gr.on([retry.click, chatbot.retry], page.retry, [history, *settings_in], outputs, **private))
     stop.click(page.stop, conversation, None, queue=False, **private)
+    # Clearing or switching drops the running answer's UI updates (cancels) and frees the model (stop flag).
     gr.on([clear.click, chatbot.clear], page.clear, conversation, [chatbot, history, conversation, stats, notice],
+          cancels=answering, **private)
+    gr.on([persona.input, model.input], page.switch, [persona, model, history, conversation, active],
+          [chatbot, history, conversation, active, about, notice, stats, *sliders, *examples], cancels=answering,
           **private)
-    gr.on([persona.input, model.input], page.switch, [persona, model, history, conversation],
-          [chatbot, history, conversation, about, notice, stats, *sliders, *examples], **private)
     gr.api(page.chat_api, api_name="chat")

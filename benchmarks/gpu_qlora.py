@@ -174,6 +174,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=2, help="runs per config, interleaved iris/naive")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
     parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--warmup-run", action="store_true", help="run a short discarded training first")
     parser.add_argument("--work", default="/tmp/iris-bench")
     parser.add_argument("--out", default="gpu_qlora_results.json")
     args = parser.parse_args()
@@ -183,6 +184,8 @@ def main() -> int:
     work = Path(args.work)
     base = make_base(work / "base", args.tiny)
     rows = synthetic_rows(args.rows, args.max_length, 128256, seed=0)
+    if args.warmup_run:  # process-level warm-up (CUDA context, cuBLAS/bitsandbytes kernels, clocks); discarded
+        run_config("iris", base, rows[:200], argparse.Namespace(**{**vars(args), "repeats": 1, "window": 2}), work)
     results = []
     for repeat in range(args.runs):
         for name in args.configs.split(","):

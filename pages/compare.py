@@ -143,8 +143,9 @@ class ComparePage:
             raise gr.Error(err.user_message) from None
 
     # ---- side by side ---------------------------------------------------------------------
-    def side_by_side(self, prompt, model_a, model_b, system_prompt, history: PairHistory, *values) -> Iterator[tuple]:
-        prompt, settings = self.checked_prompt(prompt), self.generation(values)
+    def side_by_side(self, prompt, model_a, model_b, system_prompt, history: PairHistory | None,
+                     *values) -> Iterator[tuple]:
+        prompt, settings, history = self.checked_prompt(prompt), self.generation(values), history or PairHistory()
         if not model_a or not model_b or model_a == model_b:
             raise gr.Error("Pick two different models, one for A and one for B.")
         heads = [self.pane_header(model_a, "A"), self.pane_header(model_b, "B")]
@@ -175,7 +176,7 @@ class ComparePage:
                  for s in (0, 1)]
         return ("" if done else gr.update(), update.history, *views, *heads)
 
-    def stop(self, history: PairHistory) -> None:
+    def stop(self, history: PairHistory | None) -> None:
         """Stop the pair run of this conversation (the side generating now ends; the other is skipped)."""
         if history is not None and history.conversation_id in self._stops:
             self._stops[history.conversation_id].set()
@@ -316,7 +317,7 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
         send = gr.Button("Ask both", variant="primary", elem_id="compare-send")
         stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
         clear = gr.Button("Clear both", elem_id="compare-clear")
-    history = gr.State(PairHistory())
+    history = gr.State(None)  # a PairHistory per session, made on the first run (a shared default would share ids)
     run = dict(fn=page.side_by_side, inputs=[prompt, model_a, model_b, system, history, *values],
                outputs=[prompt, history, chat_a, chat_b, head_a, head_b], **UI_ONLY)
     send.click(**run)

@@ -105,20 +105,20 @@ def _prompt_ids(hf_dir: Path, prompts: tuple[str, ...]) -> list[list[int]]:
     return [tok(p)["input_ids"] for p in prompts]
 
 
-def _near_ties(want: np.ndarray, got: np.ndarray, tolerance: float) -> tuple[int, int]:
-    """(positions whose argmax differs, of which HF itself ranks both choices within `tolerance`)."""
+def _flip_gaps(want: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """For each position where the argmax differs: how far below HF's top logit HF puts the GGUF's pick."""
     differs = np.flatnonzero(want.argmax(-1) != got.argmax(-1))
     rows = want[differs]
-    gaps = rows.max(-1) - rows[np.arange(len(differs)), got.argmax(-1)[differs]]
-    return len(differs), int((gaps <= tolerance).sum())
+    return rows.max(-1) - rows[np.arange(len(differs)), got.argmax(-1)[differs]]
 
 
 def check_logits(hf_dir: Path, gguf_path: Path, prompts: tuple[str, ...] = LOGITS_PROMPTS) -> dict:
-    """(b) same argmax at every position (bar exact near-ties) and max |difference| within 1% of the logit range.
+    """(b) max |HF - GGUF| logit difference within 1% of the logits' spread; argmax flips reported.
 
-    llama.cpp rounds activations to F16 for F16 weights, so a bit-exact match is impossible; the
-    tolerance scales with the logits' spread, and an argmax flip only passes when HF itself scores the
-    two tokens within that tolerance. `argmax_equal` reports the strict comparison.
+    llama.cpp rounds activations to F16 for F16 weights, so a bit-exact match is impossible. An
+    argmax flip then only happens where HF itself has a tie within 2 x max_abs_diff (`max_flip_gap`
+    shows it); a conversion bug (layout, rope, norms) shows as a large difference instead.
+    `argmax_equal` is the strict every-position comparison the tests assert on a tiny model.
     """
     batch = _prompt_ids(hf_dir, prompts)
     want = hf_logits(hf_dir, batch)
@@ -126,9 +126,10 @@ def check_logits(hf_dir: Path, gguf_path: Path, prompts: tuple[str, ...] = LOGIT
     spread = float(max(np.ptp(w) for w in want))
     tolerance = max(LOGITS_TOLERANCE, 0.01 * spread)
     max_diff = max(float(np.abs(w - g).max()) for w, g in zip(want, got))
-    flips, ties = (sum(x) for x in zip(*(_near_ties(w, g, tolerance) for w, g in zip(want, got))))
-    return {"passed": flips == ties and max_diff <= tolerance, "positions": sum(len(ids) for ids in batch),
-            "argmax_equal": flips == 0, "argmax_flips": flips, "near_tie_flips": ties,
+    gaps = np.concatenate([_flip_gaps(w, g) for w, g in zip(want, got)])
+    return {"passed": max_diff <= tolerance, "positions": sum(len(ids) for ids in batch),
+            "argmax_equal": gaps.size == 0, "argmax_flips": int(gaps.size),
+            "max_flip_gap": float(gaps.max()) if gaps.size else 0.0,
             "max_abs_diff": max_diff, "tolerance": tolerance, "logit_spread": spread}
 
 

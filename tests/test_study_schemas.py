@@ -50,7 +50,7 @@ def test_fit_shrinks_limits_to_the_budget_or_gives_up():
     tight = schemas.fit(lambda limits: schemas.quiz_schema(3, limits), 800)
     assert schemas.max_chars(tight) <= 800 < schemas.max_chars(schemas.quiz_schema(3))
     question = tight["properties"]["questions"]["items"]["properties"]["question"]
-    assert 24 <= question["maxLength"] < schemas.DEFAULT_LIMITS.long
+    assert 16 <= question["maxLength"] < schemas.DEFAULT_LIMITS.long
     assert schemas.fit(lambda limits: schemas.quiz_schema(10, limits), 500) is None
 
 

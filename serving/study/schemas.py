@@ -38,8 +38,8 @@ class Limits:
     """Question, explanation, flashcard back, bullet point."""
 
     def scaled(self, factor: float) -> "Limits":
-        """Both limits times `factor`, never below 12 and 24 characters."""
-        return Limits(max(12, int(self.short * factor)), max(24, int(self.long * factor)))
+        """Both limits times `factor`, never below 8 and 16 characters."""
+        return Limits(max(8, int(self.short * factor)), max(16, int(self.long * factor)))
 
 
 DEFAULT_LIMITS = Limits()

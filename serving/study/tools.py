@@ -38,10 +38,17 @@ PERSONAS = {
 """Persona id of each tool."""
 DRILL_MIX = (2, 2, 1)
 """Multiple-choice, true/false and short-answer questions in a drill."""
-PROMPT_CHARS_PER_TOKEN = 2
-"""Pessimistic characters per prompt token (Llama 3 and the demo tokenizer average about 4)."""
+ASCII_CHARS_PER_TOKEN = 3
+"""Pessimistic ASCII characters per prompt token (Llama 3 and the demo tokenizer average 4 to 5)."""
 TEMPLATE_TOKENS = 48
 """Chat-template tokens around the messages, rounded up."""
+
+
+def estimate_prompt_tokens(messages: list[dict]) -> int:
+    """An upper estimate of the prompt's tokens: ASCII text at 3 characters a token, anything else at 1."""
+    text = "".join(m["content"] for m in messages)
+    n_ascii = sum(ch.isascii() for ch in text)
+    return n_ascii // ASCII_CHARS_PER_TOKEN + (len(text) - n_ascii) + TEMPLATE_TOKENS
 
 
 class StructuredOutputError(Exception):
@@ -88,12 +95,11 @@ class StudyTools:
     def _budget(self, model_id: str, messages: list[dict], settings: GenerationSettings) -> int:
         """Tokens the answer may take: the tool's max_new_tokens, or what the context leaves after the prompt.
 
-        The prompt is over-estimated (2 characters a token plus template overhead), so the engine,
-        which counts exactly, always leaves at least this much room.
+        The prompt is over-estimated (`estimate_prompt_tokens`), so the engine, which counts exactly,
+        leaves at least this much room.
         """
-        entry = self.engine.registry.get(model_id)
-        prompt = sum(len(m["content"]) for m in messages) // PROMPT_CHARS_PER_TOKEN + TEMPLATE_TOKENS
-        return min(settings.max_new_tokens, entry.context_length - prompt)
+        room = self.engine.registry.get(model_id).context_length - estimate_prompt_tokens(messages)
+        return min(settings.max_new_tokens, room)
 
     def _structured(self, model_id: str, tool: str, messages: list[dict], build: Callable[[Limits], dict],
                     model: type[ParsedT], overrides: dict | None) -> ParsedT:

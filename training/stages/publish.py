@@ -109,13 +109,37 @@ def _entry_lines(lines: list[str], model_id: str) -> tuple[int, int]:
     raise KeyError(f"registry has no entry '- id: {model_id}'")
 
 
-def _set_hub(line: str, revision: str, sha256: str) -> str:
+def _set_flow_hub(line: str, revision: str, sha256: str) -> str:
     indent, _, flow = line.partition("hub:")
     hub = yaml.safe_load(flow)
-    if not isinstance(hub, dict):
-        raise StageError(f"cannot update the hub source written as {line.strip()!r}; write it as `hub: {{...}}`")
     hub.update(revision=revision, sha256=sha256)
-    return f"{indent}hub: {yaml.safe_dump(hub, default_flow_style=True, width=10_000).strip()}"
+    return f"{indent}hub: {yaml.safe_dump(hub, default_flow_style=True, width=10_000, sort_keys=False).strip()}"
+
+
+def _set_block_hub(block: list[str], at: int, revision: str, sha256: str) -> list[str]:
+    """Set revision/sha256 among the indented lines under a block-style `hub:` line."""
+    child = re.match(r"^(\s*)", block[at + 1]).group(1) if at + 1 < len(block) else ""
+    end = at + 1
+    while end < len(block) and block[end].startswith(child) and len(child) > len(block[at]) - len(block[at].lstrip()):
+        end += 1
+    values = {"revision": revision, "sha256": sha256}
+    children = [line for line in block[at + 1:end] if line.strip().split(":")[0] not in values]
+    children += [f"{child}{key}: {value}" for key, value in values.items()]
+    return block[:at + 1] + children + block[end:]
+
+
+def _update_block(block: list[str], revision: str, sha256: str) -> list[str] | None:
+    pub_at = [i for i, line in enumerate(block) if re.match(r"^\s+published:\s*\S+\s*$", line)]
+    flow_at = [i for i, line in enumerate(block) if re.match(r"^\s+hub:\s*\{.*\}\s*$", line)]
+    nested_at = [i for i, line in enumerate(block) if re.match(r"^\s+hub:\s*$", line)]
+    if len(pub_at) != 1 or len(flow_at) + len(nested_at) != 1:
+        return None
+    block = list(block)
+    block[pub_at[0]] = re.sub(r"published:\s*\S+", "published: true", block[pub_at[0]])
+    if flow_at:
+        block[flow_at[0]] = _set_flow_hub(block[flow_at[0]], revision, sha256)
+        return block
+    return _set_block_hub(block, nested_at[0], revision, sha256)
 
 
 def update_registry_entry(path: Path, model_id: str, revision: str, sha256: str) -> None:
@@ -124,13 +148,9 @@ def update_registry_entry(path: Path, model_id: str, revision: str, sha256: str)
     text = Path(path).read_text(encoding="utf-8")
     lines = text.split("\n")
     start, end = _entry_lines(lines, model_id)
-    block = lines[start:end]
-    hub_at = [i for i, line in enumerate(block) if re.match(r"^\s+hub:\s*\{.*\}\s*$", line)]
-    pub_at = [i for i, line in enumerate(block) if re.match(r"^\s+published:\s*\S+\s*$", line)]
-    if len(hub_at) != 1 or len(pub_at) != 1:
-        raise StageError(f"{path}: entry {model_id!r} needs one `hub: {{...}}` line and one `published:` line")
-    block[hub_at[0]] = _set_hub(block[hub_at[0]], revision, sha256)
-    block[pub_at[0]] = re.sub(r"published:\s*\S+", "published: true", block[pub_at[0]])
+    block = _update_block(lines[start:end], revision, sha256)
+    if block is None:
+        raise StageError(f"{path}: entry {model_id!r} needs one `published:` line and one `hub:` mapping to update")
     new_text = "\n".join(lines[:start] + block + lines[end:])
     parse_registry(yaml.safe_load(new_text), Path(path))  # refuse to write a registry the app cannot load
     tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")

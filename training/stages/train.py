@@ -91,6 +91,7 @@ def _summary(trainer, train_metrics: dict[str, Any], checkpoint: Path | None) ->
         "train_runtime_s": runtime, "num_tokens": tokens,
         "tokens_per_s": round(tokens / runtime, 1) if runtime else None,
         "resumed_from": checkpoint.name if checkpoint else None,
+        "loaded_in_4bit": bool(getattr(trainer.model.get_base_model(), "is_loaded_in_4bit", False)),
     }
 
 

@@ -79,3 +79,15 @@ def test_flip_through_flashcards(app_url, chromium_page, demo_paths):
     page.locator("#card-prev").click()
     expect(position).to_contain_text("Card 3 of 3 · Front")
     expect(page.locator("#cards-download")).to_be_visible()
+
+
+def test_bad_plan_input_shows_a_clear_message(app_url, chromium_page):
+    page = chromium_page
+    _tab(page, app_url, "Study planner")
+    page.locator("#plan-date input").first.fill("2020-01-01")
+    page.locator("#plan-topics textarea").fill("cells")
+    page.locator("#plan-hours input").fill("30")
+    page.locator("#plan-go").click()
+    expect(page.get_by_text("Hours per day is 30: pick between 0.25 and 12 hours a day")).to_be_visible()
+    expect(page.get_by_text("is not after today")).to_be_visible()
+    expect(page.locator("#plan-ics")).to_be_hidden()

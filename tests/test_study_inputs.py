@@ -86,3 +86,9 @@ def test_topics_empty_or_too_many():
 def test_split_topics_accepts_lines_and_commas():
     assert split_topics("Algebra, geometry\n\n  statistics ,Algebra\n") == ["Algebra", "geometry", "statistics"]
     assert split_topics(" \n , ") == []
+
+
+def test_plan_problems_are_reported_together():
+    message = _error(PlanRequest, **_plan(exam_date="2020-01-01", hours_per_day=30))
+    assert message == ("Exam date 2020-01-01 is not after today (2026-03-10): pick a future date; "
+                       "Hours per day is 30: pick between 0.25 and 12 hours a day")

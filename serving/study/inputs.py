@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 MAX_QUESTIONS = 10
 MAX_CARDS = 20
@@ -104,10 +104,11 @@ def split_topics(text: str) -> list[str]:
 class PlanRequest(_Request):
     """Study planner: exam date, topics, daily hours, and the day the plan starts."""
 
+    today: dt.date
+    """First day of the plan (declared first: the exam date is checked against it)."""
     exam_date: dt.date
     topics: tuple[Topic, ...]
     hours_per_day: float
-    today: dt.date
 
     @field_validator("topics")
     @classmethod
@@ -125,17 +126,18 @@ class PlanRequest(_Request):
             raise ValueError(f"is {value:g}: pick between {MIN_HOURS:g} and {MAX_HOURS:g} hours a day")
         return value
 
-    @model_validator(mode="after")
-    def _dates(self) -> "PlanRequest":
-        days = (self.exam_date - self.today).days
+    @field_validator("exam_date")
+    @classmethod
+    def _future(cls, value: dt.date, info: ValidationInfo) -> dt.date:
+        today = info.data.get("today")
+        if today is None:
+            return value
+        days = (value - today).days
         if days < 1:
-            raise ValueError(
-                f"exam date {self.exam_date.isoformat()} is not after today ({self.today.isoformat()}): "
-                "pick a future date"
-            )
+            raise ValueError(f"{value.isoformat()} is not after today ({today.isoformat()}): pick a future date")
         if days > MAX_PLAN_DAYS:
-            raise ValueError(f"exam date is {days} days away: plans cover at most {MAX_PLAN_DAYS} days")
-        return self
+            raise ValueError(f"is {days} days away: plans cover at most {MAX_PLAN_DAYS} days")
+        return value
 
     @property
     def n_days(self) -> int:

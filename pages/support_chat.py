@@ -169,7 +169,10 @@ class SupportChat:
         settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
                                  max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request(message, history, persona_id, model_id, settings, f"api-{uuid.uuid4().hex}")
-        return "".join(text for kind, text in self.stream(request) if kind == "token")
+        try:
+            return "".join(text for kind, text in self.stream(request) if kind == "token")
+        finally:
+            self.engine.forget(request.conversation_id)  # API calls carry their whole history each time
 
     @staticmethod
     def _api_history(history: list | None) -> list[dict]:

@@ -210,7 +210,9 @@ class Engine:
 
     def _fetch(self, entry: ModelEntry, progress: Progress | None) -> Path:
         try:
-            return self.resolver.fetch(entry, progress)
+            path = self.resolver.fetch(entry, progress)
+            self._failures.pop(entry.id, None)
+            return path
         except ModelUnavailable as err:
             self._failures[entry.id] = err.user_message
             raise

@@ -298,3 +298,23 @@ def test_logits_check_notices_a_missing_rope_scaling(tiny_hf, exported, tmp_path
     convert_to_gguf(no_scaling, tmp_path / "wrong.gguf", GeneralInfo(name="wrong"))
     wrong = check_logits(tiny_hf, tmp_path / "wrong.gguf")  # HF side still uses llama3 scaling
     assert wrong["max_abs_diff"] > 3 * exported.report["logits"]["max_abs_diff"]
+
+
+def test_verification_failure_is_raised_and_recorded(tiny_hf, tmp_path):
+    """A template that depends on a variable only transformers passes (`documents`) renders differently
+    in llama-cpp-python: export_gguf must say so, keep the report, and exit non-zero from the CLI."""
+    from training.cli import main
+    from training.export import VerificationError
+
+    hf_only = tmp_path / "hf"
+    shutil.copytree(tiny_hf, hf_only)
+    (hf_only / "chat_template.jinja").write_text(
+        "{{ bos_token }}{% if documents is defined %}[docs]{% endif %}"
+        "{% for m in messages %}{{ m['content'] }}{{ eos_token }}{% endfor %}", encoding="utf-8")
+    out = tmp_path / "out" / "m-Q8_0.gguf"
+    with pytest.raises(VerificationError, match="failed verification: .*chat template MISMATCH") as caught:
+        export_gguf(hf_only, out, quant="Q8_0", verify=True)
+    assert caught.value.report["tokenization"]["passed"] and caught.value.report["logits"]["passed"]
+    record = json.loads(out.with_name("m-Q8_0.gguf.json").read_text(encoding="utf-8"))
+    assert record["report"]["passed"] is False and record["sha256"] == sha256_of(out)
+    assert main(["export", str(hf_only), str(out), "--quant", "Q8_0", "--verify"]) == 1

@@ -45,13 +45,14 @@ SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
 }
 # The page is for people: its events are not API endpoints, so votes cannot be scripted through gradio_client.
 UI_ONLY = {"api_visibility": "private"}
-VOTES = {"a": "👈 A is better", "b": "👉 B is better", "tie": "🤝 Tie", "both_bad": "👎 Both are bad"}
+VOTES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 LEADERBOARD_HEADERS = ["Rank", "Model", "Rating (BT)", "95% CI", "Elo", "Battles", "Win rate", "W-L-T"]
 
 
 def chat_view(history: PairHistory, side: int, prompt: str = "", answer: str | None = None) -> list[dict]:
-    """A pane's Chatbot value: its own past turns, then the turn being generated."""
-    pending = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer or "…"}] if prompt else []
+    """A pane's Chatbot value: its own past turns, then the turn being generated (None: not started)."""
+    shown = "…" if answer is None else answer or "(empty answer)"
+    pending = [{"role": "user", "content": prompt}, {"role": "assistant", "content": shown}] if prompt else []
     return [dict(m) for m in history.turns[side]] + pending
 
 
@@ -172,7 +173,7 @@ class ComparePage:
                 heads[side] = (f"### {'AB'[side]}: {registry.get(models[side]).display_name}\n"
                                f"{format_stats(pane_source(registry, stats.model_id), stats)} · seed {settings.seed}")
         views = [chat_view(update.history, s) if done else
-                 chat_view(update.history, s, prompt, update.answers[s] if update.active >= s else None)
+                 chat_view(update.history, s, prompt, update.answers[s] or None if update.active >= s else None)
                  for s in (0, 1)]
         return ("" if done else gr.update(), update.history, *views, *heads)
 
@@ -209,8 +210,8 @@ class ComparePage:
         try:
             for update in run_pair(self.engine, rnd.models, PairHistory(), prompt, system_prompt or "", settings):
                 done = update.active is None
-                views = [chat_view(PairHistory(), s, prompt, update.answers[s] if done or update.active >= s else None)
-                         for s in (0, 1)]
+                views = [chat_view(PairHistory(), s, prompt, update.answers[s] if done else
+                                   update.answers[s] or None if update.active >= s else None) for s in (0, 1)]
                 yield (rnd, *views, gr.update(), *self._vote_buttons(False))
         except ServingError as err:
             log.warning("battle round %s failed: %s", rnd.round_id, err)
@@ -229,7 +230,7 @@ class ComparePage:
         names = [self.engine.registry.get(m).display_name for m in rnd.models]
         reveal = (f"**You voted: {VOTES[outcome]}.**  \nA was **{names[0]}** (`{rnd.models[0]}`), "
                   f"B was **{names[1]}** (`{rnd.models[1]}`). Press “New round” to go again.")
-        return (replace(rnd, voted=True), reveal, *self._vote_buttons(False), *self.leaderboard())
+        return (replace(rnd, voted=True), reveal, "", *self._vote_buttons(False), *self.leaderboard())
 
     @staticmethod
     def _vote_buttons(enabled: bool) -> list:
@@ -295,7 +296,7 @@ def build(engine: Engine) -> None:
     board_tab.select(page.leaderboard, None, board, **UI_ONLY)
     for outcome, button in zip(VOTES, arena["votes"]):
         button.click(lambda rnd, o=outcome: page.vote(o, rnd), arena["round"],
-                     [arena["round"], arena["reveal"], *arena["votes"], *board], **UI_ONLY)
+                     [arena["round"], arena["reveal"], arena["status"], *arena["votes"], *board], **UI_ONLY)
     Context.root_block.load(page.on_load, None, [*pair, *arena["round_outputs"], *board], **UI_ONLY)
 
 
@@ -352,7 +353,7 @@ def _build_arena(page: ComparePage, system, values) -> dict:
     send.click(**run)
     prompt.submit(**run)
     again.click(lambda: (*page.start_round(), ""), None, [*round_outputs, prompt], **UI_ONLY)
-    return {"round": rnd, "reveal": reveal, "votes": votes, "round_outputs": round_outputs}
+    return {"round": rnd, "reveal": reveal, "status": status, "votes": votes, "round_outputs": round_outputs}
 
 
 def _build_leaderboard(page: ComparePage) -> list:

@@ -124,8 +124,9 @@ class StudyPage:
         ics_path = export.write_download(ics, f"{stem}.ics")
         summary = (f"**{request.n_days} days** to {name} on {request.exam_date:%A %d %B %Y}; "
                    f"{planner.review_days(request.n_days)} review day(s) at the end.")
-        return (summary, gr.Dataframe(value=[list(r) for r in export.plan_rows(sessions)], visible=True),
-                gr.DownloadButton(value=str(csv_path), visible=True), gr.DownloadButton(value=str(ics_path), visible=True))
+        table = gr.Dataframe(value=[list(r) for r in export.plan_rows(sessions)], visible=True)
+        return (summary, table, gr.DownloadButton(value=str(csv_path), visible=True),
+                gr.DownloadButton(value=str(ics_path), visible=True))
 
     # ---- flashcards ----------------------------------------------------------------------
     def make_cards(self, model_id: str, topic: str, n_cards: float):

@@ -19,7 +19,8 @@ NOW = dt.datetime(2026, 5, 30, 9, 15, tzinfo=dt.timezone.utc)
 def _sessions():
     request = PlanRequest(exam_date=dt.date(2026, 6, 4), topics=("Cells", "Genetics, inheritance"),
                           hours_per_day=2.5, today=TODAY)
-    content = PlanContent(topics=[{"tasks": ["Read chapter 1", 'Draw a "cell" diagram']}, {"tasks": ["Punnett squares"]}])
+    content = PlanContent(topics=[{"tasks": ["Read chapter 1", 'Draw a "cell" diagram']},
+                                  {"tasks": ["Punnett squares"]}])
     return request, planner.fill(planner.schedule(request), content, request.topics)
 
 
@@ -73,8 +74,10 @@ def test_flashcards_csv_for_anki():
 
 
 def test_cheat_sheet_markdown():
-    sheet = CheatSheet(title="Cells", sections=[{"heading": "Organelles", "points": ["Nucleus: DNA", "Ribosome: protein"]},
-                                                {"heading": "Tips", "points": ["Draw it"]}])
+    sheet = CheatSheet(title="Cells", sections=[
+        {"heading": "Organelles", "points": ["Nucleus: DNA", "Ribosome: protein"]},
+        {"heading": "Tips", "points": ["Draw it"]},
+    ])
     assert export.cheat_sheet_markdown(sheet) == (
         "# Cells\n\n## Organelles\n- Nucleus: DNA\n- Ribosome: protein\n\n## Tips\n- Draw it\n")
 

@@ -36,7 +36,8 @@ def test_long_topic_points_to_notes():
 
 @pytest.mark.parametrize("n", [0, 11, -1])
 def test_question_count_out_of_range(n):
-    assert _error(QuizRequest, topic="algebra", n_questions=n) == f"Number of questions is {n}: ask for 1 to 10 questions"
+    message = _error(QuizRequest, topic="algebra", n_questions=n)
+    assert message == f"Number of questions is {n}: ask for 1 to 10 questions"
 
 
 def test_every_problem_is_listed_at_once():

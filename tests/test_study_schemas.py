@@ -16,7 +16,8 @@ from serving.study.tools import PERSONAS, StructuredOutputError, parse_structure
 
 SCHEMAS = {
     "quiz": schemas.quiz_schema(10), "feedback": schemas.feedback_schema(), "sheet": schemas.cheat_sheet_schema(),
-    "cards": schemas.flashcards_schema(20), "plan": schemas.plan_content_schema(12), "drill": schemas.drill_schema(2, 2, 1),
+    "cards": schemas.flashcards_schema(20), "plan": schemas.plan_content_schema(12),
+    "drill": schemas.drill_schema(2, 2, 1),
 }
 
 

@@ -43,7 +43,8 @@ def test_letter_of(choice, letter):
 DRILL = Drill(
     multiple_choice=[_question("B", 1), _question("A", 2)],
     true_false=[{"statement": "Water boils at 100 C at sea level.", "answer": True},
-                {"statement": "The sun orbits the earth.", "answer": False, "explanation": "It is the other way round."}],
+                {"statement": "The sun orbits the earth.", "answer": False,
+                 "explanation": "It is the other way round."}],
     short_answer=[{"question": "What does DNA stand for?", "model_answer": "Deoxyribonucleic acid"}],
 )
 

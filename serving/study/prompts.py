@@ -63,7 +63,8 @@ def plan_messages(system_prompt: str, topics: tuple[str, ...], n_days: int, hour
     return _chat(system_prompt, user)
 
 
-def drill_messages(system_prompt: str, request: DrillRequest, n_choice: int, n_true_false: int, n_short: int) -> Messages:
+def drill_messages(system_prompt: str, request: DrillRequest, n_choice: int, n_true_false: int,
+                   n_short: int) -> Messages:
     user = (
         f"Write a short {request.difficulty} mock exam about {request.topic}: {n_choice} multiple-choice "
         f"questions (four options, answer letter A-D, explanation), {n_true_false} true/false statements "

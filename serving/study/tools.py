@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from serving.engine import ChatRequest, Engine, GenerationStats, StreamEvent
+from serving.engine import ChatRequest, Engine, GenerationStats
 from serving.generation import GenerationSettings
 from serving.personas import PersonaBook, load_personas
 from serving.study import planner, prompts, schemas
@@ -78,7 +77,10 @@ def parse_structured(text: str, stats: GenerationStats | None, model: type[Parse
 
 
 class StudyTools:
-    """One method per study tool; every method takes the model id picked on the page."""
+    """One method per structured study tool; every method takes the model id picked on the page.
+
+    (The tutor chat needs no service of its own: the page reuses the support chat's handlers.)
+    """
 
     def __init__(self, engine: Engine, personas: PersonaBook | None = None):
         self.engine = engine
@@ -117,13 +119,6 @@ class StudyTools:
                  stats.finish_reason if stats else "?")
         return parse_structured(text, stats, model)
 
-    def chat(self, model_id: str, history: list[dict], conversation_id: str | None = None,
-             cancel: threading.Event | None = None, **overrides: object) -> Iterator[StreamEvent]:
-        """Stream the tutor's reply to `history` (user/assistant turns, the last one from the user)."""
-        messages = [{"role": "system", "content": self._system("chat")}, *history]
-        request = ChatRequest(model_id, messages, self.settings(model_id, "chat", **overrides), conversation_id)
-        return self.engine.stream(request, cancel)
-
     def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None) -> schemas.Quiz:
         messages = prompts.quiz_messages(self._system("quiz"), request)
         return self._structured(model_id, "quiz", messages, partial(schemas.quiz_schema, request.n_questions),
@@ -151,7 +146,8 @@ class StudyTools:
         days = planner.schedule(request)
         messages = prompts.plan_messages(self._system("planner"), request.topics, request.n_days,
                                          request.hours_per_day)
-        content = self._structured(model_id, "planner", messages, partial(schemas.plan_content_schema, len(request.topics)),
+        build = partial(schemas.plan_content_schema, len(request.topics))
+        content = self._structured(model_id, "planner", messages, build,
                                    schemas.PlanContent, overrides)
         return planner.fill(days, content, request.topics)
 

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
@@ -101,7 +101,6 @@ class TokenizerSpec:
     add_bos: bool
     add_eos: bool
     chat_template: str | None
-    special_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -321,7 +320,6 @@ def read_tokenizer(hf_dir: Path, vocab_size: int) -> TokenizerSpec:
         eot_id=ids.get("<|eot_id|>"), eom_id=ids.get("<|eom_id|>"),
         add_bos=_adds_bos(tok_json, tok_cfg, bos), add_eos=bool(tok_cfg.get("add_eos_token", False)),
         chat_template=_chat_template(hf_dir, tok_cfg),
-        special_ids=sorted(i for i, t in types.items() if t == gguf.TokenType.CONTROL),
     )
 
 

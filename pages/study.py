@@ -187,13 +187,15 @@ def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None
         message = gr.Textbox(placeholder="Ask the tutor", show_label=False, scale=6, elem_id="study-message")
         send = gr.Button("Send", variant="primary", scale=1, elem_id="study-send")
         stop = gr.Button("Stop", variant="stop", scale=1)
+        retry = gr.Button("Retry", scale=1)
         clear = gr.Button("Clear", scale=1)
-    stats, notice = gr.Markdown(""), gr.Markdown("")
+    stats, notice = gr.Markdown("", elem_id="study-footer"), gr.Markdown("")
     history, conversation = gr.State([]), gr.State(lambda: uuid.uuid4().hex)
     fixed = [gr.State(getattr(defaults, k)) for k in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")]
-    gr.on([send.click, message.submit], chat.respond,
-          [message, history, gr.State(tutor.id), model, *fixed, conversation],
-          [chatbot, history, message, stats, notice], api_visibility="private")
+    settings = [gr.State(tutor.id), model, *fixed, conversation]
+    outputs = [chatbot, history, message, stats, notice]
+    gr.on([send.click, message.submit], chat.respond, [message, history, *settings], outputs, api_visibility="private")
+    gr.on([retry.click, chatbot.retry], chat.retry, [history, *settings], outputs, api_visibility="private")
     stop.click(chat.stop, conversation, None, queue=False, api_visibility="private")
     clear.click(chat.clear, conversation, [chatbot, history, conversation, stats, notice], api_visibility="private")
 

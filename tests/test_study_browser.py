@@ -91,3 +91,12 @@ def test_bad_plan_input_shows_a_clear_message(app_url, chromium_page):
     expect(page.get_by_text("Hours per day is 30: pick between 0.25 and 12 hours a day")).to_be_visible()
     expect(page.get_by_text("is not after today")).to_be_visible()
     expect(page.locator("#plan-ics")).to_be_hidden()
+
+
+def test_tutor_chat_streams_an_answer(app_url, chromium_page, demo_paths):
+    page = chromium_page
+    _tab(page, app_url, "Study chat")
+    page.locator("#study-message textarea").fill("What is a cell?")
+    page.locator("#study-send").click()
+    expect(page.locator("#study-chatbot")).to_contain_text("What is a cell?")
+    expect(page.locator("#study-footer")).to_contain_text("tokens/s", timeout=GENERATION_TIMEOUT_MS)

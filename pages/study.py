@@ -72,6 +72,12 @@ class StudyPage:
     def __init__(self, engine: Engine, personas: PersonaBook):
         self.tools = StudyTools(engine, personas)
 
+    def prepare(self, model_id: str, progress: gr.Progress = gr.Progress()):
+        """Model picked: download and load it now (progress shown on the dropdown) so the first tool starts fast."""
+        with shown_errors("model"):
+            self.tools.engine.prepare(model_id, lambda fraction, text: progress(fraction, desc=text))
+        return gr.skip()
+
     # ---- quiz ----------------------------------------------------------------------------
     def make_quiz(self, model_id: str, topic: str, n_questions: float, difficulty: str):
         with shown_errors("quiz"):
@@ -322,3 +328,4 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
         for label, build_tab in tabs.items():
             with gr.Tab(label, elem_id=f"tab-{label.lower().replace(' ', '-')}"):
                 build_tab()
+    model.input(page.prepare, model, model, api_visibility="private")

@@ -87,7 +87,8 @@ def workspace(tmp_path_factory, tiny_base) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("workspace")
     entries = [
         fine_tune_entry("tiny-lora", "lora", tiny_base, {"format": "sharegpt", "path": str(FIXTURES / "finetome.jsonl"),
-                                                          "test_size": 0.1, "options": {"min_score": 4.0}}),
+                                                          "test_size": 0.1, "options": {"min_score": 4.0}},
+                        sft={"num_train_epochs": 2, "gradient_checkpointing": False}),
         fine_tune_entry("tiny-qlora", "qlora", tiny_base, {"format": "bitext", "path": str(FIXTURES / "bitext.csv"),
                                                             "test_size": 0.1, "rows": 24, "options": {"persona_by_category": True}},
                         sft={"num_train_epochs": 2}),
@@ -106,7 +107,7 @@ def lora_run(workspace) -> Path:
 
 @pytest.fixture(scope="module")
 def qlora_run(workspace) -> Path:
-    rebuild(workspace["registry"], workspace["runs"], "tiny-qlora", "--max-steps", "8")
+    rebuild(workspace["registry"], workspace["runs"], "tiny-qlora", "--max-steps", "6")
     return workspace["runs"] / "tiny-qlora"
 
 
@@ -123,7 +124,7 @@ def test_lora_rebuild_records_every_stage_and_loss_falls(lora_run):
     assert stage(lora_run, "prepare")["bad_rows"] == 5
     losses = [row["loss"] for row in read_loss_csv(lora_run / "train" / "loss.csv")]
     train = stage(lora_run, "train")
-    assert len(losses) == train["global_step"] == 18 and not train["loaded_in_4bit"]
+    assert len(losses) == train["global_step"] == 12 and not train["loaded_in_4bit"]
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0, losses
     assert train["tokens_per_s"] > 0 and train["peak_cpu_rss_gib"] > 0
     assert (lora_run / "train" / "loss.png").read_bytes()[:4] == b"\x89PNG"
@@ -195,7 +196,7 @@ def test_eval_report_compares_base_and_finetune(lora_run):
 
 def test_qlora_rebuild_trains_a_4bit_base_on_bitext(qlora_run):
     train = stage(qlora_run, "train")
-    assert train["loaded_in_4bit"] and train["global_step"] == 8
+    assert train["loaded_in_4bit"] and train["global_step"] == 6
     assert train["last_loss"] < train["first_loss"]
     assert stage(qlora_run, "eval")["domain"] == "support"
     first = json.loads((qlora_run / "prepare" / "train.jsonl").read_text().splitlines()[0])

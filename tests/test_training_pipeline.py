@@ -63,7 +63,7 @@ def fine_tune_entry(model_id: str, method: str, base: Path, dataset: dict, sft: 
             "datasets": [dataset],
             "sft": {"max_length": 256, "learning_rate": 3.0e-3, "per_device_train_batch_size": 4, "num_train_epochs": 3,
                     "assistant_only_loss": True, "packing": False, "bf16": False, "logging_steps": 1,
-                    "save_steps": 5, "gradient_checkpointing": True, "lr_scheduler_type": "constant", **(sft or {})},
+                    "save_steps": 5, "activation_checkpointing": True, "lr_scheduler_type": "constant", **(sft or {})},
         },
     }
 
@@ -88,7 +88,7 @@ def workspace(tmp_path_factory, tiny_base) -> dict[str, Path]:
     entries = [
         fine_tune_entry("tiny-lora", "lora", tiny_base, {"format": "sharegpt", "path": str(FIXTURES / "finetome.jsonl"),
                                                           "test_size": 0.1, "options": {"min_score": 4.0}},
-                        sft={"num_train_epochs": 2, "gradient_checkpointing": False}),
+                        sft={"num_train_epochs": 2, "activation_checkpointing": False}),
         fine_tune_entry("tiny-qlora", "qlora", tiny_base, {"format": "bitext", "path": str(FIXTURES / "bitext.csv"),
                                                             "test_size": 0.1, "rows": 24, "options": {"persona_by_category": True}},
                         sft={"num_train_epochs": 2}),

@@ -44,11 +44,18 @@ def sft_config(recipe_sft: dict[str, Any], output_dir: str, **overrides: Any):
     Defaults that differ from TRL's: `report_to="none"` (logging services are opt-in) and
     `save_strategy="steps"` so `save_steps` checkpoints exist for `--resume`.
     """
+    import torch
     from trl import SFTConfig
 
     _check_keys({**recipe_sft, **overrides}, SFTConfig, "sft")
-    values = {"report_to": "none", **recipe_sft, "output_dir": output_dir, **overrides}
-    return SFTConfig(**values)
+    # TRL defaults to bf16=True, which TrainingArguments refuses without a bf16 GPU; a recipe that does
+    # not ask for bf16 should still run on a CPU box (the demo recipes, tests).
+    hardware = {} if torch.cuda.is_available() else {"bf16": False}
+    values = {"report_to": "none", **hardware, **recipe_sft, "output_dir": output_dir, **overrides}
+    try:
+        return SFTConfig(**values)
+    except ValueError as err:
+        raise RecipeKeyError(f"recipe.sft is not usable here: {err}") from None
 
 
 def lora_config(recipe_lora: dict[str, Any]):

@@ -9,6 +9,7 @@ adds the loss CSV, the PNG loss curve and throughput/memory numbers.
 from __future__ import annotations
 
 import csv
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 from training.sft.config import lora_config, quantization_config, sft_config
 from training.sft.template import TEMPLATE_KWARGS, training_chat_template
 
-SDPA = "sdpa"  # fused attention that works on CPU and GPU; padding-free batches become block masks
+SDPA = "sdpa"
+CSV_FIELDS = ["step", "loss", "learning_rate", "num_tokens", "tokens_per_s"]  # fused attention that works on CPU and GPU; padding-free batches become block masks
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,11 @@ def load_model(plan: TrainPlan):
     from transformers import AutoModelForCausalLM
 
     quant = quantization_config(plan.method)
+    # 4-bit weights must be placed on this process's GPU at load time (one GPU per process under DDP).
+    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if quant is not None and torch.cuda.is_available() else None
     return AutoModelForCausalLM.from_pretrained(
         plan.base_checkpoint, quantization_config=quant, attn_implementation=plan.attn_implementation,
-        dtype=torch.bfloat16 if quant is not None else "auto",
+        dtype=torch.bfloat16 if quant is not None else "auto", device_map=device_map,
     )
 
 
@@ -113,6 +117,10 @@ def metrics_callback(csv_path: Path):
             self.rows: list[dict[str, float]] = []
             self.last = (time.perf_counter(), 0.0)
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and not csv_path.exists():
+                csv_path.write_text(",".join(CSV_FIELDS) + "\n")
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs or "loss" not in logs:
                 return
@@ -128,12 +136,8 @@ def metrics_callback(csv_path: Path):
 
 
 def _append_csv(path: Path, row: dict[str, float]) -> None:
-    new = not path.exists()
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+        csv.DictWriter(handle, fieldnames=CSV_FIELDS).writerow(row)
 
 
 def read_loss_csv(path: Path) -> list[dict[str, float]]:
@@ -151,7 +155,7 @@ def plot_loss(csv_path: Path, png_path: Path, title: str) -> None:
     rows = read_loss_csv(csv_path)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None)
-    ax.set(xlabel="step", ylabel="training loss", title=title)
+    ax.set(xlabel="step", ylabel="training loss", title=title if rows else f"{title} (no step logged yet)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path)

@@ -30,14 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit for the prompt set")
     parser.add_argument("--heldout-rows", type=int, default=200, help="test examples used for held-out loss")
     parser.add_argument("--prompts", default=str(PROMPTS_PATH), help="YAML of domain -> prompts")
+    parser.add_argument("--domain", default=None, help="prompt-set domain (default: from the first dataset's format)")
     parser.add_argument("--judge", default=None,
                         help="optional judge: 'endpoint' ($IRIS_JUDGE_URL/$IRIS_JUDGE_KEY/$IRIS_JUDGE_MODEL), "
                              "a registered model id with a local GGUF, or a .gguf path")
 
 
-def domain_prompts(run: Run, prompts_file: Path) -> tuple[str, list[str]]:
-    """The recipe's domain (from its first dataset's format) and that domain's prompts."""
-    domain = DOMAINS[run.recipe.datasets[0].format]
+def domain_prompts(run: Run, prompts_file: Path, domain: str | None = None) -> tuple[str, list[str]]:
+    """The domain (given, else from the recipe's first dataset format) and that domain's prompts."""
+    domain = domain or DOMAINS[run.recipe.datasets[0].format]
     prompts = yaml.safe_load(prompts_file.read_text(encoding="utf-8"))
     if not isinstance(prompts, dict) or not prompts.get(domain):
         raise StageError(f"{prompts_file}: needs a non-empty list of prompts under {domain!r}")
@@ -45,18 +46,18 @@ def domain_prompts(run: Run, prompts_file: Path) -> tuple[str, list[str]]:
 
 
 def evaluate(run: Run, max_new_tokens: int = 256, heldout_rows: int = 200, prompts_file: Path = PROMPTS_PATH,
-             judge: str | None = None) -> dict[str, Any]:
+             judge: str | None = None, domain: str | None = None) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
     inputs = {"export": run.upstream("export")["fingerprint"], "max_new_tokens": max_new_tokens,
-              "heldout_rows": heldout_rows, "prompts": file_sha256(Path(prompts_file)), "judge": judge}
+              "heldout_rows": heldout_rows, "prompts": file_sha256(Path(prompts_file)), "judge": judge, "domain": domain}
     return run_stage(run, "eval", inputs,
-                     lambda out: _evaluate(run, out, max_new_tokens, heldout_rows, Path(prompts_file), judge))
+                     lambda out: _evaluate(run, out, max_new_tokens, heldout_rows, Path(prompts_file), judge, domain))
 
 
 # ---------------------------------------------------------------- held-out loss
 
 
-def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict]) -> dict[str, float]:
+def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: str = "") -> dict[str, float]:
     """Mean NLL per trained token (assistant tokens incl. <|eot_id|> for chats) and its perplexity."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -68,8 +69,10 @@ def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict]) -> dict
     tokenizer = load_tokenizer(base_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
     model.to(device).eval()
+    from tqdm.auto import tqdm
+
     total, count = 0.0, 0
-    for row in rows:
+    for row in tqdm(rows, desc=f"held-out loss {label}", leave=False):
         if "messages" in row:
             ids, mask = assistant_mask(tokenizer, row["messages"])
         else:
@@ -91,9 +94,11 @@ def answer_prompts(gguf: str, prompts: list[str], max_new_tokens: int, n_ctx: in
     """Greedy answers from a GGUF via llama.cpp (the path the app serves), with timings."""
     from llama_cpp import Llama
 
+    from tqdm.auto import tqdm
+
     llm = Llama(model_path=gguf, n_ctx=n_ctx, seed=0, verbose=False)
     answers = []
-    for prompt in prompts:
+    for prompt in tqdm(prompts, desc=f"answering with {Path(gguf).name}", leave=False):
         started = time.perf_counter()
         out = llm.create_chat_completion([{"role": "user", "content": prompt}], temperature=0.0, max_tokens=max_new_tokens)
         answers.append({"text": out["choices"][0]["message"]["content"] or "", "tokens": out["usage"]["completion_tokens"],
@@ -115,17 +120,18 @@ def _make_judge(run: Run, judge: str):
 
 
 def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, prompts_file: Path,
-              judge: str | None) -> dict[str, Any]:
+              judge: str | None, domain: str | None) -> dict[str, Any]:
     from training.stages.prepare import read_jsonl
 
     exported = run.upstream("export")["metrics"]
     test_rows = read_jsonl(run.dir / "prepare" / "test.jsonl")[:heldout_rows]
     base = run.base_checkpoint()
-    heldout = {"base": heldout_loss(base, base, test_rows),
-               "finetune": heldout_loss(str(run.dir / "merge" / "model"), base, test_rows)}
-    domain, prompts = domain_prompts(run, prompts_file)
-    base_answers = answer_prompts(exported["base_gguf"], prompts, max_new_tokens)
-    tuned_answers = answer_prompts(exported["gguf"], prompts, max_new_tokens)
+    heldout = {"base": heldout_loss(base, base, test_rows, "base"),
+               "finetune": heldout_loss(str(run.dir / "merge" / "model"), base, test_rows, "fine-tune")}
+    domain, prompts = domain_prompts(run, prompts_file, domain)
+    n_ctx = min(2048, run.entry.context_length)
+    base_answers = answer_prompts(exported["base_gguf"], prompts, max_new_tokens, n_ctx)
+    tuned_answers = answer_prompts(exported["gguf"], prompts, max_new_tokens, n_ctx)
     items = [{"prompt": p, "base": b, "finetune": t} for p, b, t in zip(prompts, base_answers, tuned_answers)]
     if judge:
         from training.stages.judge import judge_pair
@@ -179,5 +185,5 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     with stage_errors("eval"):
-        evaluate(open_run(args), args.max_new_tokens, args.heldout_rows, Path(args.prompts), args.judge)
+        evaluate(open_run(args), args.max_new_tokens, args.heldout_rows, Path(args.prompts), args.judge, args.domain)
     return 0

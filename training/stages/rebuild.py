@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attn", default="sdpa", help="attention implementation for training")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length in the eval prompt set")
     parser.add_argument("--judge", default=None, help="optional eval judge (see `eval --help`)")
+    parser.add_argument("--domain", default=None, help="eval prompt-set domain (see `eval --help`)")
     parser.add_argument("--no-adapter", action="store_true", help="do not upload the LoRA adapter")
 
 
@@ -30,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
         merge.merge(run)
         export.export(run)
         evaluate.evaluate(run, max_new_tokens=args.max_new_tokens, prompts_file=Path(evaluate.PROMPTS_PATH),
-                          judge=args.judge)
+                          judge=args.judge, domain=args.domain)
         publish.publish(run, with_adapter=not args.no_adapter)
         print(f"[rebuild] {run.entry.id} done: {run.dir / 'run.json'}")
     return 0

@@ -294,3 +294,29 @@ def test_resume_after_kill_reaches_the_same_step_with_optimizer_state(workspace)
     assert steps == {12}  # a fresh optimizer after resuming would count only the resumed steps
     logged = [int(line.split(",")[0]) for line in (run_dir / "train" / "loss.csv").read_text().splitlines()[1:]]
     assert logged == list(range(1, 13))
+
+
+def test_packed_padding_free_batches_keep_sequences_apart(lora_run, workspace):
+    """With packing (BFD -> padding-free) and SDPA, each packed conversation gets the same logits
+    as when it runs alone: no attention across the boundaries of packed sequences."""
+    import torch
+
+    from training.sft.trainer import TrainPlan, build_trainer
+    from training.stages.prepare import read_jsonl
+
+    plan = TrainPlan(base_checkpoint=str(workspace["base"]), method="lora", lora={"r": 4},
+                     sft={"max_length": 512, "packing": True, "assistant_only_loss": True, "bf16": False,
+                          "per_device_train_batch_size": 2}, seed=0, output_dir=workspace["folder"] / "pack-check")
+    trainer = build_trainer(plan, read_jsonl(lora_run / "prepare" / "train.jsonl"))
+    assert trainer.padding_free
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1
+    model = trainer.model.eval()
+    positions = batch["position_ids"][0]
+    starts = [*(positions == 0).nonzero().flatten().tolist(), len(positions)]
+    assert len(starts) > 3  # several conversations in one row
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        for a, b in zip(starts[:3], starts[1:4]):
+            alone = model(input_ids=batch["input_ids"][:, a:b]).logits[0]
+            assert torch.allclose(packed[a:b], alone, atol=1e-4), (a, b)

@@ -88,14 +88,14 @@ def test_corpus_is_plain_paragraphs(generated):
 def tokenizer(generated):
     from training.demo.pretrain import build_tokenizer
 
-    chats = [generated[n] for n in ("general", "study", "support")]
+    chats = [generated[n] for n in ("general", "study")]
     return build_tokenizer(chats, [generated["corpus"]], vocab_size=1024, max_length=256)
 
 
 def test_tokenizer_training_is_deterministic(generated, tokenizer):
     from training.demo.pretrain import build_tokenizer
 
-    chats = [generated[n] for n in ("general", "study", "support")]
+    chats = [generated[n] for n in ("general", "study")]
     again = build_tokenizer(chats, [generated["corpus"]], vocab_size=1024, max_length=256)
     assert again.backend_tokenizer.to_str() == tokenizer.backend_tokenizer.to_str()
     assert len(tokenizer) == 1024

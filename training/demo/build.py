@@ -157,7 +157,9 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     support_files, _ = split_datasets(plan.support)
     bar = tqdm(total=6, unit="step", dynamic_ncols=True)  # retotalled once the step counts are known
     with timer.stage("tokenizer", bar):
-        tokenizer = pretrain.build_tokenizer(chat_files + support_files, text_files,
+        # Only demo-base's data: like a real base model, support words are pieces the base already knows,
+        # not untrained ids that LoRA (which leaves embeddings frozen) could never learn to emit.
+        tokenizer = pretrain.build_tokenizer(chat_files, text_files,
                                              plan.base.recipe.architecture["vocab_size"],
                                              plan.base.context_length)
         base_blocks = pretrain.pretrain_blocks(tokenizer, chat_files, text_files, base_sft.max_length)

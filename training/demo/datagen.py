@@ -295,8 +295,14 @@ def _advice_paragraph(rng: random.Random) -> str:
            f"Second, {tips[1]}. Finally, {tips[2]}."
 
 
+def _catalogue_paragraph(rng: random.Random) -> str:
+    first, second = rng.sample(s.PRODUCTS, 2)
+    slots = {"product": first, "product2": second, "shop": s.SHOP, "number": rng.randint(10000, 99999)}
+    return " ".join(cap(line.format(**slots)) for line in rng.sample(g.CATALOGUE, 3))
+
+
 _PARAGRAPHS = (_concept_paragraph, _concept_paragraph, _country_paragraph, _animal_paragraph,
-               _story_paragraph, _story_paragraph, _advice_paragraph)
+               _story_paragraph, _story_paragraph, _advice_paragraph, _catalogue_paragraph)
 
 
 def corpus_paragraph(rng: random.Random) -> str:

@@ -35,6 +35,13 @@ def model_label(status: ModelStatus) -> str:
     return status.display_name if status.available else f"{status.display_name} (unavailable)"
 
 
+def model_note(status: ModelStatus, description: str) -> str:
+    """The line under the model picker: what the model is, or why it cannot be used now."""
+    if not status.available:
+        return f"**Unavailable:** {status.reason}"
+    return f"_{description}_" + (f" ({status.reason})" if status.reason else "")
+
+
 def footer(stats: GenerationStats | None) -> str:
     if stats is None:
         return ""
@@ -94,15 +101,18 @@ class SupportChat:
         return ChatRequest(model_id, messages, settings, conversation_id)
 
     # ---- generation ----------------------------------------------------------------------
-    def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[tuple[str, object]]:
-        """("token"|"notice", text) pairs, then ("done", stats); engine errors become gr.Error."""
+    def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[list[tuple[str, object]]]:
+        """Batches of ("token"|"notice", text) and ("done", stats); engine errors become gr.Error.
+
+        Generation runs in the engine's worker thread, so re-rendering the chat never slows the model.
+        """
         stop = threading.Event()
         with self._lock:
             self._stops[request.conversation_id] = stop
         report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
         try:
-            for event in self.engine.stream(request, stop, report):
-                yield event.kind, (event.stats if event.kind == "done" else event.text)
+            for batch in self.engine.stream_batches(request, stop, report):
+                yield [(e.kind, e.stats if e.kind == "done" else e.text) for e in batch]
         except ServingError as err:
             log.warning("support chat: %s", err)
             raise gr.Error(err.user_message) from None
@@ -129,17 +139,18 @@ class SupportChat:
         notice = gr.skip()
         yield shown, history, "", gr.skip(), notice
         try:
-            for kind, value in self.stream(request, progress):
-                if kind == "token":
-                    answer["content"] += value
-                elif kind == "notice":
-                    notice = value
-                    gr.Info(value)
-                elif kind == "done":
-                    if value.finish_reason == "cancelled":
-                        answer["content"] += " [stopped]"
-                    yield list(shown), list(shown), "", footer(value), notice
-                    return
+            for batch in self.stream(request, progress):
+                for kind, value in batch:
+                    if kind == "token":
+                        answer["content"] += value
+                    elif kind == "notice":
+                        notice = value
+                        gr.Info(value)
+                    elif kind == "done":
+                        if value.finish_reason == "cancelled":
+                            answer["content"] += " [stopped]"
+                        yield list(shown), list(shown), "", footer(value), notice
+                        return
                 yield list(shown), history, "", gr.skip(), notice
         except gr.Error:
             yield history, history, message, gr.skip(), notice  # put the message back to try again
@@ -170,7 +181,7 @@ class SupportChat:
                                  max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request(message, history, persona_id, model_id, settings, f"api-{uuid.uuid4().hex}")
         try:
-            return "".join(text for kind, text in self.stream(request) if kind == "token")
+            return "".join(text for batch in self.stream(request) for kind, text in batch if kind == "token")
         finally:
             self.engine.forget(request.conversation_id)  # API calls carry their whole history each time
 
@@ -192,7 +203,7 @@ class SupportChat:
                active: list[str], progress: gr.Progress = gr.Progress()):
         """Persona or model changed: fresh conversation, persona defaults, example prompts; load the model."""
         if [persona_id, model_id] == list(active):
-            return [gr.skip()] * (7 + len(SLIDERS) + N_EXAMPLES)  # the dropdown re-fired without a change
+            return [gr.skip()] * (8 + len(SLIDERS) + N_EXAMPLES)  # the dropdown re-fired without a change
         persona, status = self.persona(persona_id), self.model_status(model_id)
         self.stop(old_conversation)
         self.engine.forget(old_conversation)
@@ -207,7 +218,8 @@ class SupportChat:
             self._prepare(model_id, progress)
         examples = [gr.Button(value=p, visible=True) for p in persona.example_prompts[:N_EXAMPLES]]
         examples += [gr.Button(visible=False)] * (N_EXAMPLES - len(examples))
-        return [[], [], uuid.uuid4().hex, [persona_id, model_id], f"_{persona.description}_", notice, "",
+        note = model_note(status, self.engine.registry.get(model_id).description)
+        return [[], [], uuid.uuid4().hex, [persona_id, model_id], f"_{persona.description}_", note, notice, "",
                 *[getattr(defaults, key) for key in SLIDERS], *examples]
 
     def _prepare(self, model_id: str, progress: gr.Progress) -> None:
@@ -235,7 +247,10 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
                               elem_id="persona")
         model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()], value=model_id, label="Model",
                             elem_id="model")
-    about = gr.Markdown(f"_{first.description}_")
+    with gr.Row():
+        about = gr.Markdown(f"_{first.description}_")
+        model_info = gr.Markdown(model_note(engine.status(model_id), engine.registry.get(model_id).description),
+                                 elem_id="model-info")
     notice = gr.Markdown("", elem_id="chat-notice")
     chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], label="Conversation", elem_id="chatbot",
                          feedback_options=None)
@@ -273,6 +288,7 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     gr.on([clear.click, chatbot.clear], page.clear, conversation, [chatbot, history, conversation, stats, notice],
           cancels=answering, **private)
     gr.on([persona.input, model.input], page.switch, [persona, model, history, conversation, active],
-          [chatbot, history, conversation, active, about, notice, stats, *sliders, *examples], cancels=answering,
+          [chatbot, history, conversation, active, about, model_info, notice, stats, *sliders, *examples],
+          cancels=answering,
           **private)
     gr.api(page.chat_api, api_name="chat")

@@ -8,8 +8,10 @@ cancel support. It never imports Gradio; visitor-safe messages travel in `Servin
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import queue
 import re
 import threading
 import time
@@ -132,6 +134,25 @@ class LoadedModel:
         self.llm.close()
 
 
+def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEvent]]:
+    """Group queued events (ended by None, or an exception to raise) into batches `interval_s` apart."""
+    while True:
+        batch, item = [], events.get()
+        deadline = time.monotonic() + interval_s
+        while isinstance(item, StreamEvent):
+            batch.append(item)
+            try:
+                item = events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+        if batch:
+            yield batch
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+
+
 def estimate_bytes(path: Path, n_ctx: int) -> int:
     """RAM a model needs: file size plus its f16 KV cache for `n_ctx`, plus compute slack."""
     import llama_cpp
@@ -247,6 +268,32 @@ class Engine:
                 yield from self._generate(model, request, cancel, started)
         except Cancelled:
             yield StreamEvent("done", stats=self._stats(entry, None, 0, 0, 0.0, 0.0, "cancelled", 0))
+
+    def stream_batches(self, request: ChatRequest, cancel: threading.Event | None = None,
+                       progress: Progress | None = None, interval_s: float = 0.05) -> Iterator[list[StreamEvent]]:
+        """Like `stream`, but generation runs in its own thread and events come in batches.
+
+        A consumer that is slow per update (a UI re-rendering the chat on every token) then never
+        stalls the model: each batch holds what was generated since the last one, at most one
+        batch per `interval_s`. Errors are raised here; closing this iterator cancels generation.
+        """
+        cancel = cancel or threading.Event()
+        events: queue.Queue = queue.Queue()
+        context = contextvars.copy_context()  # so progress callbacks see the caller's context
+
+        def produce() -> None:
+            try:
+                for event in self.stream(request, cancel, progress):
+                    events.put(event)
+            except BaseException as err:  # handed to the consumer, which re-raises it
+                events.put(err)
+            events.put(None)
+
+        threading.Thread(target=context.run, args=(produce,), daemon=True, name=f"generate-{request.model_id}").start()
+        try:
+            yield from _batches(events, interval_s)
+        finally:
+            cancel.set()  # no-op when finished; stops the model when the consumer gave up early
 
     def complete(self, request: ChatRequest, cancel: threading.Event | None = None) -> tuple[str, GenerationStats]:
         """The whole answer at once (notices are dropped)."""

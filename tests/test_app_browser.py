@@ -36,6 +36,12 @@ def send(page, text: str) -> None:
     page.locator("#send").click()
 
 
+def wait_for_example(page, text: str) -> None:
+    """Wait until a quick-action button shows `text` (persona switches update them asynchronously)."""
+    page.wait_for_function("([text]) => [...document.querySelectorAll('.example-prompt')]"
+                           ".some(b => b.innerText.includes(text))", arg=[text])
+
+
 def footer(page) -> str:
     return page.locator("#chat-footer").inner_text()
 
@@ -57,10 +63,14 @@ def test_deep_links_open_each_page(app_url, chromium_page):
 def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_page):
     page = chromium_page
     open_page(page, app_url, "/")
-    assert "(unavailable)" in page.locator("#model").inner_text() or True  # Hub models are offline here
     choose(page, "persona", "Billing & Pricing")
+    page.locator("#model input").click()
+    options = page.get_by_role("option").all_inner_texts()
+    assert any("Llama 3.2 1B Instruct (unavailable)" in o for o in options)  # offline: Hub models unavailable
+    page.get_by_role("option", name="Llama 3.2 1B Instruct (unavailable)").click()
+    page.wait_for_function("document.querySelector('#model-info').innerText.includes('HF_HUB_OFFLINE')")
     choose(page, "model", "Demo support (tiny Llama + LoRA, offline)")
-    assert "How do I download my last invoice?" in page.locator(".example-prompt").all_inner_texts()
+    wait_for_example(page, "How do I download my last invoice?")
 
     page.evaluate(WATCH_STREAM)
     send(page, "I was charged twice this month, what should I do?")
@@ -92,7 +102,7 @@ def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_pa
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0")
     page.wait_for_function("document.querySelector('#chat-notice').innerText"
                            ".includes('Started a new conversation with Technical Support')")
-    assert "How do I reset my password?" in page.locator(".example-prompt").all_inner_texts()
+    wait_for_example(page, "How do I reset my password?")
     assert page.locator("#set-temperature input[type='number']").input_value() == "0.2"  # persona default
 
 

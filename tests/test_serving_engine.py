@@ -122,3 +122,21 @@ def test_json_response_format_constrains_the_answer(engine):
         assert isinstance(json.loads(text)["answer"], str)
     else:  # cut by max_new_tokens: still a valid JSON prefix
         assert text.startswith('{')
+
+
+def test_stream_batches_match_stream_and_closing_early_frees_the_model(engine):
+    settings = GenerationSettings(temperature=0.0, max_new_tokens=40, seed=0)
+    expected, _ = engine.complete(ask("Where is my order?", settings=settings))
+    batches = list(engine.stream_batches(ask("Where is my order?", settings=settings), interval_s=0.2))
+    events = [e for batch in batches for e in batch]
+    assert "".join(e.text for e in events if e.kind == "token") == expected and events[-1].kind == "done"
+    assert len(batches) < len(events)  # tokens arrive grouped, not one update per token
+
+    long = GenerationSettings(temperature=1.0, max_new_tokens=800, seed=3)
+    early = engine.stream_batches(ask("Tell me everything.", settings=long), interval_s=0.0)
+    next(early)
+    early.close()  # the consumer went away: generation is cancelled and the model freed
+    text, stats = engine.complete(ask("Thanks"))
+    assert stats.finish_reason in ("stop", "length")
+    with pytest.raises(UnknownModel):
+        list(engine.stream_batches(ask("hi", model_id="nope")))

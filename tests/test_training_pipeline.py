@@ -320,3 +320,17 @@ def test_packed_padding_free_batches_keep_sequences_apart(lora_run, workspace):
         for a, b in zip(starts[:3], starts[1:4]):
             alone = model(input_ids=batch["input_ids"][:, a:b]).logits[0]
             assert torch.allclose(packed[a:b], alone, atol=1e-4), (a, b)
+
+
+def test_stage_commands_fail_with_one_line_messages(workspace, tmp_path):
+    from training.cli import main
+
+    common = ["--registry", str(workspace["registry"]), "--runs-dir", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"^prepare: error: .*unknown model id 'nope'"):
+        main(["prepare", "nope", *common])
+    with pytest.raises(SystemExit, match=r"^prepare: error: .*finetome\.jsonl: row 11: wrong role"):
+        main(["prepare", "tiny-lora", "--strict", *common])
+    with pytest.raises(SystemExit, match=r"^merge: error: stage 'train' has not run for tiny-lora .* `python -m training train tiny-lora`"):
+        main(["merge", "tiny-lora", *common])
+    with pytest.raises(SystemExit, match=r"^rebuild: error: tiny-base has no recipe"):
+        main(["rebuild", "tiny-base", *common])

@@ -18,6 +18,7 @@ from typing import Any
 
 from training.sft.config import lora_config, quantization_config, sft_config
 from training.sft.template import TEMPLATE_KWARGS, training_chat_template
+from training.tokenizer import PAD
 
 SDPA = "sdpa"
 CSV_FIELDS = ["step", "loss", "learning_rate", "num_tokens", "tokens_per_s"]  # fused attention that works on CPU and GPU; padding-free batches become block masks
@@ -51,6 +52,8 @@ def load_tokenizer(checkpoint: str):
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     tokenizer.chat_template = training_chat_template()
+    if tokenizer.pad_token is None and PAD in tokenizer.get_vocab():
+        tokenizer.pad_token = PAD  # Meta's tokenizer sets none; TRL would otherwise pad with <|eot_id|>
     return tokenizer
 
 

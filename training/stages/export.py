@@ -1,15 +1,17 @@
 """Stage 4 of `rebuild`: merge/model/ -> export/<name>-Q4_K_M.gguf with the exporter's verification,
 plus the base checkpoint's GGUF at the same quant so `eval` compares like with like offline.
 
-(The standalone `python -m training export` command is the exporter's own path-based CLI.)
+`python -m training export` is the exporter's own path-based CLI; this module's `add_arguments`/`main`
+run the stage on a run folder (`rebuild` calls `export()` directly).
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
-from training.stages.run import Run, run_stage
+from training.stages.run import Run, add_run_arguments, open_run, run_stage, stage_errors
 
 
 def gguf_name(run: Run) -> str:
@@ -43,3 +45,13 @@ def _export(run: Run, out: Path) -> dict[str, Any]:
     return {"gguf": str(tuned.path), "sha256": tuned.sha256, "size_bytes": tuned.size_bytes, "quant": tuned.quant,
             "verification": tuned.report["summary"] if tuned.report else None,
             "base_gguf": str(base.path), "base_sha256": base.sha256}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_run_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    with stage_errors("export"):
+        export(open_run(args))
+    return 0

@@ -174,9 +174,10 @@ def stage_errors(prefix: str) -> Iterator[None]:
     """Turn expected failures into a one-line message and exit status 1 (tracebacks are for bugs)."""
     from serving.registry import RegistryError
     from training.data.common import DataFormatError
+    from training.export import ExportError
     from training.sft.config import RecipeKeyError
 
     try:
         yield
-    except (StageError, RegistryError, DataFormatError, RecipeKeyError, FileNotFoundError, KeyError) as err:
+    except (StageError, RegistryError, DataFormatError, RecipeKeyError, ExportError, FileNotFoundError, KeyError) as err:
         raise SystemExit(f"{prefix}: error: {err}") from None

@@ -19,6 +19,11 @@ from serving.config import ServingSettings
 from serving.engine import Engine
 from serving.registry import load_registry
 
+# llama.cpp's OpenMP threads spin while waiting by default; on a small shared CPU box (a Space, this
+# dev machine) spinning threads fight the web server and each other: decode fell from ~10 to ~1
+# token/s under load (benchmarks/RESULTS-serving.md). Passive waiting is the default; set the
+# variable yourself to override. It must be set before llama.cpp is loaded.
+OMP_WAIT_POLICY = "PASSIVE"
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue before visitors get "queue full"
 CONCURRENCY = 4  # workers per event; each model still serves one request at a time (engine pool)
 
@@ -40,6 +45,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
     args = parser.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     settings = ServingSettings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = Engine(load_registry(settings.registry_path), settings)

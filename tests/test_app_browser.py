@@ -106,11 +106,15 @@ def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_pa
     assert page.locator("#set-temperature input[type='number']").input_value() == "0.2"  # persona default
 
 
-def test_example_prompt_quick_action_and_clear(app_url, chromium_page):
+def test_example_prompt_quick_action_retry_and_clear(app_url, chromium_page):
     page = chromium_page
     open_page(page, app_url, "/")
     page.locator(".example-prompt").first.click()
     wait_for_answer(page, 1)
     assert "Where is my order?" in page.locator("#chatbot [data-testid='user']").first.inner_text()
+    shown = footer(page)
+    page.locator("#retry").click()  # answers the same question again, replacing the answer
+    wait_for_answer(page, 1, shown)
+    assert page.locator(BOT).count() == 1 and page.locator("#chatbot [data-testid='user']").count() == 1
     page.locator("#clear").click()
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0")

@@ -140,3 +140,14 @@ def test_stream_batches_match_stream_and_closing_early_frees_the_model(engine):
     assert stats.finish_reason in ("stop", "length")
     with pytest.raises(UnknownModel):
         list(engine.stream_batches(ask("hi", model_id="nope")))
+
+
+def test_template_tokens_end_the_answer(engine):
+    engine.prepare("demo-support")
+    model = engine.pool._loaded["demo-support"].model
+    header = model.llm.tokenize(b"<|start_header_id|>", add_bos=False, special=True)
+    assert len(header) == 1 and header[0] in model.control_ids
+    assert model.stops_after_control(header, None)  # a new header after the answer stops generation
+    word = model.llm.tokenize(b" order", add_bos=False, special=True)
+    assert not model.stops_after_control(word, None)
+    assert model.llm.detokenize(header) == b""  # and it never shows as text

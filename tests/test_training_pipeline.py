@@ -203,14 +203,16 @@ def test_qlora_rebuild_trains_a_4bit_base_on_bitext(qlora_run):
     assert first["messages"][0]["role"] == "system"
 
 
-def test_dry_run_publish_lists_uploads_and_writes_the_card(lora_run):
+def test_dry_run_publish_lists_uploads_and_writes_the_card(lora_run, workspace):
+    from huggingface_hub import ModelCard
+
     plan = json.loads((lora_run / "publish" / "upload_plan.json").read_text())
     assert plan["dry_run"] and plan["repo"] == "iris-test/tiny-lora"
     paths = [f["path_in_repo"] for f in plan["files"]]
     assert {"README.md", "tiny-lora-Q4_K_M.gguf", "eval/report.md", "adapter/adapter_model.safetensors"} <= set(paths)
-    card = (lora_run / "publish" / "README.md").read_text()
-    sha = stage(lora_run, "export")["sha256"]
-    assert "license: apache-2.0" in card and sha in card and "base_model:" in card
+    card = ModelCard.load(lora_run / "publish" / "README.md")
+    assert card.data.license == "apache-2.0" and card.data.base_model == str(workspace["base"])
+    assert stage(lora_run, "export")["sha256"] in card.text and "| finetune |" in card.text
 
 
 def test_second_rebuild_skips_every_stage(lora_run, workspace, capsys):

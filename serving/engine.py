@@ -9,6 +9,7 @@ cancel support. It never imports Gradio; visitor-safe messages travel in `Servin
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import logging
 import queue
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 _KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
 _COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
 _MAX_CONVERSATIONS = 2000
+_FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
 _MARKER_RE = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>")
 
 
@@ -64,7 +66,9 @@ class GenerationStats:
     n_prompt_tokens: int
     n_tokens: int
     ttft_s: float
+    """Seconds from the request to the first visible token, including any wait and model load."""
     tokens_per_s: float
+    """Decode speed: tokens after the first, divided by the time since the first."""
     finish_reason: str
     """"stop" | "length" | "cancelled"."""
     dropped_turns: int
@@ -185,7 +189,7 @@ class Engine:
         self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.max_queue,
                               self.settings.queue_timeout_s)
         self._conversations: OrderedDict[str, _ConversationState] = OrderedDict()
-        self._failures: dict[str, str] = {}
+        self._failures: dict[str, tuple[str, float]] = {}  # model id -> (user message, when)
         self._lock = threading.Lock()
 
     # ---- catalog -------------------------------------------------------------------------
@@ -197,8 +201,9 @@ class Engine:
         entry = self._entry(model_id)
         found = self.resolver.availability(entry)
         available, reason = found.available, found.reason
-        if entry.id in self._failures:
-            available, reason = False, self._failures[entry.id]
+        failure = self._failures.get(entry.id)
+        if failure and time.monotonic() - failure[1] < _FAILURE_TTL_S:
+            available, reason = False, failure[0]
         return ModelStatus(entry.id, entry.display_name, entry.kind, entry.base_model, available, reason,
                            entry.quant, entry.id in self.pool.loaded_ids())
 
@@ -235,7 +240,7 @@ class Engine:
             self._failures.pop(entry.id, None)
             return path
         except ModelUnavailable as err:
-            self._failures[entry.id] = err.user_message
+            self._failures[entry.id] = (err.user_message, time.monotonic())
             raise
 
     def _load(self, entry: ModelEntry, path: Path, progress: Progress | None) -> LoadedModel:
@@ -249,8 +254,9 @@ class Engine:
         except ServingError:
             raise
         except (ValueError, RuntimeError, OSError) as err:
-            self._failures[entry.id] = f"{entry.display_name} could not be loaded."
-            raise ModelUnavailable(self._failures[entry.id], f"{entry.id}: llama.cpp failed to load {path}: {err}")
+            message = f"{entry.display_name} could not be loaded."
+            self._failures[entry.id] = (message, time.monotonic())
+            raise ModelUnavailable(message, f"{entry.id}: llama.cpp failed to load {path}: {err}") from err
         log.info("loaded %s in %.1fs", entry.id, time.perf_counter() - start)
         if progress:
             progress(1.0, f"Loaded {entry.display_name}")
@@ -260,7 +266,7 @@ class Engine:
     def stream(self, request: ChatRequest, cancel: threading.Event | None = None,
                progress: Progress | None = None) -> Iterator[StreamEvent]:
         """Token events as they are generated, maybe a "notice", then one "done" with stats."""
-        entry = self._validate(request)
+        entry, request = self._validate(request)
         cancel = cancel or threading.Event()
         started = time.perf_counter()
         try:
@@ -316,20 +322,24 @@ class Engine:
         except KeyError:
             raise UnknownModel(f"Unknown model {model_id!r}; choose one of: {', '.join(self.registry.ids())}.")
 
-    def _validate(self, request: ChatRequest) -> ModelEntry:
+    def _validate(self, request: ChatRequest) -> tuple[ModelEntry, ChatRequest]:
+        """The request's registry entry and the request with checked settings, or a ServingError."""
         entry = self._entry(request.model_id)
         if not isinstance(request.settings, GenerationSettings):
             try:
-                GenerationSettings.model_validate(request.settings)
+                settings = GenerationSettings.model_validate(request.settings)
             except ValidationError as err:
-                raise InvalidInput(f"Invalid generation settings: {err.errors()[0]['msg']}.") from None
+                first = err.errors()[0]
+                raise InvalidInput(f"Invalid generation setting {'.'.join(map(str, first['loc']))}: "
+                                   f"{first['msg']}.") from None
+            request = dataclasses.replace(request, settings=settings)
         problem = validate_messages(request.messages, self.settings.max_message_chars)
         if problem:
             raise InvalidInput(f"Invalid message: {problem}.")
         fmt = request.response_format
         if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "json_object"):
             raise InvalidInput('Invalid response_format: only {"type": "json_object", "schema": ...} is supported.')
-        return entry
+        return entry, request
 
     def _conversation(self, conversation_id: str | None) -> _ConversationState:
         if conversation_id is None:

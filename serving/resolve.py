@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from serving.registry import ModelEntry, Registry
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 _HASH_CHUNK = 8 * 2**20
+_PROBE_TTL_S = 300.0  # how long a Hub probe's answer is trusted
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Resolver:
         self.endpoint = endpoint
         self.probe_timeout_s = probe_timeout_s
         self._verified: dict[tuple[str, int, int], str] = {}
-        self._probes: dict[str, Availability] = {}
+        self._probes: dict[str, tuple[Availability, float]] = {}
         self._lock = threading.Lock()
 
     def expected_sha(self, entry: ModelEntry) -> str | None:
@@ -94,8 +96,9 @@ class Resolver:
 
     def _probe(self, entry: ModelEntry) -> Availability:
         with self._lock:
-            if entry.id in self._probes:
-                return self._probes[entry.id]
+            cached = self._probes.get(entry.id)
+            if cached and time.monotonic() - cached[1] < _PROBE_TTL_S:
+                return cached[0]
         hub = entry.source.hub
         try:
             url = hf_hub_url(hub.repo, hub.filename, revision=hub.revision, endpoint=self.endpoint)
@@ -106,7 +109,7 @@ class Resolver:
             log.info("hub probe for %s failed: %s", entry.id, err)
             result = Availability(False, f"Hugging Face Hub unreachable ({type(err).__name__})")
         with self._lock:
-            self._probes[entry.id] = result
+            self._probes[entry.id] = (result, time.monotonic())
         return result
 
     def fetch(self, entry: ModelEntry, progress: Progress | None = None) -> Path:

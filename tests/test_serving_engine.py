@@ -151,3 +151,11 @@ def test_template_tokens_end_the_answer(engine):
     word = model.llm.tokenize(b" order", add_bos=False, special=True)
     assert not model.stops_after_control(word, None)
     assert model.llm.detokenize(header) == b""  # and it never shows as text
+
+
+def test_settings_given_as_a_mapping_are_validated(engine):
+    text, stats = engine.complete(ChatRequest("demo-support", [{"role": "user", "content": "Hi"}],
+                                              {"temperature": 0.0, "max_new_tokens": 4}))
+    assert stats.n_tokens <= 4
+    with pytest.raises(InvalidInput, match="Invalid generation setting top_p"):
+        engine.complete(ChatRequest("demo-support", [{"role": "user", "content": "Hi"}], {"top_p": 0}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -164,3 +165,50 @@ def test_gguf_chats_through_its_template(registry, demo_paths, model_id):
     )["choices"][0]["message"]["content"]
     assert reply.strip(), f"{model_id} produced an empty answer"
     assert "<|" not in reply and "assistant" not in reply[:12], reply
+
+
+# ---------------------------------------------------------------- training code on a toy-sized model
+
+TOY_ARCH = {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256,
+            "tie_word_embeddings": True,
+            "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 4.0, "low_freq_factor": 1.0,
+                                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}}
+TOY_SFT = TrainSettings(max_length=64, learning_rate=3e-3, num_train_epochs=0.1, per_device_train_batch_size=2)
+
+
+def _toy_pretrain(tokenizer, generated, seed: int):
+    from training.demo import loop, pretrain
+
+    blocks = pretrain.pretrain_blocks(tokenizer, [generated["general"]], [generated["corpus"]], TOY_SFT.max_length)
+    model = pretrain.new_model(TOY_ARCH, tokenizer, seed)
+    losses = loop.train(model, blocks[:24], TOY_SFT, seed)
+    return model, losses
+
+
+def test_training_is_deterministic_for_a_seed(tokenizer, generated):
+    import torch
+
+    (first, losses_a), (second, losses_b) = (_toy_pretrain(tokenizer, generated, seed=3) for _ in range(2))
+    assert losses_a == losses_b and len(losses_a) == 2
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_lora_fine_tune_merges_into_a_plain_llama(tokenizer, generated):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from training.demo import finetune
+
+    base, _ = _toy_pretrain(tokenizer, generated, seed=3)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    settings = dataclasses.replace(TOY_SFT, max_length=256, assistant_only_loss=True, num_train_epochs=1.0)
+    blocks = finetune.support_blocks(tokenizer, [generated["support"]], settings)[:4]
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "task_type": "CAUSAL_LM"}
+    merged, losses = finetune.lora_finetune(base, lora, blocks, settings, seed=3)
+    assert type(merged) is LlamaForCausalLM and len(losses) == 2
+    assert set(merged.state_dict()) == set(before), "no adapter weights left after merge"
+    assert not torch.equal(merged.state_dict()["model.layers.0.self_attn.q_proj.weight"],
+                           before["model.layers.0.self_attn.q_proj.weight"])
+    assert torch.equal(merged.state_dict()["model.embed_tokens.weight"], before["model.embed_tokens.weight"])

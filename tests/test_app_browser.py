@@ -81,22 +81,28 @@ def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_pa
     assert "demo-support" in shown and "Q4_K_M" in shown and "tokens/s" in shown
 
     # Stop: a long, hot generation is cut short and says so; then the model answers a follow-up.
+    # The tiny model sometimes ends its answer before the click lands: then ask again (at most 4 times).
     page.get_by_text("Generation settings").click()
     set_slider(page, "max_new_tokens", 1024)
     set_slider(page, "temperature", 1.5)
-    send(page, "Explain every billing option you know in full detail.")
-    page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= 2 && "
-                           f"document.querySelectorAll(\"{BOT}\")[1].innerText.length > 0")
-    page.locator("#stop").click()
-    stopped = wait_for_answer(page, 2, shown)
-    assert stopped.endswith("[stopped]")
+    set_slider(page, "repeat_penalty", 1.0)
+    answers = []
+    while len(answers) < 4 and not any(a.endswith("[stopped]") for a in answers):
+        count = page.locator(BOT).count() + 1
+        send(page, f"Explain every billing option you know in full detail, part {len(answers) + 1}.")
+        page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= {count} && "
+                               f"document.querySelectorAll(\"{BOT}\")[{count - 1}].innerText.length > 0")
+        page.locator("#stop").click()
+        answers.append(wait_for_answer(page, count, shown))
+        shown = footer(page)
+    assert answers[-1].endswith("[stopped]"), answers
 
     set_slider(page, "max_new_tokens", 48)
     shown = footer(page)
     send(page, "Thanks. And how do I get a refund?")
-    follow_up = wait_for_answer(page, 3, shown)
+    follow_up = wait_for_answer(page, len(answers) + 2, shown)
     assert "<|" not in follow_up
-    assert page.locator("#chatbot [data-testid='user']").count() == 3
+    assert page.locator("#chatbot [data-testid='user']").count() == len(answers) + 2
 
     choose(page, "persona", "Technical Support")
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0")

@@ -40,16 +40,23 @@ def build_app(engine: Engine) -> gr.Blocks:
     return app
 
 
-def main() -> None:
+def launch_options(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> dict:
+    """`launch()` arguments: loopback unless in a Space (SPACE_ID set), port from --port or GRADIO_SERVER_PORT."""
+    environ = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(description="Run the Iris Gradio app.")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    parser.add_argument("--host", default="0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
-    args = parser.parse_args()
+    parser.add_argument("--port", type=int, default=int(environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--host", default="0.0.0.0" if environ.get("SPACE_ID") else "127.0.0.1")
+    args = parser.parse_args(argv)
+    return {"server_name": args.host, "server_port": args.port, "share": False, "show_error": False}
+
+
+def main() -> None:
+    options = launch_options()
     os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     settings = ServingSettings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = Engine(load_registry(settings.registry_path), settings)
-    build_app(engine).launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
+    build_app(engine).launch(**options)
 
 
 if __name__ == "__main__":

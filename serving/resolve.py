@@ -18,6 +18,8 @@ from pathlib import Path
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
 from tqdm.auto import tqdm
 
 from serving.errors import ModelUnavailable
@@ -105,7 +107,12 @@ class Resolver:
             meta = get_hf_file_metadata(url, timeout=self.probe_timeout_s, endpoint=self.endpoint)
             size = f"{meta.size / 2**30:.1f} GiB" if meta.size else "the file"
             result = Availability(True, f"downloads {size} on first use")
-        except Exception as err:  # any network / HTTP failure means "not reachable now"
+        except GatedRepoError:
+            result = Availability(False, f"{hub.repo} is gated on the Hub: accept its license and set HF_TOKEN")
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as err:
+            result = Availability(False, f"{hub.repo}/{hub.filename}@{hub.revision} not found on the Hub "
+                                         f"({type(err).__name__})")
+        except Exception as err:  # any other network / HTTP failure means "not reachable now"
             log.info("hub probe for %s failed: %s", entry.id, err)
             result = Availability(False, f"Hugging Face Hub unreachable ({type(err).__name__})")
         with self._lock:

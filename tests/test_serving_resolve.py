@@ -176,4 +176,6 @@ def test_download_from_a_loopback_hub_reports_progress_and_verifies(tmp_path, hu
     with pytest.raises(ModelUnavailable, match="sha256 mismatch"):
         resolver.fetch(hub_registry.get("cached-bad-sha"))
     missing = resolver.availability(hub_registry.get("not-cached"))
-    assert not missing.available and "unreachable" in missing.reason
+    assert not missing.available and "other.gguf@main not found on the Hub" in missing.reason
+    unreachable = Resolver(hub_registry, cache_dir=tmp_path / "hf2", endpoint="http://127.0.0.1:9")  # closed port
+    assert "Hub unreachable" in unreachable.availability(hub_registry.get("cached")).reason

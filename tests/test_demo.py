@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
+
+# Spinning OpenMP threads crawl on a shared 2-core box; only effective if torch is not loaded yet.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
@@ -153,18 +157,25 @@ def test_build_follows_the_registry_recipe(registry, demo_paths, build_report):
         assert build_report["gguf"][model_id]["size_bytes"] == path.stat().st_size
 
 
-@pytest.mark.parametrize("model_id", ["demo-base", "demo-support"])
-def test_gguf_chats_through_its_template(registry, demo_paths, model_id):
+SUPPORT_WORDS = ("order", "shipping", "refund", "return", "Brightline", "account", "payment", "delivery")
+
+
+def _gguf_reply(registry, demo_paths, model_id: str, question: str) -> str:
     from llama_cpp import Llama
 
     llm = Llama(model_path=str(demo_paths[model_id]), n_ctx=registry.get(model_id).context_length,
                 n_threads=2, seed=0, verbose=False)
-    reply = llm.create_chat_completion(
-        messages=[{"role": "user", "content": "Hi, where is my order BL-12345?"}],
-        max_tokens=48, temperature=0.0,
-    )["choices"][0]["message"]["content"]
+    return llm.create_chat_completion(messages=[{"role": "user", "content": question}], max_tokens=48,
+                                      temperature=0.0)["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("model_id", ["demo-base", "demo-support"])
+def test_gguf_chats_through_its_template(registry, demo_paths, model_id):
+    reply = _gguf_reply(registry, demo_paths, model_id, "Hi, where is my order BL-12345?")
     assert reply.strip(), f"{model_id} produced an empty answer"
     assert "<|" not in reply and "assistant" not in reply[:12], reply
+    if model_id == "demo-support":
+        assert any(word in reply for word in SUPPORT_WORDS), f"not a support answer: {reply!r}"
 
 
 # ---------------------------------------------------------------- training code on a toy-sized model

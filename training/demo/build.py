@@ -145,12 +145,12 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     import torch
     from tqdm import tqdm
 
-    from training.demo import data, evaluate, finetune, loop, pretrain
+    from training.demo import finetune, loop, pretrain
 
     torch.manual_seed(plan.seed)
     torch.use_deterministic_algorithms(True)
     timer, report = Timer(), {"seed": plan.seed, "inputs_sha256": inputs, "torch_threads": torch.get_num_threads(),
-                              "load_average_start": os.getloadavg()}
+                              "load_average_start": os.getloadavg(), "data_sha256": _data_hashes(plan)}
     base_sft = loop.TrainSettings.from_recipe(plan.base.recipe.sft, f"{BASE_ID}.recipe.sft")
     support_sft = loop.TrainSettings.from_recipe(plan.support.recipe.sft, f"{SUPPORT_ID}.recipe.sft")
     chat_files, text_files = split_datasets(plan.base)
@@ -175,7 +175,7 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
             model, plan.support.recipe.lora, support_blocks, support_sft, plan.seed, _progress(bar))
         _save_fresh(plan.hf_dir(plan.support), lambda d: pretrain.save(merged, tokenizer, d))
     with timer.stage("evaluate", bar):
-        report["held_out"] = _evaluate(plan, tokenizer, data, evaluate)
+        report["held_out"] = _evaluate(plan, tokenizer)
     with timer.stage("export", bar):
         report["gguf"] = {e.id: _export(plan, registry, e) for e in (plan.base, plan.support)}
     bar.close()
@@ -187,13 +187,21 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     return report
 
 
+def _data_hashes(plan: Plan) -> dict[str, str]:
+    paths = sorted({*plan.data_paths(plan.base), *plan.data_paths(plan.support), plan.held_out()})
+    return {str(p.relative_to(REPO_ROOT)): _sha256(p) for p in paths}
+
+
 def _save_fresh(folder: Path, save) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     save(folder)
 
 
-def _evaluate(plan: Plan, tokenizer, data, evaluate) -> dict:
+def _evaluate(plan: Plan, tokenizer) -> dict:
+    """Held-out assistant loss and a sample answer of both saved models (reloaded, as exported)."""
     from transformers import LlamaForCausalLM
+
+    from training.demo import data, evaluate
 
     chats = data.read_chat_jsonl(plan.held_out())
     result = {"file": str(plan.held_out().relative_to(REPO_ROOT)), "dialogues": len(chats), "question": SAMPLE_QUESTION}
@@ -233,7 +241,7 @@ def _versions() -> dict:
 
 def print_summary(report: dict) -> None:
     held = report["held_out"]
-    print(f"demo build done in {report['total_s']:.0f} s ({report['timings_s']}); load average at start "
+    print(f"demo build done in {report['wall_s']:.0f} s (stages: {report['timings_s']}); load average at start "
           f"{report['load_average_start'][0]:.1f}, end {report['load_average_end'][0]:.1f}")
     print(f"held-out support loss ({held['dialogues']} dialogues, assistant tokens): "
           f"{BASE_ID} {held[BASE_ID]['assistant_loss']:.3f}, {SUPPORT_ID} {held[SUPPORT_ID]['assistant_loss']:.3f}")
@@ -248,6 +256,7 @@ def main(args: argparse.Namespace) -> int:
     # OpenMP threads that spin while waiting are catastrophic on a shared 2-core box (measured 5-7x slower
     # under load); passive waiting costs almost nothing when idle. Must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    started = time.perf_counter()
     from serving.registry import load_registry
 
     registry = load_registry(args.registry)
@@ -260,11 +269,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"demo models in {plan.out} are up to date (same data, recipes, seed and code); --force rebuilds")
         return 0
     plan.out.mkdir(parents=True, exist_ok=True)
-    report = run_build(plan, registry, inputs)
+    try:
+        report = run_build(plan, registry, inputs)
+    except (ValueError, FileNotFoundError) as err:  # bad recipe keys, data or export refusals (ExportError)
+        print(f"build-demo failed: {err}", file=sys.stderr)
+        return 1
+    report["wall_s"] = round(time.perf_counter() - started, 1)
     plan.build_json().write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_summary(report)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(argparse.ArgumentParser().parse_args()))

@@ -19,10 +19,11 @@ from serving.config import ServingSettings
 from serving.engine import Engine
 from serving.registry import load_registry
 
-# llama.cpp's OpenMP threads spin while waiting by default; on a small shared CPU box (a Space, this
-# dev machine) spinning threads fight the web server and each other: decode fell from ~10 to ~1
-# token/s under load (benchmarks/RESULTS-serving.md). Passive waiting is the default; set the
-# variable yourself to override. It must be set before llama.cpp is loaded.
+# llama.cpp's OpenMP threads spin while waiting by default; on a small shared CPU box (a Space, two
+# models generating at once) spinning threads fight the web server and each other: decode fell from
+# ~10 to ~1 token/s under load, while passive waiting costs ~15% on an idle box
+# (benchmarks/RESULTS-serving.md). Set the variable yourself to override; it must be set before
+# llama.cpp is loaded.
 OMP_WAIT_POLICY = "PASSIVE"
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue before visitors get "queue full"
 CONCURRENCY = 4  # workers per event; each model still serves one request at a time (engine pool)

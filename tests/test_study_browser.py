@@ -76,7 +76,8 @@ def test_flip_through_flashcards(app_url, chromium_page, demo_paths):
     page.locator("#card-next").click()
     expect(position).to_contain_text("Card 2 of 3 · Front")
     page.locator("#card-prev").click()
-    page.locator("#card-prev").click()
+    expect(position).to_contain_text("Card 1 of 3 · Front")
+    page.locator("#card-prev").click()  # wraps around to the last card
     expect(position).to_contain_text("Card 3 of 3 · Front")
     expect(page.locator("#cards-download")).to_be_visible()
 

@@ -19,7 +19,8 @@ from typing import Any
 from training.stages.run import StageError
 
 CRITERIA = ("correctness", "completeness", "faithfulness")
-_SCORE = {"type": "integer", "minimum": 1, "maximum": 5}
+# An enum, not minimum/maximum: llama-cpp-python's schema-to-grammar converter ignores integer bounds.
+_SCORE = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
 SCHEMA = {
     "type": "object",
     "properties": {side: {"type": "object", "properties": {c: _SCORE for c in CRITERIA}, "required": list(CRITERIA)}

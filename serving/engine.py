@@ -61,6 +61,7 @@ class GenerationStats:
     model_id: str
     quant: str
     source: str
+    """The GGUF file that answered (its path), or "hub"/"local" when nothing was loaded."""
     revision: str | None
     sha256: str | None
     n_prompt_tokens: int
@@ -428,7 +429,7 @@ class Engine:
                rate: float, finish: str, dropped: int) -> GenerationStats:
         hub = entry.source.hub
         return GenerationStats(
-            model_id=entry.id, quant=entry.quant, source="hub" if hub else "local",
+            model_id=entry.id, quant=entry.quant, source=str(path) if path else ("hub" if hub else "local"),
             revision=hub.revision if hub else None, sha256=self.resolver.expected_sha(entry),
             n_prompt_tokens=n_prompt, n_tokens=n_tokens, ttft_s=ttft, tokens_per_s=rate,
             finish_reason=finish, dropped_turns=dropped)

@@ -7,7 +7,6 @@ given in the registry is checked before the file is used. This module never load
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -20,6 +19,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
+from huggingface_hub.utils.sha import sha_fileobj
 from tqdm.auto import tqdm
 
 from serving.errors import ModelUnavailable
@@ -27,7 +27,6 @@ from serving.registry import ModelEntry, Registry
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
-_HASH_CHUNK = 8 * 2**20
 _PROBE_TTL_S = 300.0  # how long a Hub probe's answer is trusted
 
 
@@ -49,11 +48,9 @@ def hub_offline() -> bool:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """Hex sha256 of a file, read in chunks (huggingface_hub's hasher, as the Hub computes it)."""
     with open(path, "rb") as handle:
-        while block := handle.read(_HASH_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha_fileobj(handle).hex()
 
 
 class Resolver:

@@ -57,7 +57,7 @@ def test_run_is_sequential_a_then_b_with_different_answers_and_the_right_ids(eng
     assert updates[first_b - 1].stats[0] is not None and updates[first_b].answers[0] == updates[-1].answers[0]
     final = updates[-1]
     assert [s.model_id for s in final.stats] == list(PAIR)
-    assert all(s.source == "local" and s.n_tokens >= 1 for s in final.stats)
+    assert all(s.source.endswith(f"{s.model_id}-Q4_K_M.gguf") and s.n_tokens >= 1 for s in final.stats)
     assert final.answers[0] != final.answers[1]
 
 

@@ -25,11 +25,11 @@ def ask(text: str, model_id: str = "demo-support", **kw) -> ChatRequest:
     return ChatRequest(model_id, [SYSTEM, {"role": "user", "content": text}], kw.pop("settings", GREEDY), **kw)
 
 
-def test_stream_yields_tokens_then_done_with_stats(engine):
+def test_stream_yields_tokens_then_done_with_stats(engine, demo_paths):
     events = list(engine.stream(ask("Where is my order?")))
     assert events[-1].kind == "done" and all(e.kind in ("token", "notice") for e in events[:-1])
     stats = events[-1].stats
-    assert stats.model_id == "demo-support" and stats.quant == "Q4_K_M" and stats.source == "local"
+    assert stats.model_id == "demo-support" and stats.quant == "Q4_K_M" and stats.source == str(demo_paths["demo-support"])
     assert stats.n_prompt_tokens > 10 and 1 <= stats.n_tokens <= GREEDY.max_new_tokens
     assert stats.finish_reason in ("stop", "length") and stats.ttft_s > 0
     text = "".join(e.text for e in events if e.kind == "token")

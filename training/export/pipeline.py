@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from huggingface_hub.utils.sha import sha_fileobj
 
 from training.export.convert import ExportError, GeneralInfo, convert_to_gguf
 from training.export.quantize import ftype_constant, quantize
@@ -64,11 +65,9 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """Hex sha256 of a file, read in chunks (huggingface_hub's hasher, as the Hub computes it)."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha_fileobj(handle).hex()
 
 
 def unquantized_type(quant: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.registry import ModelEntry, Recipe, Registry, load_registry
+from training.export.pipeline import sha256_of
 
 STAGES = ("prepare", "train", "merge", "export", "eval", "publish")
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate", "gguf", "huggingface_hub")
@@ -47,12 +48,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+file_sha256 = sha256_of  # one implementation for the toolkit (training/export/pipeline.py)
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

@@ -208,6 +208,7 @@ def _evaluate(plan: Plan, tokenizer) -> dict:
     for entry in (plan.base, plan.support):
         model = LlamaForCausalLM.from_pretrained(plan.hf_dir(entry))
         result[entry.id] = {"assistant_loss": round(evaluate.assistant_loss(model, tokenizer, chats), 4),
+                            "first_reply_match": round(evaluate.first_reply_match(model, tokenizer, chats), 3),
                             "sample_answer": evaluate.sample_answer(model, tokenizer, SAMPLE_QUESTION)}
     return result
 
@@ -244,7 +245,9 @@ def print_summary(report: dict) -> None:
     print(f"demo build done in {report['wall_s']:.0f} s (stages: {report['timings_s']}); load average at start "
           f"{report['load_average_start'][0]:.1f}, end {report['load_average_end'][0]:.1f}")
     print(f"held-out support loss ({held['dialogues']} dialogues, assistant tokens): "
-          f"{BASE_ID} {held[BASE_ID]['assistant_loss']:.3f}, {SUPPORT_ID} {held[SUPPORT_ID]['assistant_loss']:.3f}")
+          f"{BASE_ID} {held[BASE_ID]['assistant_loss']:.3f}, {SUPPORT_ID} {held[SUPPORT_ID]['assistant_loss']:.3f}; "
+          f"first reply fits the question: {held[BASE_ID]['first_reply_match']:.0%} vs "
+          f"{held[SUPPORT_ID]['first_reply_match']:.0%}")
     print(f"Q: {held['question']}")
     for model_id in (BASE_ID, SUPPORT_ID):
         print(f"  {model_id}: {held[model_id]['sample_answer']}")

@@ -35,10 +35,28 @@ def _pad(example: data.Example, length: int, pad_id: int) -> data.Example:
     return data.Example(example.input_ids + [pad_id] * extra, example.labels + [data.IGNORE] * extra)
 
 
-@torch.no_grad()
+def first_reply_match(model, tokenizer, chats: list[list[dict]], words: int = 4) -> float:
+    """Share of chats whose greedy first reply starts with the reference reply's first `words` words.
+
+    Loss rewards fluent support wording; this checks the reply fits the question (the right case).
+    """
+    hits = 0
+    for messages in chats:
+        turn = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        reply = generate(model, tokenizer, messages[:turn], max_new_tokens=16)
+        hits += reply.split()[:words] == messages[turn]["content"].split()[:words]
+    return hits / len(chats)
+
+
 def sample_answer(model, tokenizer, question: str, max_new_tokens: int = 60) -> str:
     """Greedy answer to one user message, rendered through the chat template."""
-    prompt = data.render(tokenizer, [{"role": "user", "content": question}], add_generation_prompt=True)
+    return generate(model, tokenizer, [{"role": "user", "content": question}], max_new_tokens)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, messages: list[dict], max_new_tokens: int) -> str:
+    """Greedy continuation of `messages` as the assistant's next reply."""
+    prompt = data.render(tokenizer, messages, add_generation_prompt=True)
     input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
     output = model.generate(input_ids, max_new_tokens=max_new_tokens, do_sample=False,
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

@@ -12,7 +12,7 @@ import importlib
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "export": ("training.export.cli", "convert a Hugging Face Llama folder to GGUF and quantize it"),
+    "export": ("training.export.cli", "HF_DIR OUT.gguf: convert a Llama folder to GGUF; MODEL_ID: run stage 4"),
     "random-model": ("training.random_model", "create a randomly initialised model shaped like a real one"),
     "build-demo": ("training.demo.build", "build the offline demo models (demo-base, demo-support)"),
     "rebuild": ("training.stages.rebuild", "rebuild a registered model from its recipe, every stage"),
@@ -40,6 +40,8 @@ def main(argv: list[str]) -> int:
         print(f"unknown command {command!r}\n\n{_usage()}")
         return 2
     module_name, help_ = COMMANDS[command]
+    if command == "export" and len([a for a in rest if not a.startswith("-")]) == 1 and "--quant" not in rest:
+        module_name = "training.stages.export"  # `export MODEL_ID`: the rebuild stage on a run folder
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"python -m training {command}", description=help_)
     module.add_arguments(parser)

@@ -103,7 +103,7 @@ def synthetic_llama3_tokenizer(seed: int, bpe_size: int = LLAMA3_BPE_SIZE, model
     """A Llama-3-style fast tokenizer with exactly `bpe_size` BPE ids + the 256 Llama 3 specials."""
     from tokenizers import Tokenizer
 
-    from training.tokenizer import _add_specials, to_hf, train_bpe  # noqa: PLC2701 (shared special-token set-up)
+    from training.tokenizer import add_llama3_specials, to_hf, train_bpe
 
     trained = json.loads(train_bpe(synthetic_corpus(seed), vocab_size=8192).to_str())
     model = trained["model"]
@@ -112,7 +112,7 @@ def synthetic_llama3_tokenizer(seed: int, bpe_size: int = LLAMA3_BPE_SIZE, model
     model["vocab"], padded_merges = pad_bpe(vocab, merges, bpe_size)
     model["merges"] = [list(m) for m in padded_merges]
     trained["added_tokens"], trained["post_processor"] = [], None
-    return to_hf(_add_specials(Tokenizer.from_str(json.dumps(trained))), model_max_length)
+    return to_hf(add_llama3_specials(Tokenizer.from_str(json.dumps(trained))), model_max_length)
 
 
 # ---------------------------------------------------------------- model

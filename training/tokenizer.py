@@ -49,7 +49,8 @@ def _blank_tokenizer() -> Tokenizer:
     return tok
 
 
-def _add_specials(tok: Tokenizer) -> Tokenizer:
+def add_llama3_specials(tok: Tokenizer) -> Tokenizer:
+    """Append the 256 Llama 3 special tokens and the BOS post-processor to a trained BPE."""
     tok.add_special_tokens(llama3_special_tokens())
     bos_id = tok.token_to_id(BOS)
     tok.post_processor = processors.TemplateProcessing(
@@ -70,7 +71,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    return _add_specials(tok)
+    return add_llama3_specials(tok)
 
 
 def to_hf(tok: Tokenizer, model_max_length: int):

@@ -30,8 +30,8 @@ class TrainSettings:
     """Passes over the packed blocks (fractions allowed)."""
     per_device_train_batch_size: int = 16
     """Blocks per optimizer step."""
-    warmup_ratio: float = 0.05
-    """Fraction of steps with linear warm-up before the cosine decay."""
+    warmup_steps: float = 0.05
+    """Linear warm-up steps before the cosine decay; below 1, a fraction of all steps (transformers 5's rule)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -59,7 +59,8 @@ class TrainSettings:
 
 def lr_at(step: int, total: int, settings: TrainSettings) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
-    warmup = max(1, int(total * settings.warmup_ratio))
+    steps = settings.warmup_steps
+    warmup = max(1, int(steps) if steps >= 1 else int(total * steps))
     if step < warmup:
         return settings.learning_rate * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)

@@ -123,6 +123,12 @@ class LoadedModel:
                                              bos_token=model.token_get_text(self.llm.token_bos()))
         self.control_ids = frozenset(i for i in range(self.llm.n_vocab())
                                      if _MARKER_RE.fullmatch(model.token_get_text(i) or ""))
+        # Under a JSON grammar llama.cpp matches special tokens by their text, so a "<|reserved_...|>" could be
+        # sampled inside a JSON string and end the answer early; ban every control token that does not end
+        # generation.
+        from llama_cpp import llama_vocab_is_eog
+
+        self.grammar_bias = {i: float("-inf") for i in self.control_ids if not llama_vocab_is_eog(model.vocab, i)}
         self.n_ctx = self.llm.n_ctx()
         self.template_args = {"date_string": settings.template_date} if settings.template_date else {}
 
@@ -385,6 +391,7 @@ class Engine:
         chunks = model.llm.create_completion(
             prompt=tokens, max_tokens=max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
             repeat_penalty=s.repeat_penalty, seed=s.seed, stream=True, grammar=self._grammar(request),
+            logit_bias=model.grammar_bias if request.response_format else None,
             stopping_criteria=StoppingCriteriaList([model.stops_after_control]))
         guard, n_tokens, first, finish = LeakGuard(), 0, None, "stop"
         try:

@@ -29,14 +29,18 @@ QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue before visitors get "que
 CONCURRENCY = 4  # workers per event; each model still serves one request at a time (engine pool)
 
 
+MAIN_PAGE = "Support chat"  # the page at `/`
+ROUTES = (("Study tools", "/study", study), ("Compare", "/compare", compare))
+
+
 def build_app(engine: Engine) -> gr.Blocks:
     with gr.Blocks(title="Iris") as app:
-        gr.Navbar(main_page_name="Support chat")
+        gr.Navbar(main_page_name=MAIN_PAGE)
         support_chat.build(engine)
-    with app.route("Study tools", "/study"):
-        study.build(engine)
-    with app.route("Compare", "/compare"):
-        compare.build(engine)
+    for title, path, page in ROUTES:
+        with app.route(title, path):
+            gr.Navbar(main_page_name=MAIN_PAGE)  # a Navbar sets the bar of its own page only
+            page.build(engine)
     app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
     return app
 

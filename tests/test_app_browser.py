@@ -81,13 +81,14 @@ def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_pa
     assert "demo-support" in shown and "Q4_K_M" in shown and "tokens/s" in shown
 
     # Stop: a long, hot generation is cut short and says so; then the model answers a follow-up.
-    # The tiny model sometimes ends its answer before the click lands: then ask again (at most 4 times).
+    # The tiny model (about 1,000 tokens/s) often ends its answer before the click lands: then ask again
+    # (at most 10 times). The engine's cancel itself is tested deterministically in test_serving_engine.py.
     page.get_by_text("Generation settings").click()
     set_slider(page, "max_new_tokens", 1024)
     set_slider(page, "temperature", 1.5)
     set_slider(page, "repeat_penalty", 1.0)
     answers = []
-    while len(answers) < 4 and not any(a.endswith("[stopped]") for a in answers):
+    while len(answers) < 10 and not any(a.endswith("[stopped]") for a in answers):
         count = page.locator(BOT).count() + 1
         send(page, f"Explain every billing option you know in full detail, part {len(answers) + 1}.")
         page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= {count} && "

@@ -8,4 +8,5 @@ fi
 python3 -m pip install -q torch==2.13.0          # CPU build first, so nothing pulls a CUDA torch
 python3 -m pip install -q -r requirements-dev.txt
 [ -f models/demo/demo-support-Q4_K_M.gguf ] || python3 -m training build-demo
+export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1   # tests never reach the internet (loopback only)
 exec python3 -m pytest -q -p no:cacheprovider "$@" tests

@@ -6,8 +6,13 @@ before pytest); tests that need them fail with that instruction if they are miss
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# No test may reach the internet: the Hub is off unless a test points huggingface_hub at a loopback server.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest
 

@@ -65,6 +65,14 @@ class TutorChat(SupportChat):
         super().__init__(engine, personas)
         self.support = [personas.get(PERSONAS["chat"])]
 
+    def model_changed(self, shown: list[dict], conversation_id: str):
+        """The page's model changed: like the support chat, the tutor starts a fresh conversation.
+
+        `shown` is the chatbot's content, which is ahead of the history state while an answer streams.
+        """
+        *cleared, notice = self.clear(conversation_id)
+        return [*cleared, "Model changed: started a new conversation with the tutor." if shown else notice]
+
 
 class StudyPage:
     """Handlers of the study tools; each returns plain values / updates for its tab."""
@@ -195,7 +203,7 @@ def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None
         stop = gr.Button("Stop", variant="stop", scale=1)
         retry = gr.Button("Retry", scale=1)
         clear = gr.Button("Clear", scale=1)
-    stats, notice = gr.Markdown("", elem_id="study-footer"), gr.Markdown("")
+    stats, notice = gr.Markdown("", elem_id="study-footer"), gr.Markdown("", elem_id="study-notice")
     history, conversation = gr.State([]), gr.State(lambda: uuid.uuid4().hex)
     fixed = [gr.State(getattr(defaults, k)) for k in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")]
     settings = [gr.State(tutor.id), model, *fixed, conversation]
@@ -204,6 +212,8 @@ def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None
     gr.on([retry.click, chatbot.retry], chat.retry, [history, *settings], outputs, api_visibility="private")
     stop.click(chat.stop, conversation, None, queue=False, api_visibility="private")
     clear.click(chat.clear, conversation, [chatbot, history, conversation, stats, notice], api_visibility="private")
+    model.input(chat.model_changed, [chatbot, conversation], [chatbot, history, conversation, stats, notice],
+                api_visibility="private")
 
 
 def _quiz_tab(page: StudyPage, model: gr.Dropdown) -> None:

@@ -101,3 +101,8 @@ def test_tutor_chat_streams_an_answer(app_url, chromium_page, demo_paths):
     page.locator("#study-send").click()
     expect(page.locator("#study-chatbot")).to_contain_text("What is a cell?")
     expect(page.locator("#study-footer")).to_contain_text("tokens/s", timeout=GENERATION_TIMEOUT_MS)
+    # Changing the page's model starts a fresh tutor conversation, as on the support chat page.
+    page.locator("#study-model input").click()
+    page.get_by_role("option", name="Demo support (tiny Llama + LoRA, offline)").click()
+    expect(page.locator("#study-notice")).to_contain_text("Model changed: started a new conversation")
+    expect(page.locator("#study-chatbot")).not_to_contain_text("What is a cell?")

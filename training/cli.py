@@ -40,8 +40,6 @@ def main(argv: list[str]) -> int:
         print(f"unknown command {command!r}\n\n{_usage()}")
         return 2
     module_name, help_ = COMMANDS[command]
-    if command == "export" and len([a for a in rest if not a.startswith("-")]) == 1 and "--quant" not in rest:
-        module_name = "training.stages.export"  # `export MODEL_ID`: the rebuild stage on a run folder
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"python -m training {command}", description=help_)
     module.add_arguments(parser)

@@ -1,8 +1,8 @@
 """Stage 4 of `rebuild`: merge/model/ -> export/<name>-Q4_K_M.gguf with the exporter's verification,
 plus the base checkpoint's GGUF at the same quant so `eval` compares like with like offline.
 
-`python -m training export` is the exporter's own path-based CLI; this module's `add_arguments`/`main`
-run the stage on a run folder (`rebuild` calls `export()` directly).
+`python -m training export MODEL_ID` reaches `main` here through the exporter's CLI (which also takes
+`HF_DIR OUT.gguf`); `rebuild` calls `export()` directly.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class GenerationStats:
     model_id: str
     quant: str
     source: str
-    """The GGUF file that answered (its path), or "hub"/"local" when nothing was loaded."""
+    """The GGUF file that answered (its path), or "hub"/"local"/"package" when nothing was loaded."""
     revision: str | None
     sha256: str | None
     n_prompt_tokens: int
@@ -436,7 +436,7 @@ class Engine:
                rate: float, finish: str, dropped: int) -> GenerationStats:
         hub = entry.source.hub
         return GenerationStats(
-            model_id=entry.id, quant=entry.quant, source=str(path) if path else ("hub" if hub else "local"),
+            model_id=entry.id, quant=entry.quant, source=str(path) if path else entry.source.kind,
             revision=hub.revision if hub else None, sha256=self.resolver.expected_sha(entry),
             n_prompt_tokens=n_prompt, n_tokens=n_tokens, ttft_s=ttft, tokens_per_s=rate,
             finish_reason=finish, dropped_turns=dropped)

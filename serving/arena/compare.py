@@ -47,22 +47,22 @@ class PaneSource:
 
 def pane_source(registry: Registry, model_id: str) -> PaneSource:
     entry = registry.get(model_id)
-    hub, local = entry.source.hub, entry.source.local
+    hub, other = entry.source.hub, entry.source.local or entry.source.package
     if hub is not None:
         return PaneSource(entry.id, entry.display_name, f"{hub.repo}/{hub.filename}", hub.revision, hub.sha256)
-    return PaneSource(entry.id, entry.display_name, PurePosixPath(local.path).name, None, local.sha256)
+    return PaneSource(entry.id, entry.display_name, PurePosixPath(other.path).name, None, other.sha256)
 
 
 def check_provenance(registry: Registry, requested_id: str, stats: GenerationStats) -> None:
     """Refuse an answer whose reported model id, source or sha256 is not the requested entry's.
 
-    The engine reports `source` as "hub"/"local" (or a path naming the file): either must match the entry.
+    The engine reports `source` as "hub"/"local"/"package" (or a path naming the file): either must match.
     """
     entry, expected = registry.get(requested_id), pane_source(registry, requested_id)
     problems = []
     if stats.model_id != requested_id:
         problems.append(f"model id {stats.model_id!r}")
-    kind = "hub" if entry.source.hub is not None else "local"
+    kind = entry.source.kind
     if stats.source != kind and PurePosixPath(expected.source_file).name not in (stats.source or ""):
         problems.append(f"source {stats.source!r}")
     if expected.sha256 and stats.sha256 != expected.sha256:

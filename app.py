@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 import gradio as gr
 
@@ -18,6 +19,7 @@ from pages import compare, study, support_chat
 from serving.config import ServingSettings
 from serving.engine import Engine
 from serving.registry import load_registry
+from serving.selfcheck import run_selfcheck
 
 # llama.cpp's OpenMP threads spin while waiting by default; on a small shared CPU box (a Space, two
 # models generating at once) spinning threads fight the web server and each other: decode fell from
@@ -60,6 +62,10 @@ def main() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
     settings = ServingSettings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    check = run_selfcheck()  # in a child: a llama.cpp build this CPU cannot run is a message, not an outage
+    if not check.ok:
+        sys.exit(f"Iris cannot serve models on this machine: {check.message}")
+    logging.getLogger(__name__).info("llama.cpp self-check: %s", check.message)
     engine = Engine(load_registry(settings.registry_path), settings)
     build_app(engine).launch(**options)
 

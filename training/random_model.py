@@ -31,21 +31,27 @@ class ModelShape:
     n_head: int
     n_head_kv: int
     ffn: int
+    bpe_size: int = LLAMA3_BPE_SIZE
+    """BPE ids before the 256 Llama 3 specials (the real models have 128000)."""
 
 
 SHAPES: dict[str, ModelShape] = {
     "llama-3.2-1b": ModelShape(n_layer=16, hidden=2048, n_head=32, n_head_kv=8, ffn=8192),
     "llama-3.2-3b": ModelShape(n_layer=28, hidden=3072, n_head=24, n_head_kv=8, ffn=8192),
+    # serving/assets/selfcheck-Q4_K_M.gguf: the smallest Llama whose Q4_K rows are multiples of 256, the
+    # shape that reaches llama.cpp's AMX kernels (serving/selfcheck.py)
+    "selfcheck": ModelShape(n_layer=1, hidden=256, n_head=4, n_head_kv=2, ffn=512, bpe_size=1024),
 }
 
 
-def llama_config(shape: ModelShape, vocab_size: int = LLAMA3_BPE_SIZE + 256, max_positions: int = 131072):
+def llama_config(shape: ModelShape, vocab_size: int | None = None, max_positions: int = 131072):
     """A `LlamaConfig` with Llama 3.2's shared settings (tied embeddings, llama3 rope, theta 5e5, eps 1e-5)."""
     from transformers import LlamaConfig
 
     from training.tokenizer import llama3_special_tokens
 
     specials = llama3_special_tokens()
+    vocab_size = vocab_size or shape.bpe_size + len(specials)
     first_special = vocab_size - len(specials)
     return LlamaConfig(
         vocab_size=vocab_size, hidden_size=shape.hidden, intermediate_size=shape.ffn,
@@ -105,7 +111,7 @@ def synthetic_llama3_tokenizer(seed: int, bpe_size: int = LLAMA3_BPE_SIZE, model
 
     from training.tokenizer import add_llama3_specials, to_hf, train_bpe
 
-    trained = json.loads(train_bpe(synthetic_corpus(seed), vocab_size=8192).to_str())
+    trained = json.loads(train_bpe(synthetic_corpus(seed), vocab_size=min(8192, bpe_size)).to_str())
     model = trained["model"]
     vocab = model["vocab"]  # BPE ids only: the specials live in added_tokens and are re-added after padding
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
@@ -139,7 +145,8 @@ def build_random_model(like: str, out: Path, seed: int = 0, quant: str = "Q4_K_M
     if like not in SHAPES:
         raise ValueError(f"unknown --like {like!r}; expected one of {', '.join(SHAPES)}")
     started = time.perf_counter()
-    hf_dir = save_random_llama(llama_config(SHAPES[like]), synthetic_llama3_tokenizer(seed), out / "hf", seed)
+    shape = SHAPES[like]
+    hf_dir = save_random_llama(llama_config(shape), synthetic_llama3_tokenizer(seed, shape.bpe_size), out / "hf", seed)
     saved = time.perf_counter()
     result = export_gguf(hf_dir, out / f"{like}-random-{quant}.gguf", quant=quant, name=f"{like}-random",
                          finetune="random-init", license="llama3.2")

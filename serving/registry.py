@@ -145,7 +145,9 @@ class DatasetSpec(_Strict):
     rows: int | None = Field(None, ge=1)
     """Keep at most this many rows (after shuffling with the recipe seed)."""
     test_size: float = Field(0.05, ge=0.0, lt=1.0)
-    """Fraction held out for evaluation."""
+    """Fraction held out for evaluation (ignored when `test_path` is given)."""
+    test_path: str | None = None
+    """A separate held-out file in the same format; all of `path` then trains."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Adapter-specific options (e.g. `min_score`, `persona_by_category`)."""
 

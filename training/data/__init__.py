@@ -70,4 +70,7 @@ def prepare_source(
     if not examples:
         raise DataFormatError(f"{spec.path}: no usable rows left ({report.as_dict()})")
     report.kept = len(examples)
+    if spec.test_path:  # a held-out file of its own (e.g. unseen phrasings): every row of `path` trains
+        held = convert_source(read_records(spec.test_path, spec.split, root), adapter, spec.options, report, strict)
+        return Split(train=examples, test=held), report
     return split_examples(examples, spec.test_size, seed), report

@@ -24,7 +24,8 @@ def read_messages(record: dict) -> list[dict[str, str]]:
 
 
 def convert(record: dict, options: dict[str, Any], report: SourceReport) -> Example:
-    return {"messages": check_messages(read_messages(record))}
+    facts = record.get("facts")  # what a held-out answer must state (training/stages/task_metric.py)
+    return {"messages": check_messages(read_messages(record)), **({"facts": facts} if isinstance(facts, list) else {})}
 
 
 ADAPTER = AdapterSpec(

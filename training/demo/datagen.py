@@ -2,7 +2,10 @@
 
 Writes data/demo/{support,support_test,general,study}.jsonl (chat records
 `{"messages": [{"role", "content"}, ...]}`; support records also carry their `intent`)
-and data/demo/corpus.txt (plain paragraphs for pretraining). Same seed, same bytes:
+and data/demo/corpus.txt (plain paragraphs for pretraining), and data/support/{train,test}.jsonl,
+the real-model support set: the app's persona system prompts, and a test split whose customer
+phrasings never occur in training, each test record carrying the shop facts its answer must state
+(`facts`). Same seed, same bytes:
 all randomness comes from one `random.Random(seed)` per file. It only writes text;
 tokenizing and training live in `pretrain`/`finetune`.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +25,17 @@ from training.demo import support_data as s
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "demo"
+SUPPORT_DATA_DIR = REPO_ROOT / "data" / "support"
+PERSONAS_DIR = REPO_ROOT / "personas"
+# Which app persona answers each intent (the support page's personas, personas/*.yaml).
+PERSONA_OF_INTENT = {"order_status": "order_assistant", "shipping": "order_assistant",
+                     "refund_return": "order_assistant", "cancellation": "order_assistant",
+                     "payment": "billing_pricing", "billing_pricing": "billing_pricing",
+                     "account_login": "technical_support", "technical": "technical_support",
+                     "product_question": "sales_advisor"}
+# Shop policy facts a reply template states outright (slot values such as {days} are not facts).
+FACT_RE = re.compile(r"\$\d+(?:\.\d\d)?|\d+%|\d+ to \d+|\b\d+ (?:business days|days|minutes|hours|seconds)\b|"
+                     r"\b(?:one-year|two years)\b")
 Record = dict
 
 
@@ -38,6 +53,10 @@ class DataSizes:
     """Study-style chats."""
     corpus: int = 1500
     """Plain-text paragraphs."""
+    support_train: int = 3000
+    """Real-model support dialogues (data/support/train.jsonl)."""
+    support_heldout: int = 150
+    """Real-model held-out dialogues with unseen phrasings (data/support/test.jsonl)."""
 
 
 # ---------------------------------------------------------------- helpers
@@ -119,6 +138,66 @@ def support_dialogue(rng: random.Random) -> Record:
         turns += list(rng.choice(s.THANKS))
     system = rng.choice(s.SYSTEM_PROMPTS) if rng.random() < 0.35 else None
     return {"intent": intent.name, "messages": chat(*turns, system=system)}
+
+
+# ---------------------------------------------------------------- real-model support set
+
+
+def held_out(openers: tuple[str, ...]) -> tuple[str, ...]:
+    """The phrasing kept for testing: every case's last opener (each case has at least two)."""
+    return openers[-1:] if len(openers) >= 2 else ()
+
+
+def persona_prompts(folder: Path = PERSONAS_DIR) -> dict[str, str]:
+    """{persona id: system prompt} of the support personas the intents map to."""
+    import yaml
+
+    return {pid: yaml.safe_load((folder / f"{pid}.yaml").read_text(encoding="utf-8"))["system_prompt"]
+            for pid in set(PERSONA_OF_INTENT.values())}
+
+
+def reply_facts(template: str, slots: dict[str, str], customer_gave_order: bool) -> list[str]:
+    """Facts an answer from `template` must state: its policy numbers, and the order id the customer gave."""
+    facts = FACT_RE.findall(template)
+    if customer_gave_order and "{order}" in template:
+        facts.append(slots["order"])
+    return list(dict.fromkeys(facts))
+
+
+def _system_for(intent: str, personas: dict[str, str], rng: random.Random) -> str | None:
+    roll = rng.random()
+    return personas[PERSONA_OF_INTENT[intent]] if roll < 0.6 else rng.choice(s.SYSTEM_PROMPTS) if roll < 0.8 else None
+
+
+def support_train_dialogue(rng: random.Random, personas: dict[str, str]) -> Record:
+    """Like `support_dialogue`, but never with a held-out phrasing, and usually with the intent's persona."""
+    intent = rng.choice(s.INTENTS)
+    case = rng.choice(intent.cases)
+    slots = support_slots(rng)
+    openers = [o for o in case.openers if o not in held_out(case.openers)]
+    turns: list[str] = []
+    if case.vague and rng.random() < 0.3:
+        turns += [_customer(rng.choice(case.vague), slots, rng), rng.choice(s.ASK_ORDER)]
+        turns.append(add_typos(rng.choice(s.GIVE_ORDER).format(order=slots["order_typed"]), rng))
+    else:
+        turns.append(_customer(rng.choice(openers), slots, rng))
+    turns.append(rng.choice(case.replies).format(**slots))
+    follow_ups = case.follow_ups + intent.follow_ups
+    if follow_ups and rng.random() < 0.4:
+        question, answer = rng.choice(follow_ups)
+        turns += [add_typos(question, rng), answer.format(**slots)]
+    return {"intent": intent.name, "messages": chat(*turns, system=_system_for(intent.name, personas, rng))}
+
+
+def support_test_dialogue(rng: random.Random, personas: dict[str, str]) -> Record:
+    """One held-out question in a phrasing training never saw, the reference answer, and its `facts`."""
+    intent = rng.choice([i for i in s.INTENTS if any(held_out(c.openers) for c in i.cases)])
+    case = rng.choice([c for c in intent.cases if held_out(c.openers)])
+    slots = support_slots(rng)
+    opener = held_out(case.openers)[0]
+    template = rng.choice(case.replies)
+    messages = chat(_customer(opener, slots, rng), template.format(**slots), system=personas[PERSONA_OF_INTENT[intent.name]])
+    return {"intent": intent.name, "messages": messages, "facts": reply_facts(template, slots, "{order}" in opener)}
 
 
 # ---------------------------------------------------------------- general assistant
@@ -328,8 +407,9 @@ def _write_jsonl(path: Path, records: list[Record]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def generate(out_dir: Path = DEFAULT_DATA_DIR, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict[str, Path]:
-    """Write every bundled file under `out_dir`; returns {name: path}."""
+def generate(out_dir: Path = DEFAULT_DATA_DIR, seed: int = 0, sizes: DataSizes = DataSizes(),
+             support_dir: Path = SUPPORT_DATA_DIR) -> dict[str, Path]:
+    """Write every bundled file under `out_dir` (and the real-model set under `support_dir`); returns {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     support = list(_records(support_dialogue, sizes.support, seed))
     seen = {json.dumps(r["messages"]) for r in support}
@@ -346,15 +426,28 @@ def generate(out_dir: Path = DEFAULT_DATA_DIR, seed: int = 0, sizes: DataSizes =
     paths["corpus"] = out_dir / "corpus.txt"
     paths["corpus"].write_text("\n\n".join(corpus_paragraph(rng) for _ in range(sizes.corpus)) + "\n",
                                encoding="utf-8")
+    return {**paths, **generate_support(support_dir, seed, sizes)}
+
+
+def generate_support(out_dir: Path = SUPPORT_DATA_DIR, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict[str, Path]:
+    """Write data/support/{train,test}.jsonl, the real-model support set."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    personas = persona_prompts()
+    train = list(_records(lambda rng: support_train_dialogue(rng, personas), sizes.support_train, seed + 10))
+    test = list(_records(lambda rng: support_test_dialogue(rng, personas), sizes.support_heldout, seed + 11))
+    paths = {"support_train": out_dir / "train.jsonl", "support_heldout": out_dir / "test.jsonl"}
+    _write_jsonl(paths["support_train"], train)
+    _write_jsonl(paths["support_heldout"], test)
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.demo.datagen", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_DATA_DIR, help="output folder (default data/demo)")
+    parser.add_argument("--support-out", type=Path, default=SUPPORT_DATA_DIR, help="real-model support set folder")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     args = parser.parse_args(argv)
-    for name, path in generate(args.out, args.seed).items():
+    for name, path in generate(args.out, args.seed, support_dir=args.support_out).items():
         print(f"{name:>13}: {path} ({path.stat().st_size / 1024:.0f} KiB)")
     return 0
 

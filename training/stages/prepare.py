@@ -41,7 +41,8 @@ def prepare(run: Run, strict: bool = False) -> dict[str, Any]:
     recipe = run.recipe
     inputs = {
         "datasets": [spec.model_dump(mode="json") for spec in recipe.datasets],
-        "sources": [_source_identity(run, spec.path) for spec in recipe.datasets],
+        "sources": [_source_identity(run, path) for spec in recipe.datasets for path in (spec.path, spec.test_path)
+                    if path],
         "seed": recipe.seed, "max_length": recipe.sft.get("max_length"), "base": recipe.base_checkpoint,
         "strict": strict,
     }

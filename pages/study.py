@@ -26,7 +26,6 @@ from serving.study.schemas import LETTERS, ChoiceQuestion, Drill, Flashcard, Qui
 from serving.study.tools import DRILL_MIX, PERSONAS, StructuredOutputError, StudyTools
 
 log = logging.getLogger(__name__)
-PREFERRED_MODELS = ("llama-3.2-1b-instruct", "llama-3.2-3b-instruct", "demo-base")
 DIFFICULTIES = ["easy", "medium", "hard"]
 
 
@@ -329,7 +328,7 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     page = StudyPage(engine, personas)
     gr.Markdown("## Study tools\nPick a model, then a tool. Everything runs on the model you pick here.")
     model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()],
-                        value=engine.default_model(PREFERRED_MODELS), label="Model", elem_id="study-model")
+                        value=engine.default_model("study"), label="Model", elem_id="study-model")
     tabs = {"Study chat": lambda: _chat_tab(engine, personas, model), "Quiz": lambda: _quiz_tab(page, model),
             "Answer feedback": lambda: _feedback_tab(page, model), "Cheat sheet": lambda: _sheet_tab(page, model),
             "Study planner": lambda: _plan_tab(page, model), "Flashcards": lambda: _cards_tab(page, model),

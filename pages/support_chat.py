@@ -22,7 +22,6 @@ from serving.personas import Persona, PersonaBook, load_personas
 log = logging.getLogger(__name__)
 GROUP = "support"
 N_EXAMPLES = 4
-PREFERRED_MODELS = ("llama-3.2-1b-support", "llama-3.2-1b-instruct", "demo-support")
 SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
     "temperature": ("Temperature", 0.0, 2.0, 0.05),
     "top_p": ("Top-p", 0.05, 1.0, 0.05),
@@ -197,7 +196,7 @@ class SupportChat:
 
     # ---- page state changes --------------------------------------------------------------
     def default_model(self) -> str:
-        return self.engine.default_model(PREFERRED_MODELS)
+        return self.engine.default_model("support")
 
     def switch(self, persona_id: str, model_id: str, history: list[dict], old_conversation: str,
                active: list[str], progress: gr.Progress = gr.Progress()):

@@ -214,10 +214,11 @@ class Engine:
         return ModelStatus(entry.id, entry.display_name, entry.kind, entry.base_model, available, reason,
                            entry.quant, entry.id in self.pool.loaded_ids())
 
-    def default_model(self, preferred: tuple[str, ...] = ("demo-support",)) -> str:
-        """The first available of `preferred`, else the first available model, else the first id."""
-        statuses = self.catalog()
-        ids = [s.id for s in statuses if s.available]
+    def default_model(self, page: str) -> str:
+        """The first available of the registry's defaults for `page` ("support" / "study"), else the first
+        available model, else the first id."""
+        preferred = getattr(self.registry.defaults, page)
+        ids = [s.id for s in self.catalog() if s.available]
         return next((mid for mid in preferred if mid in ids), ids[0] if ids else self.registry.ids()[0])
 
     # ---- loading -------------------------------------------------------------------------

@@ -187,6 +187,8 @@ class Recipe(_Strict):
     """Seed for data shuffling, splits and training."""
     architecture: dict[str, Any] = Field(default_factory=dict)
     """`transformers.LlamaConfig` keys for `scratch` models."""
+    eval_domain: Literal["general", "support", "study"] | None = None
+    """Prompt set `eval` answers (default: from the first dataset's format)."""
 
     @model_validator(mode="after")
     def _method_needs(self) -> "Recipe":
@@ -248,6 +250,20 @@ class ModelEntry(_Strict):
         return self.source.hub is not None
 
 
+class PageDefaults(_Strict):
+    """Which model each page opens with: the first id in its list that can be served now."""
+
+    support: list[str] = Field(default_factory=list)
+    """Support chat (`/`)."""
+    study: list[str] = Field(default_factory=list)
+    """Study tools (`/study`)."""
+    compare: list[tuple[str, str]] = Field(default_factory=list)
+    """Compare (`/compare`): pairs (A, B), usually a fine-tune and its base; the first pair both available."""
+
+    def ids(self) -> list[str]:
+        return [*self.support, *self.study, *(mid for pair in self.compare for mid in pair)]
+
+
 class Registry(_Strict):
     """All registered models, looked up by id."""
 
@@ -259,6 +275,8 @@ class Registry(_Strict):
     """The registry file itself."""
     models: dict[str, ModelEntry]
     """Entries by id, in file order."""
+    defaults: PageDefaults = PageDefaults()
+    """Per-page default models (data, not page code)."""
 
     def get(self, model_id: str) -> ModelEntry:
         try:
@@ -339,7 +357,20 @@ def parse_registry(data: Any, path: Path, hub_owner: str | None = None) -> Regis
         raise RegistryError(f"{where}: field 'hub_owner': set it in the file or in ${HUB_OWNER_ENV}")
     models = _parse_entries(data["models"], owner, where)
     _check_bases(models, where)
-    return Registry(hub_owner=owner, root=path.resolve().parent, path=path.resolve(), models=models)
+    defaults = _parse_defaults(data.get("defaults") or {}, models, where)
+    return Registry(hub_owner=owner, root=path.resolve().parent, path=path.resolve(), models=models, defaults=defaults)
+
+
+def _parse_defaults(raw: Any, models: dict[str, ModelEntry], where: str) -> PageDefaults:
+    try:
+        defaults = PageDefaults.model_validate(raw)
+    except ValidationError as err:
+        raise RegistryError(_format_validation(err, where, "defaults")) from None
+    unknown = [mid for mid in defaults.ids() if mid not in models]
+    if unknown:
+        raise RegistryError(f"{where}: defaults name unknown model ids {', '.join(map(repr, unknown))}; "
+                            f"registered ids: {', '.join(models)}")
+    return defaults
 
 
 def load_registry(path: str | os.PathLike | None = None, hub_owner: str | None = None) -> Registry:

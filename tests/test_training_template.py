@@ -30,7 +30,7 @@ def tokenizer():
 @pytest.mark.parametrize("add_generation_prompt", [False, True])
 def test_training_template_renders_identically(tokenizer, conversation, add_generation_prompt):
     model_text = render(tokenizer, conversation, chat_template(), add_generation_prompt=add_generation_prompt)
-    training_text = render(tokenizer, conversation, training_chat_template(), add_generation_prompt=add_generation_prompt)
+    training_text = render(tokenizer, conversation, training_chat_template("llama3-bpe"), add_generation_prompt=add_generation_prompt)
     assert training_text == model_text
 
 
@@ -40,7 +40,7 @@ def test_training_template_renders_identically_with_tools(tokenizer):
                     {"role": "assistant", "tool_calls": [{"function": {"name": "lookup", "arguments": {"q": "x"}}}]},
                     {"role": "tool", "content": "found"}, {"role": "assistant", "content": "x is found"}]
     a = render(tokenizer, conversation, chat_template(), tools=tools)
-    b = render(tokenizer, conversation, training_chat_template(), tools=tools)
+    b = render(tokenizer, conversation, training_chat_template("llama3-bpe"), tools=tools)
     assert a == b
 
 

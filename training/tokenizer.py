@@ -9,17 +9,12 @@ It builds tokenizers only; it does not train models.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
-CHAT_TEMPLATE_PATH = TEMPLATES_DIR / "llama3_chat_template.jinja"
-# The pre-tokenizer split of Meta's Llama 3 tokenizer (llama.cpp calls it `llama-bpe`).
-LLAMA3_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+from training.families import FAMILIES
+
+LLAMA3 = FAMILIES["llama3-bpe"]
 BOS, EOS_TEXT, EOT, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|finetune_right_pad_id|>"
 N_SPECIAL = 256  # Llama 3 reserves 256 ids for special tokens after the BPE vocabulary.
 
@@ -36,15 +31,12 @@ def llama3_special_tokens() -> list[str]:
 
 def chat_template() -> str:
     """The Llama 3.2 instruct chat template (Jinja), as shipped in tokenizer_config.json."""
-    return CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")
+    return LLAMA3.chat_template_text()
 
 
 def _blank_tokenizer() -> Tokenizer:
-    tok = Tokenizer(models.BPE(ignore_merges=True, byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
+    tok = Tokenizer(models.BPE(ignore_merges=LLAMA3.ignore_merges, byte_fallback=False))
+    tok.pre_tokenizer = LLAMA3.pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     return tok
 

@@ -1,6 +1,7 @@
 """Hugging Face `LlamaForCausalLM` folder -> unquantized (F16/F32) GGUF, written with `gguf.GGUFWriter`.
 
-Our own converter for exactly the models Iris serves (Llama 3.x with a byte-level BPE tokenizer):
+Our own converter for exactly the models Iris serves (Llama-architecture models whose byte-level BPE
+tokenizer belongs to a family in `training.families`: Llama 3.x `llama-bpe`, SmolLM2 `smollm`):
 it reads `config.json`, the safetensors weights and the tokenizer files directly, refuses anything
 it does not understand with a message naming it, and streams tensors one at a time so a 1B model
 never sits in memory twice. Quantization and verification live in sibling modules; this module
@@ -20,13 +21,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from training.families import Family, FamilyError, by_pre_tokenizer
+
 SUPPORTED_ARCHITECTURE = "LlamaForCausalLM"
-# Meta's Llama 3 pre-tokenizer split; llama.cpp knows it as the `llama-bpe` pre-tokenizer.
-LLAMA3_PRETOKENIZER_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-KNOWN_PRETOKENIZERS = {LLAMA3_PRETOKENIZER_PATTERN: "llama-bpe"}
 # HF per-layer tensor suffix -> (GGUF per-layer name, which head count to un-rotate it with or None)
 _LAYER_TENSORS: dict[str, tuple[str, str | None]] = {
     "input_layernorm.weight": ("attn_norm.weight", None),
@@ -96,6 +93,7 @@ class TokenizerSpec:
     bos_id: int | None
     eos_id: int | None
     pad_id: int | None
+    unk_id: int | None
     eot_id: int | None
     eom_id: int | None
     add_bos: bool
@@ -258,16 +256,14 @@ def _token_content(value: object) -> str | None:
     return value.get("content") if isinstance(value, dict) else value  # type: ignore[return-value]
 
 
-def _pretokenizer_name(pre: dict | None) -> str:
+def _family(pre: dict | None) -> Family:
     steps = (pre or {}).get("pretokenizers", [pre] if pre else [])
-    patterns = [s["pattern"].get("Regex", s["pattern"].get("String")) for s in steps if s.get("type") == "Split"]
     if not any(s.get("type") == "ByteLevel" for s in steps):
         raise ExportError("tokenizer pre-tokenizer has no ByteLevel step: Iris exports byte-level BPE tokenizers only")
-    for pattern in patterns:
-        if pattern in KNOWN_PRETOKENIZERS:
-            return KNOWN_PRETOKENIZERS[pattern]
-    shown = patterns[0] if patterns else "ByteLevel regex"
-    raise ExportError(f"pre-tokenizer {shown!r} is not supported: Iris exports Llama 3 (llama-bpe) tokenizers only")
+    try:
+        return by_pre_tokenizer(pre)
+    except FamilyError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _chat_template(hf_dir: Path, tok_cfg: dict) -> str | None:
@@ -294,7 +290,7 @@ def read_tokenizer(hf_dir: Path, vocab_size: int) -> TokenizerSpec:
     model = tok_json.get("model", {})
     if model.get("type") != "BPE":
         raise ExportError(f"tokenizer model {model.get('type')!r} is not supported: Iris exports byte-level BPE only")
-    pre = _pretokenizer_name(tok_json.get("pre_tokenizer"))
+    family = _family(tok_json.get("pre_tokenizer"))
     by_id: dict[int, str] = {idx: text for text, idx in model["vocab"].items()}
     types: dict[int, int] = {}
     for added in tok_json.get("added_tokens", []):
@@ -315,9 +311,9 @@ def read_tokenizer(hf_dir: Path, vocab_size: int) -> TokenizerSpec:
 
     bos = _token_content(tok_cfg.get("bos_token"))
     return TokenizerSpec(
-        tokens=tokens, token_types=token_types, merges=merges, pre=pre,
-        bos_id=id_of("bos_token"), eos_id=id_of("eos_token"), pad_id=id_of("pad_token"),
-        eot_id=ids.get("<|eot_id|>"), eom_id=ids.get("<|eom_id|>"),
+        tokens=tokens, token_types=token_types, merges=merges, pre=family.gguf_pre,
+        bos_id=id_of("bos_token"), eos_id=id_of("eos_token"), pad_id=id_of("pad_token"), unk_id=id_of("unk_token"),
+        eot_id=ids.get(family.turn_end), eom_id=ids.get(family.eom or ""),
         add_bos=_adds_bos(tok_json, tok_cfg, bos), add_eos=bool(tok_cfg.get("add_eos_token", False)),
         chat_template=_chat_template(hf_dir, tok_cfg),
     )
@@ -363,7 +359,8 @@ def _add_metadata(writer: gguf.GGUFWriter, spec: LlamaSpec, tok: TokenizerSpec, 
     writer.add_token_types(tok.token_types)
     writer.add_token_merges(tok.merges)
     for setter, value in ((writer.add_bos_token_id, tok.bos_id), (writer.add_eos_token_id, tok.eos_id),
-                          (writer.add_pad_token_id, tok.pad_id), (writer.add_eot_token_id, tok.eot_id),
+                          (writer.add_pad_token_id, tok.pad_id), (writer.add_unk_token_id, tok.unk_id),
+                          (writer.add_eot_token_id, tok.eot_id),
                           (writer.add_eom_token_id, tok.eom_id)):
         if value is not None:
             setter(value)

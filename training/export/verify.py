@@ -30,7 +30,25 @@ TOKENIZER_CORPUS: tuple[str, ...] = (
     "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>",
     "text around <|eot_id|> a special token and <|reserved_special_token_3|> another",
     "",
+    "\n\n3.14 and\n\n42\n\n1.",
+    "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+    "int main() {\n\tfor (int i = 0; i < 10; ++i) printf(\"%d\\n\", i);\n}",
+    "Unicode numbers: ٣٤٥ ½ ²³ ①② Ⅻ 一二三 and non-breaking\u00a0space, ideographic\u3000space, zero\u200bwidth",
 )
+
+
+def _generated_corpus() -> tuple[str, ...]:
+    """Digit runs and whitespace runs in many surroundings: where pre-tokenizers that agree on prose differ."""
+    runs = [("1234567890" * 2)[:n] for n in range(1, 14)]
+    before = ["", " ", "  ", "\n", "\n\n", "\t", "x", "$", "-", "v"]
+    after = ["", ".", ".5", ",000", " ", "\n", "px", "%"]
+    digits = [f"{b}{run}{after[i % len(after)]}" for i, run in enumerate(runs) for b in before]
+    spaces = [form.format(ws * n) for ws in (" ", "\t", "\n", "\r\n", "\u00a0", "\u3000")
+              for n in range(1, 6) for form in ("a{}b", "{}a", "a{}", "{}1")]
+    return tuple(digits + spaces)
+
+
+HARD_CORPUS: tuple[str, ...] = TOKENIZER_CORPUS + _generated_corpus()
 LOGITS_PROMPTS: tuple[str, ...] = (
     "The customer asked about a refund for order 1042 and the agent replied",
     "def fibonacci(n):\n    if n < 2:\n        return n\n",
@@ -64,11 +82,19 @@ def _hf_tokenizer(hf_dir: Path):
     return AutoTokenizer.from_pretrained(hf_dir)
 
 
-def check_tokenization(hf_dir: Path, gguf_path: Path, corpus: tuple[str, ...] = TOKENIZER_CORPUS) -> dict:
-    """(a) llama.cpp ids == HF ids for every text, with and without BOS."""
+def special_texts(tokenizer, limit: int = 8) -> tuple[str, ...]:
+    """Texts around the tokenizer's own special tokens (first `limit` and the last), glued and spaced."""
+    specials = list(tokenizer.added_tokens_decoder.values())
+    chosen = [t.content for t in specials[:limit] + specials[-1:]]
+    return tuple(f"a{tok}b {tok} x{tok}\n\n{nxt}12" for tok, nxt in zip(chosen, chosen[1:] + chosen[:1]))
+
+
+def check_tokenization(hf_dir: Path, gguf_path: Path, corpus: tuple[str, ...] = HARD_CORPUS) -> dict:
+    """(a) llama.cpp ids == HF ids for every text (plus texts around the special tokens), with and without BOS."""
     hf = _hf_tokenizer(hf_dir)
     vocab = _llama(gguf_path, vocab_only=True)
     mismatches = []
+    corpus = corpus + special_texts(hf)
     for text in corpus:
         for add_bos in (True, False):
             want = hf(text, add_special_tokens=add_bos)["input_ids"]

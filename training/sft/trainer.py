@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from training.sft.config import lora_config, quantization_config, sft_config
-from training.sft.template import TEMPLATE_KWARGS, training_chat_template
-from training.tokenizer import PAD
+from training.families import of_tokenizer
+from training.sft.template import TEMPLATE_KWARGS, check_renders_like
 
 SDPA = "sdpa"
 CSV_FIELDS = ["step", "loss", "learning_rate", "num_tokens", "tokens_per_s"]  # fused attention that works on CPU and GPU; padding-free batches become block masks
@@ -47,13 +47,16 @@ class TrainPlan:
 
 
 def load_tokenizer(checkpoint: str):
-    """The base tokenizer with the training chat template (generation markers) set."""
+    """The base tokenizer with its family's training chat template (generation markers) set."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    tokenizer.chat_template = training_chat_template()
-    if tokenizer.pad_token is None and PAD in tokenizer.get_vocab():
-        tokenizer.pad_token = PAD  # Meta's tokenizer sets none; TRL would otherwise pad with <|eot_id|>
+    family = of_tokenizer(tokenizer)
+    if tokenizer.chat_template is not None:  # a base model without a template simply gets the family's
+        check_renders_like(tokenizer, tokenizer.chat_template, family)
+    tokenizer.chat_template = family.training_template_text()
+    if tokenizer.pad_token is None and family.pad_token in tokenizer.get_vocab():
+        tokenizer.pad_token = family.pad_token  # Meta's tokenizer sets none; TRL would otherwise pad with <|eot_id|>
     return tokenizer
 
 

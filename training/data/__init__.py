@@ -71,6 +71,8 @@ def prepare_source(
         raise DataFormatError(f"{spec.path}: no usable rows left ({report.as_dict()})")
     report.kept = len(examples)
     if spec.test_path:  # a held-out file of its own (e.g. unseen phrasings): every row of `path` trains
-        held = convert_source(read_records(spec.test_path, spec.split, root), adapter, spec.options, report, strict)
+        held_report = SourceReport(source=spec.test_path)
+        held = convert_source(read_records(spec.test_path, spec.split, root), adapter, spec.options, held_report, strict)
+        report.notes["test_file_rows"] = len(held)
         return Split(train=examples, test=held), report
     return split_examples(examples, spec.test_size, seed), report

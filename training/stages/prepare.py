@@ -38,6 +38,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def prepare(run: Run, strict: bool = False) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
+    run.ensure_base()
     recipe = run.recipe
     inputs = {
         "datasets": [spec.model_dump(mode="json") for spec in recipe.datasets],

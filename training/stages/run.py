@@ -111,6 +111,20 @@ class Run:
         local = self.root / self.recipe.base_checkpoint
         return str(local) if local.exists() else self.recipe.base_checkpoint
 
+    def ensure_base(self) -> None:
+        """Import the base entry's GGUF (package or local source) into `base_checkpoint` when that folder is
+        missing: any GGUF the registry serves can be a training base (`python -m training import-gguf`)."""
+        local = self.root / self.recipe.base_checkpoint
+        base = self.registry.base_of(self.entry.id)
+        if local.exists() or base is None or base.source.hub is not None:
+            return
+        from serving.resolve import Resolver
+        from training.export.gguf_import import import_gguf
+
+        gguf = Resolver(self.registry).fetch(base)  # sha256-checked
+        print(f"[base] importing {base.id} from {gguf} into {local}", flush=True)
+        import_gguf(gguf, local)
+
 
 def open_run(args: argparse.Namespace) -> Run:
     """The Run for a stage command's arguments; refuses entries without a trainable recipe."""

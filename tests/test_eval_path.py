@@ -28,9 +28,9 @@ def test_eval_and_app_send_the_same_prompt_and_get_the_same_answer(registry, dem
 
 
 def test_answer_all_records_text_tokens_and_finish(demo_paths, tmp_path):
-    engine = eval_engine({"m": str(demo_paths["demo-base"])}, 512, tmp_path)
+    engine = eval_engine({"base": str(demo_paths["demo-base"])}, 512, tmp_path)
     try:
-        answers = answer_all(engine, "m", [[{"role": "user", "content": "Hello"}]], 8)
+        answers = answer_all(engine, "base", [[{"role": "user", "content": "Hello"}]], 8)
     finally:
         engine.close()
     assert answers[0]["tokens"] <= 8 and answers[0]["finish"] in ("stop", "length") and answers[0]["seconds"] > 0

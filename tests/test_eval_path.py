@@ -34,3 +34,15 @@ def test_answer_all_records_text_tokens_and_finish(demo_paths, tmp_path):
     finally:
         engine.close()
     assert answers[0]["tokens"] <= 8 and answers[0]["finish"] in ("stop", "length") and answers[0]["seconds"] > 0
+
+
+def test_batched_heldout_loss_equals_row_by_row(registry):
+    import json
+
+    from training.stages.evaluate import heldout_loss
+
+    base = str(registry.root / "models" / "demo" / "demo-base-hf")
+    rows = [json.loads(line) for line in (registry.root / "data" / "demo" / "support_test.jsonl").open()][:10]
+    one, batched = heldout_loss(base, base, rows, batch_size=1), heldout_loss(base, base, rows, batch_size=8)
+    assert one["tokens"] == batched["tokens"] > 0
+    assert abs(one["loss"] - batched["loss"]) < 1e-3

@@ -256,9 +256,6 @@ def print_summary(report: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # OpenMP threads that spin while waiting are catastrophic on a shared 2-core box (measured 5-7x slower
-    # under load); passive waiting costs almost nothing when idle. Must be set before torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.perf_counter()
     from serving.registry import load_registry
 

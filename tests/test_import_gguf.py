@@ -124,3 +124,51 @@ def test_llama_bpe_round_trip_export_then_import(tmp_path):
     assert all(np.allclose(before[name].float().numpy(), after[name].numpy(), rtol=0, atol=3e-8) for name in before)
     config = json.loads((imported / "config.json").read_text(encoding="utf-8"))
     assert config["rope_parameters"] == {**json.loads((original / "config.json").read_text())["rope_parameters"]}
+
+
+def _real_llama3_tokenizer():
+    """Meta's Llama 3 BPE (quicktok's copy of the 128,000 ranks) as a Hugging Face tokenizer with the 256 specials:
+    merges recovered from the ranks the way transformers' TikTokenConverter does."""
+    import quicktok
+    from tokenizers import Tokenizer, decoders, models
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    from training.families import FAMILIES
+    from training.tokenizer import add_llama3_specials, to_hf
+
+    enc = quicktok.get_encoding("llama3")
+    ranks = {enc.decode_single_token_bytes(i): i for i in range(128000)}
+    to_text = bytes_to_unicode()  # byte value -> the printable character GPT-2 byte-level BPE uses
+
+    def text(piece: bytes) -> str:
+        return "".join(to_text[b] for b in piece)
+
+    merges = []
+    for token, rank in ranks.items():
+        pairs = [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks]
+        merges += [(rank, ranks[a], ranks[b], text(a), text(b)) for a, b in pairs]
+    merges.sort()
+    family = FAMILIES["llama3-bpe"]
+    tok = Tokenizer(models.BPE(vocab={text(t): r for t, r in ranks.items()}, merges=[m[3:] for m in merges],
+                               ignore_merges=family.ignore_merges))
+    tok.pre_tokenizer, tok.decoder = family.pre_tokenizer(), decoders.ByteLevel()
+    return enc, to_hf(add_llama3_specials(tok), model_max_length=131072)
+
+
+def test_real_llama3_vocabulary_export_and_import_match_llama_cpp(tmp_path):
+    """At the real 128,256-id size: our exporter's GGUF and the importer's rebuilt tokenizer both tokenize the hard
+    corpus exactly like llama.cpp, and like Meta's tiktoken ranks (quicktok) on ordinary text."""
+    from training.export import export_gguf
+    from training.random_model import ModelShape, llama_config, save_random_llama
+
+    enc, tok = _real_llama3_tokenizer()
+    plain = [t for t in HARD_CORPUS if "<|" not in t]  # quicktok names the specials as Llama 3.0 did
+    assert [tok(t, add_special_tokens=False)["input_ids"] for t in plain] == [enc.encode_ordinary(t) for t in plain]
+    shape = ModelShape(n_layer=1, hidden=64, n_head=2, n_head_kv=1, ffn=128)
+    original = save_random_llama(llama_config(shape, vocab_size=len(tok)), tok, tmp_path / "hf", seed=0)
+    gguf_path = export_gguf(original, tmp_path / "llama3-vocab-F16.gguf", quant="F16").path
+    assert check_tokenization(original, gguf_path)["passed"]
+    rebuilt = tokenizer_from_gguf(read_fields(gguf_path))
+    rebuilt.save_pretrained(tmp_path / "imported")
+    report = check_tokenization(tmp_path / "imported", gguf_path)
+    assert report["passed"] and report["texts"] > 250, report["mismatches"][:3]

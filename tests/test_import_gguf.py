@@ -172,3 +172,26 @@ def test_real_llama3_vocabulary_export_and_import_match_llama_cpp(tmp_path):
     rebuilt.save_pretrained(tmp_path / "imported")
     report = check_tokenization(tmp_path / "imported", gguf_path)
     assert report["passed"] and report["texts"] > 250, report["mismatches"][:3]
+
+
+def test_imported_smollm2_is_a_training_base(smollm2_hf, tmp_path):
+    """TRL on the imported folder: the ChatML training template is picked from the tokenizer's family, batches carry
+    labels exactly on the assistant spans and their <|im_end|>, and LoRA steps run with a finite loss."""
+    import math
+
+    from tests.test_families import chatml_assistant_positions
+    from tests.test_training_template import CONVERSATIONS
+    from training.sft.template import render
+    from training.sft.trainer import TrainPlan, build_trainer, load_tokenizer
+
+    rows = [{"messages": conv} for conv in CONVERSATIONS[:3]]
+    plan = TrainPlan(base_checkpoint=str(smollm2_hf), method="lora", lora={"r": 4},
+                     sft={"max_length": 128, "assistant_only_loss": True, "bf16": False, "per_device_train_batch_size": 1,
+                          "report_to": "none", "logging_steps": 1},
+                     seed=0, output_dir=tmp_path / "run", overrides={"max_steps": 2})
+    trainer = build_trainer(plan, rows)
+    tokenizer = load_tokenizer(str(smollm2_hf))
+    for example, row in zip(trainer.train_dataset, rows):
+        labelled = {i for i, label in enumerate(example["labels"]) if label != -100}
+        assert labelled == chatml_assistant_positions(tokenizer, render(tokenizer, row["messages"]))
+    assert math.isfinite(trainer.train().training_loss)

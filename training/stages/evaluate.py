@@ -58,7 +58,7 @@ def evaluate(run: Run, max_new_tokens: int = 256, heldout_rows: int = 200, promp
 
 
 def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: str = "") -> dict[str, float]:
-    """Mean NLL per trained token (assistant tokens incl. <|eot_id|> for chats) and its perplexity."""
+    """Mean NLL per trained token (assistant tokens incl. their end-of-turn token for chats) and its perplexity."""
     import torch
     from transformers import AutoModelForCausalLM
 

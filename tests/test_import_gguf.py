@@ -39,6 +39,14 @@ def test_refuses_non_empty_destination_and_other_files(smollm2_gguf, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.gguf", "keep.txt"]
 
 
+def test_cli_refuses_with_a_one_line_message(tmp_path, capsys):
+    from training.cli import main
+
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF")
+    assert main(["import-gguf", str(tmp_path / "bad.gguf"), str(tmp_path / "out")]) == 2
+    assert "error: " in capsys.readouterr().out and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- SmolLM2 (smollm)
 
 
@@ -123,7 +131,10 @@ def test_llama_bpe_round_trip_export_then_import(tmp_path):
     assert set(after) == set(before)  # q/k un-permuted back to HF's layout; bf16 -> f16 exact but for f16 subnormals
     assert all(np.allclose(before[name].float().numpy(), after[name].numpy(), rtol=0, atol=3e-8) for name in before)
     config = json.loads((imported / "config.json").read_text(encoding="utf-8"))
-    assert config["rope_parameters"] == {**json.loads((original / "config.json").read_text())["rope_parameters"]}
+    assert config["rope_parameters"] == json.loads((original / "config.json").read_text())["rope_parameters"]
+    half = load_file(import_gguf(gguf_path, tmp_path / "bf16", dtype="bfloat16") / "model.safetensors")
+    assert {t.dtype for t in half.values()} == {before["model.norm.weight"].dtype}  # bf16, like the originals
+    assert all(np.allclose(before[name].float().numpy(), half[name].float().numpy(), rtol=0, atol=3e-8) for name in before)
 
 
 def _real_llama3_tokenizer():

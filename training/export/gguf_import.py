@@ -39,8 +39,8 @@ def read_fields(path: Path) -> dict:
     """Every GGUF metadata key -> its value (strings and arrays decoded)."""
     try:
         reader = gguf.GGUFReader(path)
-    except (OSError, ValueError) as exc:
-        raise GGUFImportError(f"{path} is not a readable GGUF file: {exc}") from None
+    except (OSError, ValueError, IndexError, KeyError) as exc:  # gguf's reader fails on truncated files this way
+        raise GGUFImportError(f"{path} is not a readable GGUF file: {exc!r}") from None
     return {name: field.contents() for name, field in reader.fields.items()}
 
 

@@ -8,20 +8,11 @@ import json
 
 import pytest
 
+from tests.test_training_template import CONVERSATIONS
 from training.families import (
     FAMILIES, Family, FamilyError, by_gguf_pre, by_name, by_pre_tokenizer, make_registry, of_tokenizer,
 )
 from training.sft.template import TemplateMismatch, assistant_mask, check_renders_like, render, training_chat_template
-
-CONVERSATIONS = [
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}],
-    [{"role": "system", "content": "  Be brief.  "}, {"role": "user", "content": "What is 2+2?"},
-     {"role": "assistant", "content": " 4 "}, {"role": "user", "content": "And 3+3?"},
-     {"role": "assistant", "content": "6, because 3 + 3 = 6.\n\nDone."}],
-    [{"role": "user", "content": "Line one\nline two"}, {"role": "assistant", "content": "(ok) {json: true}"},
-     {"role": "user", "content": "¿Qué tal? 日本語 3.14"}, {"role": "assistant", "content": "Très bien — 好 😀"}],
-    [{"role": "system", "content": "sys"}, {"role": "user", "content": "only a question"}],
-]
 
 
 @pytest.fixture(scope="module")

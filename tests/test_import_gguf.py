@@ -39,6 +39,14 @@ def test_refuses_non_empty_destination_and_other_files(smollm2_gguf, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.gguf", "keep.txt"]
 
 
+def test_cli_refuses_with_a_one_line_message(tmp_path, capsys):
+    from training.cli import main
+
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF")
+    assert main(["import-gguf", str(tmp_path / "bad.gguf"), str(tmp_path / "out")]) == 2
+    assert "error: " in capsys.readouterr().out and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- SmolLM2 (smollm)
 
 
@@ -123,4 +131,78 @@ def test_llama_bpe_round_trip_export_then_import(tmp_path):
     assert set(after) == set(before)  # q/k un-permuted back to HF's layout; bf16 -> f16 exact but for f16 subnormals
     assert all(np.allclose(before[name].float().numpy(), after[name].numpy(), rtol=0, atol=3e-8) for name in before)
     config = json.loads((imported / "config.json").read_text(encoding="utf-8"))
-    assert config["rope_parameters"] == {**json.loads((original / "config.json").read_text())["rope_parameters"]}
+    assert config["rope_parameters"] == json.loads((original / "config.json").read_text())["rope_parameters"]
+    half = load_file(import_gguf(gguf_path, tmp_path / "bf16", dtype="bfloat16") / "model.safetensors")
+    assert {t.dtype for t in half.values()} == {before["model.norm.weight"].dtype}  # bf16, like the originals
+    assert all(np.allclose(before[name].float().numpy(), half[name].float().numpy(), rtol=0, atol=3e-8) for name in before)
+
+
+def _real_llama3_tokenizer():
+    """Meta's Llama 3 BPE (quicktok's copy of the 128,000 ranks) as a Hugging Face tokenizer with the 256 specials:
+    merges recovered from the ranks the way transformers' TikTokenConverter does."""
+    import quicktok
+    from tokenizers import Tokenizer, decoders, models
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    from training.families import FAMILIES
+    from training.tokenizer import add_llama3_specials, to_hf
+
+    enc = quicktok.get_encoding("llama3")
+    ranks = {enc.decode_single_token_bytes(i): i for i in range(128000)}
+    to_text = bytes_to_unicode()  # byte value -> the printable character GPT-2 byte-level BPE uses
+
+    def text(piece: bytes) -> str:
+        return "".join(to_text[b] for b in piece)
+
+    merges = []
+    for token, rank in ranks.items():
+        pairs = [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks]
+        merges += [(rank, ranks[a], ranks[b], text(a), text(b)) for a, b in pairs]
+    merges.sort()
+    family = FAMILIES["llama3-bpe"]
+    tok = Tokenizer(models.BPE(vocab={text(t): r for t, r in ranks.items()}, merges=[m[3:] for m in merges],
+                               ignore_merges=family.ignore_merges))
+    tok.pre_tokenizer, tok.decoder = family.pre_tokenizer(), decoders.ByteLevel()
+    return enc, to_hf(add_llama3_specials(tok), model_max_length=131072)
+
+
+def test_real_llama3_vocabulary_export_and_import_match_llama_cpp(tmp_path):
+    """At the real 128,256-id size: our exporter's GGUF and the importer's rebuilt tokenizer both tokenize the hard
+    corpus exactly like llama.cpp, and like Meta's tiktoken ranks (quicktok) on ordinary text."""
+    from training.export import export_gguf
+    from training.random_model import ModelShape, llama_config, save_random_llama
+
+    enc, tok = _real_llama3_tokenizer()
+    plain = [t for t in HARD_CORPUS if "<|" not in t]  # quicktok names the specials as Llama 3.0 did
+    assert [tok(t, add_special_tokens=False)["input_ids"] for t in plain] == [enc.encode_ordinary(t) for t in plain]
+    shape = ModelShape(n_layer=1, hidden=64, n_head=2, n_head_kv=1, ffn=128)
+    original = save_random_llama(llama_config(shape, vocab_size=len(tok)), tok, tmp_path / "hf", seed=0)
+    gguf_path = export_gguf(original, tmp_path / "llama3-vocab-F16.gguf", quant="F16").path
+    assert check_tokenization(original, gguf_path)["passed"]
+    rebuilt = tokenizer_from_gguf(read_fields(gguf_path))
+    rebuilt.save_pretrained(tmp_path / "imported")
+    report = check_tokenization(tmp_path / "imported", gguf_path)
+    assert report["passed"] and report["texts"] > 250, report["mismatches"][:3]
+
+
+def test_imported_smollm2_is_a_training_base(smollm2_hf, tmp_path):
+    """TRL on the imported folder: the ChatML training template is picked from the tokenizer's family, batches carry
+    labels exactly on the assistant spans and their <|im_end|>, and LoRA steps run with a finite loss."""
+    import math
+
+    from tests.test_families import chatml_assistant_positions
+    from tests.test_training_template import CONVERSATIONS
+    from training.sft.template import render
+    from training.sft.trainer import TrainPlan, build_trainer, load_tokenizer
+
+    rows = [{"messages": conv} for conv in CONVERSATIONS[:3]]
+    plan = TrainPlan(base_checkpoint=str(smollm2_hf), method="lora", lora={"r": 4},
+                     sft={"max_length": 128, "assistant_only_loss": True, "bf16": False, "per_device_train_batch_size": 1,
+                          "report_to": "none", "logging_steps": 1},
+                     seed=0, output_dir=tmp_path / "run", overrides={"max_steps": 2})
+    trainer = build_trainer(plan, rows)
+    tokenizer = load_tokenizer(str(smollm2_hf))
+    for example, row in zip(trainer.train_dataset, rows):
+        labelled = {i for i, label in enumerate(example["labels"]) if label != -100}
+        assert labelled == chatml_assistant_positions(tokenizer, render(tokenizer, row["messages"]))
+    assert math.isfinite(trainer.train().training_loss)

@@ -15,7 +15,7 @@ CONVERSATIONS = [
      {"role": "assistant", "content": " 4 "}, {"role": "user", "content": "And 3+3?"},
      {"role": "assistant", "content": "6, because 3 + 3 = 6.\n\nDone."}],
     [{"role": "user", "content": "Line one\nline two"}, {"role": "assistant", "content": "(ok) {json: true}"},
-     {"role": "user", "content": "¿Qué tal? 日本語"}, {"role": "assistant", "content": "Très bien — 好"}],
+     {"role": "user", "content": "¿Qué tal? 日本語 3.14"}, {"role": "assistant", "content": "Très bien — 好 😀"}],
     [{"role": "system", "content": "sys"}, {"role": "user", "content": "only a question"}],
 ]
 

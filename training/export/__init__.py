@@ -5,7 +5,8 @@
 
 `convert` writes the unquantized GGUF, `quantize` calls llama.cpp's quantizer, `verify` compares
 the GGUF against the Hugging Face model, `pipeline` ties them together atomically, `cli` is
-`python -m training export`.
+`python -m training export`. `gguf_import` goes the other way (`python -m training import-gguf`): a GGUF
+back to a Hugging Face folder with the tokenizer its `training.families` family describes.
 """
 
 from training.export.convert import ExportError

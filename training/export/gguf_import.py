@@ -39,8 +39,8 @@ def read_fields(path: Path) -> dict:
     """Every GGUF metadata key -> its value (strings and arrays decoded)."""
     try:
         reader = gguf.GGUFReader(path)
-    except (OSError, ValueError) as exc:
-        raise GGUFImportError(f"{path} is not a readable GGUF file: {exc}") from None
+    except (OSError, ValueError, IndexError, KeyError) as exc:  # gguf's reader fails on truncated files this way
+        raise GGUFImportError(f"{path} is not a readable GGUF file: {exc!r}") from None
     return {name: field.contents() for name, field in reader.fields.items()}
 
 
@@ -62,34 +62,43 @@ def _post_processor(bos: str | None, eos: str | None, tokens: list[str]):
                                          special_tokens=[(t, tokens.index(t)) for t in dict.fromkeys(ends)])
 
 
-def tokenizer_from_gguf(fields: dict):
-    """The transformers fast tokenizer the GGUF's vocabulary describes, with its chat template."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models
-    from transformers import PreTrainedTokenizerFast
-
+def _family(fields: dict) -> Family:
     if fields.get("tokenizer.ggml.model") != "gpt2":
         raise GGUFImportError(f"tokenizer model {fields.get('tokenizer.ggml.model')!r} is not supported: "
-                           "Iris imports byte-level BPE (gpt2) vocabularies only")
+                              "Iris imports byte-level BPE (gpt2) vocabularies only")
     try:
-        family: Family = by_gguf_pre(fields.get("tokenizer.ggml.pre", "default"))
+        return by_gguf_pre(fields.get("tokenizer.ggml.pre", "default"))
     except FamilyError as exc:
         raise GGUFImportError(str(exc)) from None
+
+
+def _bpe(fields: dict, family: Family):
+    """The `tokenizers` BPE with the family's pre-tokenizer and the GGUF's control/user-defined tokens added."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models
+
     tokens, types = list(fields["tokenizer.ggml.tokens"]), list(fields["tokenizer.ggml.token_type"])
     vocab = {text: idx for idx, text in enumerate(tokens)}
     if len(vocab) != len(tokens):
         raise GGUFImportError("the GGUF vocabulary holds the same token text twice; a BPE vocabulary cannot")
     merges = [tuple(m.split(" ", 1)) for m in fields.get("tokenizer.ggml.merges", [])]
     tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=family.ignore_merges, byte_fallback=False))
-    tok.pre_tokenizer = family.pre_tokenizer()
-    tok.decoder = decoders.ByteLevel()
+    tok.pre_tokenizer, tok.decoder = family.pre_tokenizer(), decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False)
                             for i, kind in enumerate(types) if kind in _SPECIAL_TYPES])
     tok.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
                     for i, kind in enumerate(types) if kind == gguf.TokenType.USER_DEFINED])
+    return tok
+
+
+def tokenizer_from_gguf(fields: dict):
+    """The transformers fast tokenizer the GGUF's vocabulary describes, with its special tokens and chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    family = _family(fields)
+    tok, tokens = _bpe(fields, family), list(fields["tokenizer.ggml.tokens"])
     bos, eos = _special(fields, tokens, "bos"), _special(fields, tokens, "eos")
     add_bos = bool(fields.get("tokenizer.ggml.add_bos_token", family.add_bos))
-    add_eos = bool(fields.get("tokenizer.ggml.add_eos_token", False))
-    post = _post_processor(bos if add_bos else None, eos if add_eos else None, tokens)
+    post = _post_processor(bos if add_bos else None, eos if fields.get("tokenizer.ggml.add_eos_token") else None, tokens)
     if post is not None:
         tok.post_processor = post
     return PreTrainedTokenizerFast(

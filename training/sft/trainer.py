@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.sft.config import lora_config, quantization_config, sft_config
 from training.families import of_tokenizer
+from training.sft.config import lora_config, quantization_config, sft_config
 from training.sft.template import TEMPLATE_KWARGS, check_renders_like
 
 SDPA = "sdpa"

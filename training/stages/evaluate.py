@@ -60,7 +60,7 @@ def evaluate(run: Run, max_new_tokens: int = 256, heldout_rows: int = 200, promp
 
 def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: str = "",
                  batch_size: int = 8) -> dict[str, float]:
-    """Mean NLL per trained token (assistant tokens incl. the turn end for chats) and its perplexity.
+    """Mean NLL per trained token (assistant tokens incl. their end-of-turn token for chats) and its perplexity.
 
     Rows go through the model `batch_size` at a time, right-padded with an attention mask (padding
     carries no label, so the numbers equal one-row-at-a-time evaluation).

@@ -2,8 +2,9 @@
 
 One code path for LoRA and QLoRA: the model load only gains a 4-bit quantization config for
 QLoRA. TRL's `SFTTrainer` does the masking (assistant-only loss from the training template's
-`{% generation %}` markers), packing / padding-free batching and checkpointing; this module
-adds the loss CSV, the PNG loss curve and throughput/memory numbers.
+`{% generation %}` markers), packing / padding-free batching and checkpointing; `speed` picks the
+attention kernel and fused kernels for the machine where the recipe is silent; this module adds
+the loss CSV, the PNG loss curve and throughput/memory numbers.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from training.families import of_tokenizer
+from training.sft import speed
 from training.sft.config import lora_config, quantization_config, sft_config
 from training.sft.template import TEMPLATE_KWARGS, check_renders_like
 
-SDPA = "sdpa"
-CSV_FIELDS = ["step", "loss", "learning_rate", "num_tokens", "tokens_per_s"]  # fused attention that works on CPU and GPU; padding-free batches become block masks
+CSV_FIELDS = ["step", "loss", "learning_rate", "num_tokens", "tokens_per_s"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class TrainPlan:
     """Where checkpoints and the final adapter go."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """SFTConfig keys set by the run, not the recipe (e.g. `max_steps` for a smoke run)."""
-    attn_implementation: str = SDPA
-    """transformers attention implementation."""
+    attn_implementation: str = speed.AUTO
+    """transformers attention implementation; `auto` lets `speed.attention` pick it for the machine and run."""
 
 
 def load_tokenizer(checkpoint: str):
@@ -66,10 +67,12 @@ def load_model(plan: TrainPlan):
     from transformers import AutoModelForCausalLM
 
     quant = quantization_config(plan.method)
+    # `auto` is decided once the packed dataset's size is known (`use_attention`); SDPA until then.
+    attn = speed.SDPA if plan.attn_implementation == speed.AUTO else plan.attn_implementation
     # 4-bit weights must be placed on this process's GPU at load time (one GPU per process under DDP).
     device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if quant is not None and torch.cuda.is_available() else None
     return AutoModelForCausalLM.from_pretrained(
-        plan.base_checkpoint, quantization_config=quant, attn_implementation=plan.attn_implementation,
+        plan.base_checkpoint, quantization_config=quant, attn_implementation=attn,
         dtype=torch.bfloat16 if quant is not None else "auto", device_map=device_map,
     )
 
@@ -81,14 +84,17 @@ def with_template_kwargs(rows: list[dict]) -> list[dict]:
 
 def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict] | None = None, model=None, tokenizer=None, callbacks=()):
     """An `SFTTrainer` for the plan; `model`/`tokenizer` may be passed in (benchmarks, tests)."""
+    import torch
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTTrainer
 
     set_seed(plan.seed)
-    args = sft_config(plan.sft, str(plan.output_dir), seed=plan.seed, **plan.overrides)
+    cuda = torch.cuda.is_available()
+    recipe_sft = speed.sft_defaults(plan.sft, cuda, speed.liger_installed())
+    args = sft_config(recipe_sft, str(plan.output_dir), seed=plan.seed, **plan.overrides)
     tokenizer = tokenizer or load_tokenizer(plan.base_checkpoint)
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model if model is not None else load_model(plan),
         args=args,
         train_dataset=Dataset.from_list(with_template_kwargs(train_rows)),
@@ -97,6 +103,21 @@ def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict]
         peft_config=lora_config(plan.lora),
         callbacks=list(callbacks),
     )
+    use_attention(trainer, plan.attn_implementation, cuda)
+    return trainer
+
+
+def use_attention(trainer, requested: str, cuda: bool) -> str:
+    """Switch the trainer's model to the attention `speed.attention` picks for this run; returns it."""
+    args = trainer.args
+    batches = speed.micro_batches(len(trainer.train_dataset), args, args.world_size)
+    chosen = speed.attention(requested, cuda, trainer.padding_free, batches)
+    model = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    if chosen != model.config._attn_implementation:
+        model.set_attn_implementation(chosen)
+    if chosen == speed.FLEX and trainer.padding_free:
+        trainer.data_collator.pad_to_multiple_of = speed.fixed_length(args) or args.pad_to_multiple_of
+    return chosen
 
 
 # ---------------------------------------------------------------- metrics

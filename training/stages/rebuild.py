@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="any bad data row is an error")
     parser.add_argument("--resume", action="store_true", help="resume training from the latest checkpoint")
     parser.add_argument("--max-steps", type=int, default=None, help="limit training steps (smoke runs)")
-    parser.add_argument("--attn", default="sdpa", help="attention implementation for training")
+    parser.add_argument("--attn", default="auto", help="attention implementation for training (auto: picked by the machine)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length in the eval prompt set")
     parser.add_argument("--judge", default=None, help="optional eval judge (see `eval --help`)")
     parser.add_argument("--domain", default=None, help="eval prompt-set domain (see `eval --help`)")

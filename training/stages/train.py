@@ -19,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train/checkpoints")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
-    parser.add_argument("--attn", default="sdpa", help="attention implementation (sdpa, flash_attention_2, eager)")
+    parser.add_argument("--attn", default="auto", help="attention implementation (auto: flex_attention on a GPU for long packed runs, else sdpa; sdpa, flex_attention, eager, ...)")
 
 
-def train(run: Run, resume: bool = False, max_steps: int | None = None, attn: str = "sdpa") -> dict[str, Any]:
+def train(run: Run, resume: bool = False, max_steps: int | None = None, attn: str = "auto") -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
     recipe = run.recipe
     overrides = {"max_steps": max_steps} if max_steps else {}

@@ -42,13 +42,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-NO_LIGER = {"use_liger_kernel": False}
+# Configurations other than the default say every speed key, so the machine's defaults add nothing to them.
+PLAIN = {"use_liger_kernel": False, "activation_offloading": False}
 CONFIGS = {
-    "typical": {"sft": {"packing": False, **NO_LIGER}, "attn": "sdpa"},
-    "iris-sdpa": {"sft": {"packing": True, **NO_LIGER}, "attn": "sdpa"},
-    "flex": {"sft": {"packing": True, **NO_LIGER}, "attn": "flex_attention"},
-    "flex-dynamic": {"sft": {"packing": True, "pad_to_multiple_of": 1, **NO_LIGER}, "attn": "flex_attention"},
-    "sdpa+liger": {"sft": {"packing": True, "use_liger_kernel": True}, "attn": "sdpa"},
+    "typical": {"sft": {"packing": False, **PLAIN}, "attn": "sdpa"},
+    "iris-sdpa": {"sft": {"packing": True, **PLAIN}, "attn": "sdpa"},
+    "flex": {"sft": {"packing": True, **PLAIN}, "attn": "flex_attention"},
+    "flex-dynamic": {"sft": {"packing": True, "pad_to_multiple_of": 1, **PLAIN}, "attn": "flex_attention"},
+    "sdpa+liger": {"sft": {"packing": True, "use_liger_kernel": True, "activation_offloading": False}, "attn": "sdpa"},
     "default": {"sft": {"packing": True}, "attn": "auto"},
     "flex+liger": {"sft": {"packing": True, "activation_offloading": False}, "attn": "auto"},
     "default+compile": {"sft": {"packing": True, "torch_compile": True}, "attn": "auto"},

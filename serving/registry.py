@@ -173,8 +173,9 @@ class Recipe(_Strict):
 
     base_checkpoint: str
     """Hugging Face checkpoint (Hub id or local folder) to start from."""
-    method: Literal["lora", "qlora", "full", "scratch"]
-    """Fine-tuning method; `scratch` trains a new model from `architecture`."""
+    method: Literal["lora", "qlora", "scratch"]
+    """Fine-tuning method; `scratch` trains a new model from `architecture`. (Full fine-tuning is not
+    implemented, so `full` is refused rather than silently trained as LoRA.)"""
     lora: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments of `peft.LoraConfig`."""
     datasets: list[DatasetSpec] = Field(min_length=1)
@@ -189,6 +190,13 @@ class Recipe(_Strict):
     """`transformers.LlamaConfig` keys for `scratch` models."""
     eval_domain: Literal["general", "support", "study"] | None = None
     """Prompt set `eval` answers (default: from the first dataset's format)."""
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _no_full(cls, value: Any) -> Any:
+        if value == "full":
+            raise ValueError("method 'full' is not implemented (Iris trains LoRA adapters); use 'lora' or 'qlora'")
+        return value
 
     @model_validator(mode="after")
     def _method_needs(self) -> "Recipe":

@@ -183,3 +183,9 @@ def test_default_model_is_the_first_available_of_the_page_list(raw, tmp_path, de
             local["path"] = str(REPO / local["path"])
     engine = Engine(parse_registry(raw, tmp_path / "r.yaml"))
     assert engine.default_model("support") == "demo-base"  # the Hub model is unavailable offline
+
+
+def test_full_fine_tuning_is_refused_not_trained_as_lora(raw):
+    _entry(raw, "llama-3.2-1b-support")["recipe"]["method"] = "full"
+    with pytest.raises(RegistryError, match="method 'full' is not implemented .*use 'lora' or 'qlora'"):
+        _parse(raw)

@@ -2,7 +2,7 @@
 
 Two jobs: fit a history into the context window by dropping the oldest turns in chunks
 (the system prompt and the latest message always stay), and keep chat-template tokens
-(`<|eot_id|>`, `<|start_header_id|>`, ...) out of the text a visitor sees. Nothing here
+(`<|eot_id|>`, `<|im_end|>`, ...) out of the text a visitor sees. Nothing here
 knows llama.cpp: token counting is a function passed in.
 """
 
@@ -17,11 +17,12 @@ ROLES = ("system", "user", "assistant")
 # Turns dropped at once when the history overflows: a chunk (not one turn per request)
 # keeps the kept prefix stable for several turns, so llama.cpp's KV prefix reuse keeps hitting.
 DROP_CHUNK = 4
-# Any Llama-3-style special token; turn-ending ones stop the answer, others are removed.
-_MARKER_RE = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>")
+# Any Llama 3 or ChatML style special token; turn-ending ones stop the answer, others are removed.
+MARKER_RE = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>")
 _TURN_END = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-             "<|begin_of_text|>")
-_MAX_MARKER = 46  # longest text `_MARKER_RE` can match
+             "<|begin_of_text|>",  # Llama 3
+             "<|im_start|>", "<|im_end|>", "<|endoftext|>")  # ChatML (SmolLM2, Qwen)
+_MAX_MARKER = 46  # longest text `MARKER_RE` can match
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def fit_history(messages: Messages, count_tokens: Callable[[Messages], int], bud
 
 def strip_template_tokens(text: str) -> str:
     """`text` with every chat-template token removed."""
-    return _MARKER_RE.sub("", text)
+    return MARKER_RE.sub("", text)
 
 
 class LeakGuard:

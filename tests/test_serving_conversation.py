@@ -70,3 +70,10 @@ def test_validate_messages_names_the_problem():
     assert "limit is 5" in validate_messages([{"role": "user", "content": "toolong"}], 5)
     assert "role" in validate_messages([{"role": "bot", "content": "x"}], 100)
     assert "last message" in validate_messages([*ok, {"role": "assistant", "content": "x"}], 100)
+
+
+def test_leak_guard_stops_at_chatml_markers():
+    for marker in ("<|im_end|>", "<|im_start|>", "<|endoftext|>"):
+        guard = LeakGuard()
+        shown = guard.feed("Done." + marker[:5]) + guard.feed(marker[5:] + "user\nmore") + guard.flush()
+        assert shown == "Done." and guard.stopped, marker

@@ -359,7 +359,9 @@ class Engine:
                 raise InvalidInput(f"Invalid generation setting {'.'.join(map(str, first['loc']))}: "
                                    f"{first['msg']}.") from None
             request = dataclasses.replace(request, settings=settings)
-        problem = validate_messages(request.messages, self.settings.max_message_chars)
+        limits = self.settings
+        problem = validate_messages(request.messages, limits.max_message_chars, limits.max_history_messages,
+                                    limits.max_history_chars)
         if problem:
             raise InvalidInput(f"Invalid message: {problem}.")
         fmt = request.response_format

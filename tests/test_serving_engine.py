@@ -227,3 +227,16 @@ def test_chatml_markers_typed_by_a_visitor_are_plain_text(registry):
     finally:
         model.close()
 
+
+
+def test_an_oversized_history_is_refused_before_any_tokenization(engine):
+    import time
+
+    turns = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "x" * 50}] * 50_000
+    start = time.perf_counter()
+    with pytest.raises(InvalidInput, match="100001 messages; the limit is 200"):
+        list(engine.stream(ChatRequest("demo-support", [*turns, {"role": "user", "content": "hi"}], GREEDY)))
+    assert time.perf_counter() - start < 1.0
+    few_but_long = [{"role": "user", "content": "y" * 7000}, {"role": "assistant", "content": "z" * 7000}] * 8
+    with pytest.raises(InvalidInput, match="the limit is 100000: clear the chat"):
+        list(engine.stream(ChatRequest("demo-support", [*few_but_long, {"role": "user", "content": "hi"}], GREEDY)))

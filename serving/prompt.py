@@ -73,9 +73,29 @@ def _content_at(real: str, pos: int, content: str, following: str) -> str:
     raise TemplateError("the template rewrites message content beyond trimming whitespace")
 
 
+def glue_whitespace(pieces: list[Piece]) -> list[Piece]:
+    """Pieces with the template's whitespace next to a content moved into that content.
+
+    A tokenizer splits at control tokens anyway, but not between "\n" and "  Hi": tokenizing the
+    template's "<|im_start|>user\n" apart from the content "  Hi" would give other ids than the
+    whole prompt. Whitespace holds no control token, so it may join the plain-text side.
+    """
+    texts, kinds = [p.text for p in pieces], [p.template for p in pieces]
+    for i, template in enumerate(kinds):
+        if not template:
+            continue
+        if i > 0 and not kinds[i - 1]:
+            rest = texts[i].lstrip()
+            texts[i - 1], texts[i] = texts[i - 1] + texts[i][: len(texts[i]) - len(rest)], rest
+        if i + 1 < len(kinds) and not kinds[i + 1]:
+            rest = texts[i].rstrip()
+            texts[i + 1], texts[i] = texts[i][len(rest):] + texts[i + 1], rest
+    return [Piece(text, template) for text, template in zip(texts, kinds) if text]
+
+
 def prompt_tokens(render: Render, messages: Messages, tokenize: Tokenize) -> list[int]:
     """Token ids of `messages` rendered by `render`: template text with control tokens, content as plain text."""
     ids: list[int] = []
-    for piece in split_prompt(render, messages):
+    for piece in glue_whitespace(split_prompt(render, messages)):
         ids += tokenize(piece.text, piece.template)
     return ids

@@ -7,7 +7,7 @@ import jinja2
 import pytest
 
 from serving.conversation import MARKER_RE
-from serving.prompt import TemplateError, prompt_tokens, split_prompt
+from serving.prompt import Piece, TemplateError, glue_whitespace, prompt_tokens, split_prompt
 
 LLAMA3 = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
           "{{ m['content'] | trim }}<|eot_id|>{% endfor %}<|start_header_id|>assistant<|end_header_id|>\n\n")
@@ -69,3 +69,10 @@ def test_a_message_the_template_repeats_or_drops_is_handled():
                       "{{ messages[0]['content'] }}")
     pieces = split_prompt(render, conversation("<|x|>"))
     assert [p.text for p in pieces if not p.template] == ["Be brief.", "Be brief.", "<|x|>", "Be brief."]
+
+
+def test_template_whitespace_next_to_content_joins_the_content():
+    render = renderer(CHATML)
+    pieces = glue_whitespace(split_prompt(render, conversation("  indented")))
+    assert "".join(p.text for p in pieces) == render(conversation("  indented"))
+    assert Piece("\n  indented", False) in pieces and Piece("<|im_end|>\n<|im_start|>user", True) in pieces

@@ -19,7 +19,6 @@ from pathlib import Path
 import gradio as gr
 from gradio.context import Context
 from matplotlib.figure import Figure
-from pydantic import ValidationError
 
 from serving.arena import ratings
 from serving.arena.compare import (
@@ -29,20 +28,14 @@ from serving.arena.pairing import BattleRound, PairingError, default_pair, new_r
 from serving.arena.settings import ArenaSettings
 from serving.arena.votes import VoteError, VoteStore, to_csv, to_jsonl
 from serving.engine import Engine, ServingError
-from serving.generation import GenerationSettings
+from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_seed, visitor_settings
 from serving.personas import PersonaBook, load_personas
 
 log = logging.getLogger(__name__)
 CUSTOM = "custom"
 DEFAULTS = GenerationSettings(max_new_tokens=256, seed=None)
 SETTINGS_FIELDS = ("temperature", "top_p", "top_k", "max_new_tokens", "repeat_penalty", "seed")
-SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
-    "temperature": ("Temperature", 0.0, 2.0, 0.05),
-    "top_p": ("Top-p", 0.05, 1.0, 0.05),
-    "top_k": ("Top-k", 0, 200, 1),
-    "max_new_tokens": ("Max new tokens", 8, 1024, 8),
-    "repeat_penalty": ("Repetition penalty", 1.0, 2.0, 0.05),
-}
+SLIDERS = VISITOR_KNOBS
 # The page is for people: its events are not API endpoints, so votes cannot be scripted through gradio_client.
 UI_ONLY = {"api_visibility": "private"}
 VOTES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
@@ -129,13 +122,12 @@ class ComparePage:
 
     def generation(self, values: tuple) -> GenerationSettings:
         """Shared settings from the UI values, with one seed drawn for both sides when empty."""
-        chosen = dict(zip(SETTINGS_FIELDS, values))
-        chosen["seed"] = None if chosen["seed"] in (None, "") else int(chosen["seed"])
+        *chosen, seed = values
         try:
-            return with_fixed_seed(GenerationSettings(**chosen), random.Random(self.rng.random()))
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise gr.Error(f"Invalid setting {first['loc'][0]}: {first['msg']}.") from None
+            settings = visitor_settings(DEFAULTS, **dict(zip(SETTINGS_FIELDS, chosen)))
+            return with_fixed_seed(settings.merged(seed=visitor_seed(seed)), random.Random(self.rng.random()))
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
 
     def checked_prompt(self, prompt: str) -> str:
         try:
@@ -280,8 +272,8 @@ def build(engine: Engine) -> None:
         persona = gr.Dropdown(page.persona_choices(), value=CUSTOM, label="Persona")
         system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models")
         with gr.Row():
-            sliders = [gr.Slider(lo, hi, value=getattr(DEFAULTS, f), step=step, label=label, elem_id=f"compare-set-{f}")
-                       for f, (label, lo, hi, step) in SLIDERS.items()]
+            sliders = [gr.Slider(k.minimum, k.maximum, value=getattr(DEFAULTS, f), step=k.step, label=k.label,
+                                 elem_id=f"compare-set-{f}") for f, k in SLIDERS.items()]
             seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)",
                              elem_id="compare-set-seed")
     values = [*sliders, seed]

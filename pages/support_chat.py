@@ -13,22 +13,16 @@ import uuid
 from collections.abc import Iterator
 
 import gradio as gr
-from pydantic import ValidationError
 
 from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, ServingError
-from serving.generation import GenerationSettings
+from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_settings
 from serving.personas import Persona, PersonaBook, load_personas
 
 log = logging.getLogger(__name__)
 GROUP = "support"
 N_EXAMPLES = 4
 PREFERRED_MODELS = ("llama-3.2-1b-support", "llama-3.2-1b-instruct", "demo-support")
-SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
-    "temperature": ("Temperature", 0.0, 2.0, 0.05),
-    "top_p": ("Top-p", 0.05, 1.0, 0.05),
-    "max_new_tokens": ("Max new tokens", 16, 1024, 16),
-    "repeat_penalty": ("Repetition penalty", 1.0, 2.0, 0.05),
-}
+SLIDERS = {key: VISITOR_KNOBS[key] for key in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")}
 
 
 def model_label(status: ModelStatus) -> str:
@@ -78,12 +72,11 @@ class SupportChat:
         return self.persona(persona_id).settings(self.engine.registry.get(model_id).generation)
 
     def settings(self, persona_id: str, model_id: str, **chosen: float | None) -> GenerationSettings:
-        """Persona/model defaults with the chosen values; out-of-range values name the field."""
+        """Persona/model defaults with the chosen values; out-of-range values name the field and the range."""
         try:
-            return self.defaults(persona_id, model_id).merged(**chosen)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise gr.Error(f"Invalid setting {first['loc'][0]}: {first['msg']}.") from None
+            return visitor_settings(self.defaults(persona_id, model_id), **chosen)
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
 
     def request(self, message: str, history: list[dict], persona_id: str, model_id: str,
                 settings: GenerationSettings, conversation_id: str) -> ChatRequest:
@@ -132,7 +125,7 @@ class SupportChat:
                 progress: gr.Progress = gr.Progress()):
         """UI handler: yields (chatbot, history, textbox, footer, notice) while the answer streams."""
         settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=int(max_new_tokens), repeat_penalty=repeat_penalty)
+                                 max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request(message, history, persona_id, model_id, settings, conversation_id)
         answer = {"role": "assistant", "content": ""}
         shown = [*history, {"role": "user", "content": message}, answer]
@@ -169,19 +162,24 @@ class SupportChat:
     # ---- API -----------------------------------------------------------------------------
     def chat_api(self, message: str, persona_id: str = "order_assistant", model_id: str = "",
                  history: list | None = None, temperature: float | None = None, top_p: float | None = None,
-                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> str:
+                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> Iterator[str]:
         """Answer `message` as the support persona `persona_id` with `model_id` (empty: the default model).
 
         `history` is earlier turns as [{"role": "user"|"assistant", "content": str}, ...]; unset settings
-        take the persona's defaults. Invalid input returns a short error naming what was wrong.
+        take the persona's defaults, chosen ones must lie in the UI sliders' ranges. The answer streams
+        (the last value is the whole answer); a client that disconnects stops the generation. Invalid
+        input returns a short error naming what was wrong.
         """
         model_id = model_id or self.default_model()
         history = self._api_history(history)
         settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
                                  max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request(message, history, persona_id, model_id, settings, f"api-{uuid.uuid4().hex}")
+        answer = ""
         try:
-            return "".join(text for batch in self.stream(request) for kind, text in batch if kind == "token")
+            for batch in self.stream(request):  # a generator: Gradio closes it when the client goes away
+                answer += "".join(text for kind, text in batch if kind == "token")
+                yield answer
         finally:
             self.engine.forget(request.conversation_id)  # API calls carry their whole history each time
 
@@ -268,8 +266,8 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
         retry = gr.Button("Retry", size="sm", elem_id="retry")
         clear = gr.Button("Clear", size="sm", elem_id="clear")
     with gr.Accordion("Generation settings", open=False):
-        sliders = [gr.Slider(lo, hi, value=getattr(defaults, key), step=step, label=label, elem_id=f"set-{key}")
-                   for key, (label, lo, hi, step) in SLIDERS.items()]
+        sliders = [gr.Slider(k.minimum, k.maximum, value=getattr(defaults, key), step=k.step, label=k.label,
+                             elem_id=f"set-{key}") for key, k in SLIDERS.items()]
     stats = gr.Markdown("", elem_id="chat-footer")
     history = gr.State([])
     conversation = gr.State(lambda: uuid.uuid4().hex)

@@ -435,6 +435,7 @@ class Engine:
         if tail and finish != "cancelled":
             yield StreamEvent("token", tail)
         end = time.perf_counter()
+        log.info("%s: %s after %d tokens", model.entry.id, finish, n_tokens)
         first = first or end
         rate = (n_tokens - 1) / (end - first) if n_tokens > 1 and end > first else 0.0
         yield StreamEvent("done", stats=self._stats(model.entry, model.path, len(tokens), n_tokens,

@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 
 from serving.arena import ratings
 from serving.arena.compare import (
-    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt, with_fixed_seed,
+    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt, validate_system_prompt,
+    with_fixed_seed,
 )
 from serving.arena.pairing import BattleRound, PairingError, default_pair, new_round
 from serving.arena.settings import ArenaSettings
@@ -129,16 +130,19 @@ class ComparePage:
         except ServingError as err:
             raise gr.Error(err.user_message) from None
 
-    def checked_prompt(self, prompt: str) -> str:
+    def checked(self, prompt: str, system_prompt: str | None) -> tuple[str, str]:
+        """The prompt and the system prompt, checked before any model work."""
         try:
-            return validate_prompt(prompt, self.settings.max_prompt_chars)
+            return (validate_prompt(prompt, self.settings.max_prompt_chars),
+                    validate_system_prompt(system_prompt, self.settings.max_system_chars))
         except ServingError as err:
             raise gr.Error(err.user_message) from None
 
     # ---- side by side ---------------------------------------------------------------------
     def side_by_side(self, prompt, model_a, model_b, system_prompt, history: PairHistory | None,
                      *values) -> Iterator[tuple]:
-        prompt, settings, history = self.checked_prompt(prompt), self.generation(values), history or PairHistory()
+        (prompt, system_prompt), settings = self.checked(prompt, system_prompt), self.generation(values)
+        history = history or PairHistory()
         if not model_a or not model_b or model_a == model_b:
             raise gr.Error("Pick two different models, one for A and one for B.")
         heads = [self.pane_header(model_a, "A"), self.pane_header(model_b, "B")]
@@ -197,7 +201,7 @@ class ComparePage:
             raise gr.Error("No round is open: press “New round”.")
         if rnd.prompt:
             raise gr.Error("This round already has its prompt: vote, then start a new round.")
-        prompt, settings = self.checked_prompt(prompt), self.generation(values)
+        (prompt, system_prompt), settings = self.checked(prompt, system_prompt), self.generation(values)
         update = None
         try:
             for update in run_pair(self.engine, rnd.models, PairHistory(), prompt, system_prompt or "", settings):
@@ -270,7 +274,8 @@ def build(engine: Engine) -> None:
     with gr.Accordion("Persona and shared settings (both sides use the same ones)", open=False,
                       elem_id="compare-settings"):
         persona = gr.Dropdown(page.persona_choices(), value=CUSTOM, label="Persona")
-        system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models")
+        system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models",
+                            max_length=page.settings.max_system_chars)
         with gr.Row():
             sliders = [gr.Slider(k.minimum, k.maximum, value=getattr(DEFAULTS, f), step=k.step, label=k.label,
                                  elem_id=f"compare-set-{f}") for f, k in SLIDERS.items()]

@@ -128,10 +128,10 @@ class StudyPage:
     # ---- planner -------------------------------------------------------------------------
     def make_plan(self, model_id: str, exam_name: str, exam_date: str | None, topics: str, hours: float):
         with shown_errors("planner"):
-            request = parse(inputs.PlanRequest, exam_date=exam_date or "", topics=inputs.split_topics(topics or ""),
-                            hours_per_day=hours, today=dt.date.today())
+            request = parse(inputs.PlanRequest, exam_name=exam_name or "", exam_date=exam_date or "",
+                            topics=inputs.split_topics(topics or ""), hours_per_day=hours, today=dt.date.today())
             sessions = self.tools.plan(model_id, request)
-        name = (exam_name or "").strip() or "Exam"
+        name = request.exam_name or "Exam"
         stem = export.safe_filename(name, "-plan")
         csv_path = export.write_download(export.plan_csv(sessions), f"{stem}.csv")
         ics = export.plan_ics(sessions, request.exam_date, name, dt.datetime.now(dt.timezone.utc))

@@ -19,13 +19,15 @@ class ArenaSettings(BaseModel):
     """SQLite file of blind-arena votes ($IRIS_VOTES_DB; point it at persistent storage on a Space)."""
     max_prompt_chars: int = Field(2000, ge=1, le=100_000)
     """Longest prompt the page accepts ($IRIS_ARENA_MAX_PROMPT_CHARS)."""
+    max_system_chars: int = Field(4000, ge=0, le=100_000)
+    """Longest system prompt the page accepts ($IRIS_ARENA_MAX_SYSTEM_CHARS)."""
     bootstrap_rounds: int = Field(200, ge=10, le=10_000)
     """Resamples behind each leaderboard confidence interval ($IRIS_ARENA_BOOTSTRAP_ROUNDS)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "ArenaSettings":
         environ = os.environ if environ is None else environ
-        values = {name: environ[f"IRIS_ARENA_{name.upper()}"] for name in ("max_prompt_chars", "bootstrap_rounds")
+        values = {name: environ[f"IRIS_ARENA_{name.upper()}"] for name in ("max_prompt_chars", "max_system_chars", "bootstrap_rounds")
                   if environ.get(f"IRIS_ARENA_{name.upper()}")}
         if environ.get("IRIS_VOTES_DB"):
             values["votes_db"] = environ["IRIS_VOTES_DB"]

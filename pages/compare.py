@@ -8,13 +8,10 @@ preselects the side-by-side pair. Every visitor error becomes a short `gr.Warnin
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import gradio as gr
 from gradio.context import Context
@@ -29,6 +26,7 @@ from serving.arena.pairing import BattleRound, PairingError, default_pair, new_r
 from serving.arena.settings import ArenaSettings
 from serving.arena.votes import VoteError, VoteStore, to_csv, to_jsonl
 from serving.engine import Engine, ServingError
+from serving.downloads import write_download
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_seed, visitor_settings
 from serving.personas import PersonaBook, load_personas
 
@@ -77,7 +75,6 @@ class ComparePage:
         self.engine, self.personas, self.settings = engine, personas, settings
         self.store = VoteStore(settings.votes_db)
         self.rng = random.SystemRandom()
-        self.export_dir = Path(tempfile.mkdtemp(prefix="iris-votes-"))
         self._stops: dict[str, threading.Event] = {}
 
     # ---- models ---------------------------------------------------------------------------
@@ -234,14 +231,18 @@ class ComparePage:
 
     # ---- leaderboard ----------------------------------------------------------------------
     def leaderboard(self) -> tuple:
-        """Table, plot and fresh CSV/JSONL exports of every stored vote."""
+        """Table, plot and summary of every stored vote (no files: exports are written only when asked for)."""
         votes = self.store.votes()
         table = ratings.leaderboard([v.battle for v in votes], n_boot=self.settings.bootstrap_rounds, seed=0)
-        csv_path, jsonl_path = self.export_dir / "iris-votes.csv", self.export_dir / "iris-votes.jsonl"
-        _write_atomically(csv_path, to_csv(votes))
-        _write_atomically(jsonl_path, to_jsonl(votes))
         summary = f"{len(votes)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
-        return leaderboard_rows(table), leaderboard_plot(table), summary, str(csv_path), str(jsonl_path)
+        return leaderboard_rows(table), leaderboard_plot(table), summary
+
+    def export(self) -> tuple:
+        """CSV and JSONL files of the stored votes, written now into a fresh download folder."""
+        votes = self.store.votes()
+        paths = [write_download(text, name, "votes") for text, name in
+                 ((to_csv(votes), "iris-votes.csv"), (to_jsonl(votes), "iris-votes.jsonl"))]
+        return tuple(gr.DownloadButton(value=str(path), visible=True) for path in paths)
 
     # ---- page load ------------------------------------------------------------------------
     def on_load(self, request: gr.Request) -> tuple:
@@ -252,13 +253,6 @@ class ComparePage:
         return (gr.update(choices=choices, value=a), gr.update(choices=choices, value=b),
                 self.pane_header(a, "A"), self.pane_header(b, "B"), share_link(a, b), *self.start_round(),
                 *self.leaderboard())
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Another visitor's export may be reading `path`: write a temp file, then rename over it."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8", suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:
@@ -358,9 +352,11 @@ def _build_leaderboard(page: ComparePage) -> list:
     table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="leaderboard-table")
     plot = gr.Plot(label="Ratings")
     with gr.Row():
-        csv = gr.DownloadButton("Export votes (CSV)", elem_id="export-csv")
-        jsonl = gr.DownloadButton("Export votes (JSONL)", elem_id="export-jsonl")
         refresh = gr.Button("Refresh", elem_id="leaderboard-refresh")
-    outputs = [table, plot, summary, csv, jsonl]
+        prepare = gr.Button("Export votes", elem_id="export-prepare")
+        csv = gr.DownloadButton("Download CSV", visible=False, elem_id="export-csv")
+        jsonl = gr.DownloadButton("Download JSONL", visible=False, elem_id="export-jsonl")
+    outputs = [table, plot, summary]
     refresh.click(page.leaderboard, None, outputs, **UI_ONLY)
+    prepare.click(page.export, None, [csv, jsonl], **UI_ONLY)
     return outputs

@@ -101,6 +101,9 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
     table = page.locator("#leaderboard-table").inner_text()
     assert all(m in table for m in DEMO) and "0-0-1" in table
     assert "1 votes" in page.locator("#leaderboard-summary").inner_text()
+    assert not page.locator("#export-jsonl").is_visible()  # no export file until one is asked for
+    page.locator("#export-prepare").click()
+    page.locator("#export-jsonl").wait_for(state="visible")
     with page.expect_download() as download:
         page.locator("#export-jsonl").click()
     exported = from_jsonl(Path(download.value.path()).read_text(encoding="utf-8"))

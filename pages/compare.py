@@ -22,7 +22,8 @@ from serving.arena.compare import (
     RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt, validate_system_prompt,
     with_fixed_seed,
 )
-from serving.arena.pairing import BattleRound, PairingError, default_pair, new_round
+from serving.arena.integrity import VoteLimiter, reveals_identity
+from serving.arena.pairing import BattleRound, PairingError, battle_settings, default_pair, new_round
 from serving.arena.settings import ArenaSettings
 from serving.arena.votes import VoteError, VoteStore, to_csv, to_jsonl
 from serving.engine import Engine, ServingError
@@ -75,6 +76,8 @@ class ComparePage:
         self.engine, self.personas, self.settings = engine, personas, settings
         self.store = VoteStore(settings.votes_db)
         self.rng = random.SystemRandom()
+        self.limiter = VoteLimiter({"session": settings.votes_per_session, "IP address": settings.votes_per_ip},
+                                   settings.vote_window_s)
         self._stops: dict[str, threading.Event] = {}
 
     # ---- models ---------------------------------------------------------------------------
@@ -193,15 +196,16 @@ class ComparePage:
             rnd = None
         return (rnd, [], [], "Names are hidden until you vote.", "", *self._vote_buttons(False))
 
-    def battle(self, prompt, system_prompt, rnd: BattleRound | None, *values) -> Iterator[tuple]:
+    def battle(self, prompt, rnd: BattleRound | None) -> Iterator[tuple]:
+        """Both hidden models answer `prompt` with the server's settings and seed (`BATTLE_SETTINGS`)."""
         if rnd is None:
             raise gr.Error("No round is open: press “New round”.")
         if rnd.prompt:
             raise gr.Error("This round already has its prompt: vote, then start a new round.")
-        (prompt, system_prompt), settings = self.checked(prompt, system_prompt), self.generation(values)
-        update = None
+        prompt, _ = self.checked(prompt, "")
+        settings, update = battle_settings(random.Random(self.rng.random())), None
         try:
-            for update in run_pair(self.engine, rnd.models, PairHistory(), prompt, system_prompt or "", settings):
+            for update in run_pair(self.engine, rnd.models, PairHistory(), prompt, "", settings):
                 done = update.active is None
                 views = [chat_view(PairHistory(), s, prompt, update.answers[s] if done else
                                    update.answers[s] or None if update.active >= s else None) for s in (0, 1)]
@@ -210,19 +214,35 @@ class ComparePage:
             log.warning("battle round %s failed: %s", rnd.round_id, err)
             gr.Warning(err.user_message)
             return
-        answered = rnd.answered(prompt, update.answers, settings.model_dump())
+        anonymous = not reveals_identity(update.answers, self.identity_names())
+        answered = rnd.answered(prompt, update.answers, settings.model_dump(), anonymous)
         yield (answered, *views, "Which answer is better? Vote to reveal the models.", *self._vote_buttons(True))
 
-    def vote(self, outcome: str, rnd: BattleRound | None) -> tuple:
+    def voter(self, outcome: str):
+        """The click handler of one vote button (Gradio passes the request to an annotated parameter)."""
+        def vote(rnd: BattleRound | None, request: gr.Request) -> tuple:
+            return self.vote(outcome, rnd, request)
+
+        return vote
+
+    def identity_names(self) -> list[str]:
+        """Every registered model's id and display name: an answer naming one reveals who answered."""
+        return [name for e in self.engine.registry.models.values() for name in (e.id, e.display_name)]
+
+    def vote(self, outcome: str, rnd: BattleRound | None, request: gr.Request | None = None) -> tuple:
         if rnd is None:
             raise gr.Error("No round is open: press “New round”.")
         try:
-            self.store.record(rnd.vote(outcome))
+            vote = rnd.vote(outcome)
+            self.limiter.allow(visitor_keys(request))
+            self.store.record(vote)
         except VoteError as err:
             raise gr.Error(str(err)) from None
         names = [self.engine.registry.get(m).display_name for m in rnd.models]
         reveal = (f"**You voted: {VOTES[outcome]}.**  \nA was **{names[0]}** (`{rnd.models[0]}`), "
                   f"B was **{names[1]}** (`{rnd.models[1]}`). Press “New round” to go again.")
+        if not vote.anonymous:
+            reveal += "  \n_An answer named a model or its maker, so this vote is kept but not counted._"
         return (replace(rnd, voted=True), reveal, "", *self._vote_buttons(False), *self.leaderboard())
 
     @staticmethod
@@ -232,9 +252,11 @@ class ComparePage:
     # ---- leaderboard ----------------------------------------------------------------------
     def leaderboard(self) -> tuple:
         """Table, plot and summary of every stored vote (no files: exports are written only when asked for)."""
-        votes = self.store.votes()
-        table = ratings.leaderboard([v.battle for v in votes], n_boot=self.settings.bootstrap_rounds, seed=0)
-        summary = f"{len(votes)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
+        battles, stored = self.store.battles(), self.store.count()
+        table = ratings.leaderboard(battles, n_boot=self.settings.bootstrap_rounds, seed=0)
+        summary = (f"{len(battles)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
+                   + (f" {stored - len(battles)} vote(s) not counted: an answer named a model." if stored > len(battles)
+                      else ""))
         return leaderboard_rows(table), leaderboard_plot(table), summary
 
     def export(self) -> tuple:
@@ -253,6 +275,14 @@ class ComparePage:
         return (gr.update(choices=choices, value=a), gr.update(choices=choices, value=b),
                 self.pane_header(a, "A"), self.pane_header(b, "B"), share_link(a, b), *self.start_round(),
                 *self.leaderboard())
+
+
+def visitor_keys(request: gr.Request | None) -> dict[str, str]:
+    """The keys a visitor's votes are limited by: the browser session and the client's IP address."""
+    if request is None:
+        return {}
+    client = getattr(request, "client", None)
+    return {"session": request.session_hash or "", "IP address": getattr(client, "host", "") or ""}
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:
@@ -281,12 +311,12 @@ def build(engine: Engine) -> None:
         with gr.Tab("Side by side", id="side"):
             pair = _build_side_by_side(page, system, values)
         with gr.Tab("Blind arena", id="arena"):
-            arena = _build_arena(page, system, values)
+            arena = _build_arena(page)
         with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
             board = _build_leaderboard(page)
     board_tab.select(page.leaderboard, None, board, **UI_ONLY)
     for outcome, button in zip(VOTES, arena["votes"]):
-        button.click(lambda rnd, o=outcome: page.vote(o, rnd), arena["round"],
+        button.click(page.voter(outcome), arena["round"],
                      [arena["round"], arena["reveal"], arena["status"], *arena["votes"], *board], **UI_ONLY)
     Context.root_block.load(page.on_load, None, [*pair, *arena["round_outputs"], *board], **UI_ONLY)
 
@@ -323,9 +353,11 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
     return [model_a, model_b, head_a, head_b, link]
 
 
-def _build_arena(page: ComparePage, system, values) -> dict:
+def _build_arena(page: ComparePage) -> dict:
     gr.Markdown("Two models drawn at random answer the same prompt; their names are hidden until you vote. "
-                f"*{RUN_ORDER_NOTE}*")
+                "Every round uses the server's settings and a fresh seed, with no system prompt (the shared "
+                "settings above are for side by side). A vote where an answer names a model is kept but not "
+                f"counted. *{RUN_ORDER_NOTE}*")
     rnd = gr.State(None)
     with gr.Row(equal_height=True):
         chat_a = gr.Chatbot(label="Model A", height=320, elem_id="arena-chat-a")
@@ -339,8 +371,7 @@ def _build_arena(page: ComparePage, system, values) -> dict:
         send = gr.Button("Ask", variant="primary", elem_id="arena-send")
         again = gr.Button("New round", elem_id="arena-new")
     round_outputs = [rnd, chat_a, chat_b, reveal, status, *votes]
-    run = dict(fn=page.battle, inputs=[prompt, system, rnd, *values], outputs=[rnd, chat_a, chat_b, status, *votes],
-               **UI_ONLY)
+    run = dict(fn=page.battle, inputs=[prompt, rnd], outputs=[rnd, chat_a, chat_b, status, *votes], **UI_ONLY)
     send.click(**run)
     prompt.submit(**run)
     again.click(lambda: (*page.start_round(), ""), None, [*round_outputs, prompt], **UI_ONLY)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.arena.pairing import BATTLE_SETTINGS
 from serving.arena.votes import VoteStore, from_jsonl
 from tests.browser import launch_app, open_page
 
@@ -95,7 +96,9 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
 
     votes = VoteStore(votes_db).votes()
     assert len(votes) == 1 and votes[0].outcome == "tie" and {votes[0].model_a, votes[0].model_b} == set(DEMO)
-    assert votes[0].prompt == "How do I get a refund?" and votes[0].settings["max_new_tokens"] == 16
+    assert votes[0].prompt == "How do I get a refund?"
+    assert votes[0].settings["max_new_tokens"] == BATTLE_SETTINGS.max_new_tokens  # not the page's sliders
+    assert votes[0].settings["seed"] != 7  # the server draws the seed
 
     page.get_by_role("tab", name="Leaderboard").click()
     table = page.locator("#leaderboard-table").inner_text()

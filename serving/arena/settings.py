@@ -21,14 +21,20 @@ class ArenaSettings(BaseModel):
     """Longest prompt the page accepts ($IRIS_ARENA_MAX_PROMPT_CHARS)."""
     max_system_chars: int = Field(4000, ge=0, le=100_000)
     """Longest system prompt the page accepts ($IRIS_ARENA_MAX_SYSTEM_CHARS)."""
+    votes_per_session: int = Field(30, ge=1)
+    """Blind-arena votes one browser session may cast per `vote_window_s` ($IRIS_ARENA_VOTES_PER_SESSION)."""
+    votes_per_ip: int = Field(60, ge=1)
+    """Blind-arena votes one IP address may cast per `vote_window_s` ($IRIS_ARENA_VOTES_PER_IP)."""
+    vote_window_s: float = Field(3600.0, gt=0)
+    """The rate limits' sliding window, in seconds ($IRIS_ARENA_VOTE_WINDOW_S)."""
     bootstrap_rounds: int = Field(200, ge=10, le=10_000)
     """Resamples behind each leaderboard confidence interval ($IRIS_ARENA_BOOTSTRAP_ROUNDS)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "ArenaSettings":
         environ = os.environ if environ is None else environ
-        values = {name: environ[f"IRIS_ARENA_{name.upper()}"] for name in ("max_prompt_chars", "max_system_chars", "bootstrap_rounds")
-                  if environ.get(f"IRIS_ARENA_{name.upper()}")}
+        values = {name: environ[f"IRIS_ARENA_{name.upper()}"] for name in cls.model_fields
+                  if name != "votes_db" and environ.get(f"IRIS_ARENA_{name.upper()}")}
         if environ.get("IRIS_VOTES_DB"):
             values["votes_db"] = environ["IRIS_VOTES_DB"]
         return cls(**values)

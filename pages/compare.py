@@ -7,6 +7,7 @@ preselects the side-by-side pair. Every visitor error becomes a short `gr.Warnin
 
 from __future__ import annotations
 
+import hmac
 import logging
 import random
 import threading
@@ -25,7 +26,7 @@ from serving.arena.compare import (
 from serving.arena.integrity import VoteLimiter, reveals_identity
 from serving.arena.pairing import BattleRound, PairingError, battle_settings, default_pair, new_round
 from serving.arena.settings import ArenaSettings
-from serving.arena.votes import VoteError, VoteStore, to_csv, to_jsonl
+from serving.arena.votes import VoteError, VoteStore, public_csv, public_jsonl, to_csv, to_jsonl
 from serving.engine import Engine, ServingError
 from serving.downloads import write_download
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_seed, visitor_settings
@@ -39,6 +40,10 @@ SLIDERS = VISITOR_KNOBS
 # The page is for people: its events are not API endpoints, so votes cannot be scripted through gradio_client.
 UI_ONLY = {"api_visibility": "private"}
 VOTES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
+STORED_NOTE = ("**What a vote stores:** your prompt, both answers, the two model ids, the sampling settings, your "
+               "verdict and the time; no name, account or cookie. Your IP address is only held in memory for an hour "
+               "to limit votes. The public export lists only counted votes' model pairs, verdicts and dates; prompts "
+               "and answers are exported only for this server's owner.")
 LEADERBOARD_HEADERS = ["Rank", "Model", "Rating (BT)", "95% CI", "Elo", "Battles", "Win rate", "W-L-T"]
 
 
@@ -259,12 +264,26 @@ class ComparePage:
                       else ""))
         return leaderboard_rows(table), leaderboard_plot(table), summary
 
-    def export(self) -> tuple:
-        """CSV and JSONL files of the stored votes, written now into a fresh download folder."""
+    def export(self, token: str | None = "") -> tuple:
+        """Vote files written now: the public battles, or with the owner's token every field of every vote."""
         votes = self.store.votes()
-        paths = [write_download(text, name, "votes") for text, name in
-                 ((to_csv(votes), "iris-votes.csv"), (to_jsonl(votes), "iris-votes.jsonl"))]
-        return tuple(gr.DownloadButton(value=str(path), visible=True) for path in paths)
+        if self.is_owner(token):
+            files = ((to_csv(votes), "iris-votes-full.csv"), (to_jsonl(votes), "iris-votes-full.jsonl"))
+        else:
+            files = ((public_csv(votes), "iris-battles.csv"), (public_jsonl(votes), "iris-battles.jsonl"))
+        return tuple(gr.DownloadButton(value=str(write_download(text, name, "votes")), visible=True)
+                     for text, name in files)
+
+    def is_owner(self, token: str | None) -> bool:
+        """True for the owner's token, False for none; a wrong token is refused with a short error."""
+        if not token:
+            return False
+        expected = self.settings.export_token
+        if expected is None:
+            raise gr.Error("The full export is off on this server; leave the token empty for the public export.")
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+            raise gr.Error("The owner token is wrong; leave it empty for the public export.")
+        return True
 
     # ---- page load ------------------------------------------------------------------------
     def on_load(self, request: gr.Request) -> tuple:
@@ -382,12 +401,15 @@ def _build_leaderboard(page: ComparePage) -> list:
     summary = gr.Markdown(elem_id="leaderboard-summary")
     table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="leaderboard-table")
     plot = gr.Plot(label="Ratings")
+    gr.Markdown(STORED_NOTE, elem_id="votes-stored-note")
     with gr.Row():
         refresh = gr.Button("Refresh", elem_id="leaderboard-refresh")
+        token = gr.Textbox(placeholder="Owner token (full export)", type="password", show_label=False,
+                           max_length=200, elem_id="export-token")
         prepare = gr.Button("Export votes", elem_id="export-prepare")
         csv = gr.DownloadButton("Download CSV", visible=False, elem_id="export-csv")
         jsonl = gr.DownloadButton("Download JSONL", visible=False, elem_id="export-jsonl")
     outputs = [table, plot, summary]
     refresh.click(page.leaderboard, None, outputs, **UI_ONLY)
-    prepare.click(page.export, None, [csv, jsonl], **UI_ONLY)
+    prepare.click(page.export, token, [csv, jsonl], **UI_ONLY)
     return outputs

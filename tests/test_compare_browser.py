@@ -5,12 +5,13 @@ One app instance for this module, offline (only the demo GGUFs), with its votes 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from serving.arena.pairing import BATTLE_SETTINGS
-from serving.arena.votes import VoteStore, from_jsonl
+from serving.arena.votes import VoteStore, public_records
 from tests.browser import launch_app, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -107,10 +108,12 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
     assert not page.locator("#export-jsonl").is_visible()  # no export file until one is asked for
     page.locator("#export-prepare").click()
     page.locator("#export-jsonl").wait_for(state="visible")
+    assert "What a vote stores" in page.locator("#votes-stored-note").inner_text()
     with page.expect_download() as download:
         page.locator("#export-jsonl").click()
-    exported = from_jsonl(Path(download.value.path()).read_text(encoding="utf-8"))
-    assert exported == votes
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert [json.loads(line) for line in exported.splitlines()] == public_records(votes)
+    assert "refund" not in exported  # the public export holds no prompt or answer
 
     page.get_by_role("tab", name="Blind arena").click()
     page.locator("#arena-new").click()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from serving.arena.votes import votes_db_path
 
@@ -27,6 +27,8 @@ class ArenaSettings(BaseModel):
     """Blind-arena votes one IP address may cast per `vote_window_s` ($IRIS_ARENA_VOTES_PER_IP)."""
     vote_window_s: float = Field(3600.0, gt=0)
     """The rate limits' sliding window, in seconds ($IRIS_ARENA_VOTE_WINDOW_S)."""
+    export_token: SecretStr | None = None
+    """Owner's token for the full vote export with prompts and answers ($IRIS_ARENA_EXPORT_TOKEN); unset: public only."""
     bootstrap_rounds: int = Field(200, ge=10, le=10_000)
     """Resamples behind each leaderboard confidence interval ($IRIS_ARENA_BOOTSTRAP_ROUNDS)."""
 

@@ -173,17 +173,48 @@ def from_jsonl(text: str) -> list[Vote]:
     return [Vote(**json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
+PUBLIC_COLUMNS = ("model_a", "model_b", "outcome", "date")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def public_records(votes: list[Vote]) -> list[dict]:
+    """What the leaderboard is computed from, and nothing a visitor wrote: counted votes' pairs, outcomes, days."""
+    return [{"model_a": v.model_a, "model_b": v.model_b, "outcome": v.outcome, "date": v.created_at[:10]}
+            for v in votes if v.anonymous]
+
+
+def public_csv(votes: list[Vote]) -> str:
+    return _csv_text(public_records(votes), PUBLIC_COLUMNS)
+
+
+def public_jsonl(votes: list[Vote]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in public_records(votes))
+
+
 def to_csv(votes: list[Vote]) -> str:
-    """A header row then one row per vote; `settings` is a JSON string column."""
+    """A header row then one row per vote; `settings` is a JSON string column; cells are formula-escaped."""
+    return _csv_text([{**asdict(v), "settings": json.dumps(v.settings, sort_keys=True)} for v in votes], _COLUMNS)
+
+
+def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=_COLUMNS)
+    writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
-    for v in votes:
-        writer.writerow({**asdict(v), "settings": json.dumps(v.settings, sort_keys=True)})
+    for row in rows:
+        writer.writerow({k: escape_cell(v) for k, v in row.items()})
     return out.getvalue()
 
 
+def escape_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR) gets a leading "'" (as does "'")."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def _unescape_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") else value
+
+
 def from_csv(text: str) -> list[Vote]:
-    rows = csv.DictReader(io.StringIO(text))
+    rows = [{k: _unescape_cell(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
     return [Vote(**{**row, "settings": json.loads(row["settings"]), "anonymous": row["anonymous"] == "True"})
             for row in rows]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import logging
 import random
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -31,6 +30,7 @@ from serving.engine import Engine, ServingError
 from serving.downloads import write_download
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_seed, visitor_settings
 from serving.personas import PersonaBook, load_personas
+from serving.stops import StopFlags
 
 log = logging.getLogger(__name__)
 CUSTOM = "custom"
@@ -83,7 +83,7 @@ class ComparePage:
         self.rng = random.SystemRandom()
         self.limiter = VoteLimiter({"session": settings.votes_per_session, "IP address": settings.votes_per_ip},
                                    settings.vote_window_s)
-        self._stops: dict[str, threading.Event] = {}
+        self.stops = StopFlags()
 
     # ---- models ---------------------------------------------------------------------------
     def available(self) -> list[str]:
@@ -100,10 +100,9 @@ class ComparePage:
         except PairingError as err:
             return None, None, str(err)
         wanted = [query.get("a"), query.get("b")]
-        unknown = [w for w in wanted if w and w not in self.engine.registry.ids()]
-        if unknown:
-            names = ", ".join(map(repr, unknown))
-            return (*default, f"Unknown model id {names} in the link; showing the default pair.")
+        if any(w and w not in self.engine.registry.ids() for w in wanted):
+            # The link's text is not shown back: a crafted link must not put its words into the page's toast.
+            return (*default, "The link names a model this server does not have; showing the default pair.")
         a = wanted[0] or default[0]
         return a, wanted[1] or (default[1] if default[1] != a else default[0]), None
 
@@ -151,19 +150,17 @@ class ComparePage:
         if not model_a or not model_b or model_a == model_b:
             raise gr.Error("Pick two different models, one for A and one for B.")
         heads = [self.pane_header(model_a, "A"), self.pane_header(model_b, "B")]
-        update, stop = None, self._stops.setdefault(history.conversation_id, threading.Event())
-        stop.clear()
+        update = None
         try:
-            for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt or "", settings,
-                                   stop):
-                yield self._pair_view(update, (model_a, model_b), prompt, heads, settings)
+            with self.stops.run(history.conversation_id) as stop:
+                for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt, settings,
+                                       stop):
+                    yield self._pair_view(update, (model_a, model_b), prompt, heads, settings)
         except ServingError as err:
             log.warning("side-by-side failed: %s", err)
             gr.Warning(err.user_message)
             yield gr.update(), history, chat_view(history, 0), chat_view(history, 1), *heads
             return
-        finally:
-            self._stops.pop(history.conversation_id, None)
         for notice in update.notices:
             gr.Info(notice)
 
@@ -180,8 +177,8 @@ class ComparePage:
 
     def stop(self, history: PairHistory | None) -> None:
         """Stop the pair run of this conversation (the side generating now ends; the other is skipped)."""
-        if history is not None and history.conversation_id in self._stops:
-            self._stops[history.conversation_id].set()
+        if history is not None:
+            self.stops.stop(history.conversation_id)
 
     def clear(self, history: PairHistory | None = None) -> tuple:
         """A fresh pair history (new conversation ids) and empty panes; a running pair is stopped."""

@@ -124,7 +124,7 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
 def test_bad_link_falls_back_to_the_default_pair_and_oversize_prompt_is_refused(compare_url, chromium_page):
     page = chromium_page
     open_page(page, compare_url, "/compare?a=no-such-model&b=demo-base")
-    page.get_by_text("Unknown model id 'no-such-model'").first.wait_for()
+    page.get_by_text("The link names a model this server does not have").first.wait_for()
     wait_text(page, "#compare-head-a", "demo-support")  # the offline default: the fine-tune vs its base
     assert "demo-base" in page.locator("#compare-head-b").inner_text()
     page.locator("#compare-prompt textarea").fill("x" * 201)

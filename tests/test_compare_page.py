@@ -68,3 +68,10 @@ def test_the_full_export_needs_the_owners_token_and_its_csv_cannot_run_formulas(
     cells = files["iris-votes-full.csv"].splitlines()[1]
     assert "'=HYPERLINK" in cells and ",'+1," in cells and ",'@SUM(A1)," in cells
     assert from_csv(files["iris-votes-full.csv"]) == page.store.votes()  # the escape round-trips
+
+
+def test_a_links_query_values_are_not_echoed_into_the_page(page, monkeypatch):
+    monkeypatch.setattr(page, "available", lambda: ["demo-base", "demo-support"])
+    crafted = "Your account is locked: call +1 555 0100"
+    a, b, warning = page.initial_pair({"a": crafted, "b": "demo-base"})
+    assert (a, b) == ("demo-support", "demo-base") and "does not have" in warning and crafted not in warning

@@ -89,7 +89,7 @@ class StudyPage:
     # ---- quiz ----------------------------------------------------------------------------
     def make_quiz(self, model_id: str, topic: str, n_questions: float, difficulty: str):
         with shown_errors("quiz"):
-            request = parse(inputs.QuizRequest, topic=topic, n_questions=int(n_questions), difficulty=difficulty)
+            request = parse(inputs.QuizRequest, topic=topic, n_questions=n_questions, difficulty=difficulty)
             quiz = self.tools.quiz(model_id, request)
         slots = []
         for i in range(MAX_QUESTIONS):
@@ -145,7 +145,7 @@ class StudyPage:
     # ---- flashcards ----------------------------------------------------------------------
     def make_cards(self, model_id: str, topic: str, n_cards: float):
         with shown_errors("flashcards"):
-            deck = self.tools.flashcards(model_id, parse(inputs.FlashcardsRequest, topic=topic, n_cards=int(n_cards)))
+            deck = self.tools.flashcards(model_id, parse(inputs.FlashcardsRequest, topic=topic, n_cards=n_cards))
         path = export.write_download(export.flashcards_csv(deck.cards), export.safe_filename(topic, "-flashcards.csv"))
         cards = list(deck.cards)
         return [cards, 0, False, *self.card_view(cards, 0, False), gr.DownloadButton(value=str(path), visible=True)]

@@ -8,7 +8,6 @@ so a bad persona/model id, message or setting gets the same short `gr.Error` fro
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ import gradio as gr
 from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, ServingError
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_settings
 from serving.personas import Persona, PersonaBook, load_personas
+from serving.stops import StopFlags
 
 log = logging.getLogger(__name__)
 GROUP = "support"
@@ -44,18 +44,17 @@ def footer(stats: GenerationStats | None) -> str:
 
 
 class SupportChat:
-    """The page's handlers; holds the engine, the personas and the per-conversation stop flags."""
+    """The page's handlers; holds the engine, the personas and the stop flags of running answers."""
 
     def __init__(self, engine: Engine, personas: PersonaBook):
         self.engine = engine
         self.personas = personas
         self.support = personas.group(GROUP)
-        self._stops: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
+        self.stops = StopFlags()
 
     # ---- validation shared by UI and API --------------------------------------------------
     def persona(self, persona_id: str) -> Persona:
-        if persona_id not in {p.id for p in self.support}:
+        if not isinstance(persona_id, str) or persona_id not in {p.id for p in self.support}:
             raise gr.Error(f"Unknown persona {persona_id!r}; choose one of: {', '.join(p.id for p in self.support)}.")
         return self.personas.get(persona_id)
 
@@ -67,7 +66,7 @@ class SupportChat:
 
     def defaults(self, persona_id: str, model_id: str) -> GenerationSettings:
         """The persona's settings on top of the model's registry defaults."""
-        if model_id not in self.engine.registry.ids():
+        if not isinstance(model_id, str) or model_id not in self.engine.registry.ids():
             raise gr.Error(f"Unknown model {model_id!r}; choose one of: {', '.join(self.engine.registry.ids())}.")
         return self.persona(persona_id).settings(self.engine.registry.get(model_id).generation)
 
@@ -99,26 +98,18 @@ class SupportChat:
 
         Generation runs in the engine's worker thread, so re-rendering the chat never slows the model.
         """
-        stop = threading.Event()
-        with self._lock:
-            self._stops[request.conversation_id] = stop
         report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
         try:
-            for batch in self.engine.stream_batches(request, stop, report):
-                yield [(e.kind, e.stats if e.kind == "done" else e.text) for e in batch]
+            with self.stops.run(request.conversation_id) as stop:
+                for batch in self.engine.stream_batches(request, stop, report):
+                    yield [(e.kind, e.stats if e.kind == "done" else e.text) for e in batch]
         except ServingError as err:
             log.warning("support chat: %s", err)
             raise gr.Error(err.user_message) from None
-        finally:
-            with self._lock:
-                if self._stops.get(request.conversation_id) is stop:
-                    del self._stops[request.conversation_id]
 
     def stop(self, conversation_id: str) -> None:
-        with self._lock:
-            flag = self._stops.get(conversation_id)
-        if flag is not None:
-            flag.set()
+        """Stop every answer of this conversation that is being generated."""
+        self.stops.stop(conversation_id)
 
     def respond(self, message: str, history: list[dict], persona_id: str, model_id: str, temperature: float,
                 top_p: float, max_new_tokens: int, repeat_penalty: float, conversation_id: str,
@@ -186,6 +177,8 @@ class SupportChat:
     @staticmethod
     def _api_history(history: list | None) -> list[dict]:
         history = history or []
+        if not isinstance(history, list):
+            raise gr.Error("Invalid history: expected a list of {'role': 'user'|'assistant', 'content': str} items.")
         for i, turn in enumerate(history):
             if (not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant")
                     or not isinstance(turn.get("content"), str)):

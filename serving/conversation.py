@@ -148,6 +148,8 @@ def validate_messages(messages: Messages, max_chars: int, max_messages: int, max
             return f"message #{i + 1} needs a role of {', '.join(ROLES)}"
         if not isinstance(message.get("content"), str):
             return f"message #{i + 1} needs text content"
+        if not _encodable(message["content"]):
+            return f"message #{i + 1} holds characters that are not valid text (such as a lone surrogate \\ud800)"
     total = sum(len(m["content"]) for m in messages)
     if total > max_total_chars:
         return (f"the conversation is {total} characters long; the limit is {max_total_chars}: "
@@ -160,3 +162,12 @@ def validate_messages(messages: Messages, max_chars: int, max_messages: int, max
     if len(last["content"]) > max_chars:
         return f"the message is {len(last['content'])} characters long; the limit is {max_chars}"
     return None
+
+
+def _encodable(text: str) -> bool:
+    """False for text UTF-8 cannot encode (lone surrogates a JSON client may send), which no tokenizer takes."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -344,6 +344,8 @@ class Engine:
 
     def _entry(self, model_id: str) -> ModelEntry:
         try:
+            if not isinstance(model_id, str):
+                raise KeyError(model_id)
             return self.registry.get(model_id)
         except KeyError:
             raise UnknownModel(f"Unknown model {model_id!r}; choose one of: {', '.join(self.registry.ids())}.")

@@ -123,3 +123,8 @@ def test_leak_guard_stops_at_chatml_markers():
         guard = LeakGuard()
         shown = guard.feed("Done." + marker[:5]) + guard.feed(marker[5:] + "user\nmore") + guard.flush()
         assert shown == "Done." and guard.stopped, marker
+
+
+def test_validate_messages_refuses_text_utf8_cannot_encode():
+    assert "not valid text" in check([{"role": "user", "content": "hi \ud800"}])
+    assert check([{"role": "user", "content": "héllo 日本 😀"}]) is None

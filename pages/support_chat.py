@@ -83,14 +83,12 @@ class SupportChat:
         status = self.model_status(model_id)
         if not status.available:
             raise gr.Error(f"{status.display_name} is unavailable: {status.reason}.")
-        if not isinstance(message, str) or not message.strip():
-            raise gr.Error("The message is empty: type a question first.")
-        limit = self.engine.settings.max_message_chars
-        if len(message) > limit:
-            raise gr.Error(f"The message is {len(message)} characters long; the limit is {limit}.")
         messages = [{"role": "system", "content": persona.system_prompt}, *history,
                     {"role": "user", "content": message}]
-        return ChatRequest(model_id, messages, settings, conversation_id)
+        try:  # the engine's checks, asked before the page shows anything: one validation path for UI and API
+            return self.engine.check(ChatRequest(model_id, messages, settings, conversation_id))
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
 
     # ---- generation ----------------------------------------------------------------------
     def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[list[tuple[str, object]]]:

@@ -350,6 +350,10 @@ class Engine:
         except KeyError:
             raise UnknownModel(f"Unknown model {model_id!r}; choose one of: {', '.join(self.registry.ids())}.")
 
+    def check(self, request: ChatRequest) -> ChatRequest:
+        """The request with checked settings, or the ServingError `stream` would raise: for a page to ask first."""
+        return self._validate(request)[1]
+
     def _validate(self, request: ChatRequest) -> tuple[ModelEntry, ChatRequest]:
         """The request's registry entry and the request with checked settings, or a ServingError."""
         entry = self._entry(request.model_id)

@@ -26,8 +26,8 @@ from serving.arena.integrity import VoteLimiter, reveals_identity
 from serving.arena.pairing import BattleRound, PairingError, battle_settings, default_pair, new_round
 from serving.arena.settings import ArenaSettings
 from serving.arena.votes import VoteError, VoteStore, public_csv, public_jsonl, to_csv, to_jsonl
-from serving.engine import Engine, ServingError
 from serving.downloads import write_download
+from serving.engine import Engine, ServingError
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_seed, visitor_settings
 from serving.personas import PersonaBook, load_personas
 from serving.stops import StopFlags

@@ -44,7 +44,7 @@ def chat_and_hang_up(http: httpx.Client, fn_index: int) -> None:
                 break
 
 
-def finish(caplog, timeout_s: float = 20.0) -> str | None:
+def finish(caplog, timeout_s: float = 60.0) -> str | None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         ends = [r.getMessage() for r in caplog.records if r.getMessage().startswith("demo-support: ")]

@@ -156,7 +156,8 @@ def page_cases(q: Queue) -> list[Result]:
               lambda: q.call(compare_send, ["Hi", None, None, "s" * 5000, None, *sliders]),
               refused("limit here is 4000")),
         timed("compare side by side: max_new_tokens 8192 (past the slider)", "refused, naming the 1024 limit",
-              lambda: q.call(compare_send, ["Hi", None, None, "", None, 0.7, 0.9, 40, 8192, 1.1, None]), refused("1024")),
+              lambda: q.call(compare_send, ["Hi", None, None, "", None, 0.7, 0.9, 40, 8192, 1.1, None]),
+              refused("1024")),
         timed("study planner: 500-character exam name", "refused: keep it under 120",
               lambda: q.call(plan, ["demo-base", "e" * 500, exam, "algebra", 2]), refused("keep it under 120")),
     ]

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 
 from serving.arena import ratings
 from serving.arena.compare import (
-    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt, validate_system_prompt,
-    with_fixed_seed,
+    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt,
+    validate_system_prompt, with_fixed_seed,
 )
 from serving.arena.integrity import VoteLimiter, reveals_identity
 from serving.arena.pairing import BattleRound, PairingError, battle_settings, default_pair, new_round

@@ -71,7 +71,8 @@ def _checked(name: str, value: object) -> float | int:
     if knob is None:
         raise InvalidInput(f"Invalid setting {name}: it cannot be chosen here; use one of {', '.join(VISITOR_KNOBS)}.")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"Invalid setting {name}: {value!r} is not a number; choose {knob.minimum}–{knob.maximum}.")
+        raise InvalidInput(f"Invalid setting {name}: {value!r} is not a number; "
+                           f"choose {knob.minimum}–{knob.maximum}.")
     if not knob.minimum <= value <= knob.maximum:
         raise InvalidInput(f"Invalid setting {name}: {value:g} is outside {knob.minimum:g}–{knob.maximum:g}; "
                            "choose a value in that range.")

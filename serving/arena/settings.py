@@ -28,7 +28,7 @@ class ArenaSettings(BaseModel):
     vote_window_s: float = Field(3600.0, gt=0)
     """The rate limits' sliding window, in seconds ($IRIS_ARENA_VOTE_WINDOW_S)."""
     export_token: SecretStr | None = None
-    """Owner's token for the full vote export with prompts and answers ($IRIS_ARENA_EXPORT_TOKEN); unset: public only."""
+    """Owner's token for the full vote export, prompts and answers ($IRIS_ARENA_EXPORT_TOKEN); unset: public only."""
     bootstrap_rounds: int = Field(200, ge=10, le=10_000)
     """Resamples behind each leaderboard confidence interval ($IRIS_ARENA_BOOTSTRAP_ROUNDS)."""
 

@@ -236,7 +236,7 @@ class ComparePage:
             raise gr.Error("No round is open: press “New round”.")
         try:
             vote = rnd.vote(outcome)
-            self.limiter.allow(visitor_keys(request))
+            self.limiter.allow(visitor_keys(request, self.settings.trust_forwarded_for))
             self.store.record(vote)
         except VoteError as err:
             raise gr.Error(str(err)) from None
@@ -293,12 +293,16 @@ class ComparePage:
                 *self.leaderboard())
 
 
-def visitor_keys(request: gr.Request | None) -> dict[str, str]:
-    """The keys a visitor's votes are limited by: the browser session and the client's IP address."""
+def visitor_keys(request: gr.Request | None, trust_forwarded_for: bool = False) -> dict[str, str]:
+    """The keys a visitor's votes are limited by: the browser session and the client's IP address.
+
+    Behind a trusted proxy the socket's address is the proxy's, so the first X-Forwarded-For entry is used.
+    """
     if request is None:
         return {}
-    client = getattr(request, "client", None)
-    return {"session": request.session_hash or "", "IP address": getattr(client, "host", "") or ""}
+    forwarded = (request.headers.get("x-forwarded-for") or "") if trust_forwarded_for else ""
+    address = forwarded.split(",")[0].strip() or getattr(getattr(request, "client", None), "host", "") or ""
+    return {"session": request.session_hash or "", "IP address": address}
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:

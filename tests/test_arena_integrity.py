@@ -80,9 +80,18 @@ def test_the_compare_page_refuses_votes_beyond_the_session_limit(registry, tmp_p
 
     page = ComparePage(Engine(registry, ServingSettings(ram_budget_mb=64)), load_personas(),
                        ArenaSettings(votes_db=tmp_path / "v.db", votes_per_session=2))
-    request = SimpleNamespace(session_hash="s1", client=SimpleNamespace(host="127.0.0.1"))
+    request = SimpleNamespace(session_hash="s1", client=SimpleNamespace(host="127.0.0.1"), headers={})
     for _ in range(2):
         page.vote("a", BattleRound(("demo-base", "demo-support")).answered("Hi", ("a", "b"), {}), request)
     with pytest.raises(gr.Error, match="Too many votes from this session"):
         page.vote("a", BattleRound(("demo-base", "demo-support")).answered("Hi", ("a", "b"), {}), request)
     assert page.store.count() == 2
+
+
+def test_votes_are_keyed_by_the_forwarded_address_only_behind_a_trusted_proxy():
+    from pages.compare import visitor_keys
+
+    request = SimpleNamespace(session_hash="s1", client=SimpleNamespace(host="10.0.0.1"),
+                              headers={"x-forwarded-for": "203.0.113.7, 10.0.0.1"})
+    assert visitor_keys(request)["IP address"] == "10.0.0.1"  # a client could forge the header
+    assert visitor_keys(request, trust_forwarded_for=True) == {"session": "s1", "IP address": "203.0.113.7"}

@@ -27,6 +27,9 @@ class ArenaSettings(BaseModel):
     """Blind-arena votes one IP address may cast per `vote_window_s` ($IRIS_ARENA_VOTES_PER_IP)."""
     vote_window_s: float = Field(3600.0, gt=0)
     """The rate limits' sliding window, in seconds ($IRIS_ARENA_VOTE_WINDOW_S)."""
+    trust_forwarded_for: bool = Field(default_factory=lambda: bool(os.environ.get("SPACE_ID")))
+    """Limit votes by the first X-Forwarded-For address (behind a trusted proxy: on by default in a Space, whose
+    proxy sets it; the socket's address would be the proxy's for every visitor) ($IRIS_ARENA_TRUST_FORWARDED_FOR)."""
     export_token: SecretStr | None = None
     """Owner's token for the full vote export, prompts and answers ($IRIS_ARENA_EXPORT_TOKEN); unset: public only."""
     bootstrap_rounds: int = Field(200, ge=10, le=10_000)

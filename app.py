@@ -29,6 +29,9 @@ from serving.selfcheck import run_selfcheck
 OMP_WAIT_POLICY = "PASSIVE"
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue before visitors get "queue full"
 CONCURRENCY = 4  # workers per event; each model still serves one request at a time (engine pool)
+# Every file an event returns is copied into Gradio's cache; sweep copies older than an hour, every 30 minutes
+# (and all of them at start), so downloads do not fill the disk of a long-running Space.
+DELETE_CACHE = (1800, 3600)
 
 
 MAIN_PAGE = "Support chat"  # the page at `/`
@@ -36,7 +39,7 @@ ROUTES = (("Study tools", "/study", study), ("Compare", "/compare", compare))
 
 
 def build_app(engine: Engine) -> gr.Blocks:
-    with gr.Blocks(title="Iris") as app:
+    with gr.Blocks(title="Iris", delete_cache=DELETE_CACHE) as app:
         gr.Navbar(main_page_name=MAIN_PAGE)
         support_chat.build(engine)
     for title, path, page in ROUTES:

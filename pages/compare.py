@@ -7,45 +7,43 @@ preselects the side-by-side pair. Every visitor error becomes a short `gr.Warnin
 
 from __future__ import annotations
 
+import hmac
 import logging
-import os
 import random
-import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import gradio as gr
 from gradio.context import Context
 from matplotlib.figure import Figure
-from pydantic import ValidationError
 
 from serving.arena import ratings
 from serving.arena.compare import (
-    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt, with_fixed_seed,
+    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt,
+    validate_system_prompt, with_fixed_seed,
 )
-from serving.arena.pairing import BattleRound, PairingError, default_pair, new_round
+from serving.arena.integrity import VoteLimiter, reveals_identity
+from serving.arena.pairing import BattleRound, PairingError, battle_settings, default_pair, new_round
 from serving.arena.settings import ArenaSettings
-from serving.arena.votes import VoteError, VoteStore, to_csv, to_jsonl
+from serving.arena.votes import VoteError, VoteStore, public_csv, public_jsonl, to_csv, to_jsonl
+from serving.downloads import write_download
 from serving.engine import Engine, ServingError
-from serving.generation import GenerationSettings
+from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_seed, visitor_settings
 from serving.personas import PersonaBook, load_personas
+from serving.stops import StopFlags
 
 log = logging.getLogger(__name__)
 CUSTOM = "custom"
 DEFAULTS = GenerationSettings(max_new_tokens=256, seed=None)
 SETTINGS_FIELDS = ("temperature", "top_p", "top_k", "max_new_tokens", "repeat_penalty", "seed")
-SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
-    "temperature": ("Temperature", 0.0, 2.0, 0.05),
-    "top_p": ("Top-p", 0.05, 1.0, 0.05),
-    "top_k": ("Top-k", 0, 200, 1),
-    "max_new_tokens": ("Max new tokens", 8, 1024, 8),
-    "repeat_penalty": ("Repetition penalty", 1.0, 2.0, 0.05),
-}
+SLIDERS = VISITOR_KNOBS
 # The page is for people: its events are not API endpoints, so votes cannot be scripted through gradio_client.
 UI_ONLY = {"api_visibility": "private"}
 VOTES = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
+STORED_NOTE = ("**What a vote stores:** your prompt, both answers, the two model ids, the sampling settings, your "
+               "verdict and the time; no name, account or cookie. Your IP address is only held in memory for an hour "
+               "to limit votes. The public export lists only counted votes' model pairs, verdicts and dates; prompts "
+               "and answers are exported only for this server's owner.")
 LEADERBOARD_HEADERS = ["Rank", "Model", "Rating (BT)", "95% CI", "Elo", "Battles", "Win rate", "W-L-T"]
 
 
@@ -83,8 +81,9 @@ class ComparePage:
         self.engine, self.personas, self.settings = engine, personas, settings
         self.store = VoteStore(settings.votes_db)
         self.rng = random.SystemRandom()
-        self.export_dir = Path(tempfile.mkdtemp(prefix="iris-votes-"))
-        self._stops: dict[str, threading.Event] = {}
+        self.limiter = VoteLimiter({"session": settings.votes_per_session, "IP address": settings.votes_per_ip},
+                                   settings.vote_window_s)
+        self.stops = StopFlags()
 
     # ---- models ---------------------------------------------------------------------------
     def available(self) -> list[str]:
@@ -101,10 +100,9 @@ class ComparePage:
         except PairingError as err:
             return None, None, str(err)
         wanted = [query.get("a"), query.get("b")]
-        unknown = [w for w in wanted if w and w not in self.engine.registry.ids()]
-        if unknown:
-            names = ", ".join(map(repr, unknown))
-            return (*default, f"Unknown model id {names} in the link; showing the default pair.")
+        if any(w and w not in self.engine.registry.ids() for w in wanted):
+            # The link's text is not shown back: a crafted link must not put its words into the page's toast.
+            return (*default, "The link names a model this server does not have; showing the default pair.")
         a = wanted[0] or default[0]
         return a, wanted[1] or (default[1] if default[1] != a else default[0]), None
 
@@ -129,40 +127,40 @@ class ComparePage:
 
     def generation(self, values: tuple) -> GenerationSettings:
         """Shared settings from the UI values, with one seed drawn for both sides when empty."""
-        chosen = dict(zip(SETTINGS_FIELDS, values))
-        chosen["seed"] = None if chosen["seed"] in (None, "") else int(chosen["seed"])
+        *chosen, seed = values
         try:
-            return with_fixed_seed(GenerationSettings(**chosen), random.Random(self.rng.random()))
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise gr.Error(f"Invalid setting {first['loc'][0]}: {first['msg']}.") from None
+            settings = visitor_settings(DEFAULTS, **dict(zip(SETTINGS_FIELDS, chosen)))
+            return with_fixed_seed(settings.merged(seed=visitor_seed(seed)), random.Random(self.rng.random()))
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
 
-    def checked_prompt(self, prompt: str) -> str:
+    def checked(self, prompt: str, system_prompt: str | None) -> tuple[str, str]:
+        """The prompt and the system prompt, checked before any model work."""
         try:
-            return validate_prompt(prompt, self.settings.max_prompt_chars)
+            return (validate_prompt(prompt, self.settings.max_prompt_chars),
+                    validate_system_prompt(system_prompt, self.settings.max_system_chars))
         except ServingError as err:
             raise gr.Error(err.user_message) from None
 
     # ---- side by side ---------------------------------------------------------------------
     def side_by_side(self, prompt, model_a, model_b, system_prompt, history: PairHistory | None,
                      *values) -> Iterator[tuple]:
-        prompt, settings, history = self.checked_prompt(prompt), self.generation(values), history or PairHistory()
+        (prompt, system_prompt), settings = self.checked(prompt, system_prompt), self.generation(values)
+        history = history or PairHistory()
         if not model_a or not model_b or model_a == model_b:
             raise gr.Error("Pick two different models, one for A and one for B.")
         heads = [self.pane_header(model_a, "A"), self.pane_header(model_b, "B")]
-        update, stop = None, self._stops.setdefault(history.conversation_id, threading.Event())
-        stop.clear()
+        update = None
         try:
-            for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt or "", settings,
-                                   stop):
-                yield self._pair_view(update, (model_a, model_b), prompt, heads, settings)
+            with self.stops.run(history.conversation_id) as stop:
+                for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt, settings,
+                                       stop):
+                    yield self._pair_view(update, (model_a, model_b), prompt, heads, settings)
         except ServingError as err:
             log.warning("side-by-side failed: %s", err)
             gr.Warning(err.user_message)
             yield gr.update(), history, chat_view(history, 0), chat_view(history, 1), *heads
             return
-        finally:
-            self._stops.pop(history.conversation_id, None)
         for notice in update.notices:
             gr.Info(notice)
 
@@ -179,8 +177,8 @@ class ComparePage:
 
     def stop(self, history: PairHistory | None) -> None:
         """Stop the pair run of this conversation (the side generating now ends; the other is skipped)."""
-        if history is not None and history.conversation_id in self._stops:
-            self._stops[history.conversation_id].set()
+        if history is not None:
+            self.stops.stop(history.conversation_id)
 
     def clear(self, history: PairHistory | None = None) -> tuple:
         """A fresh pair history (new conversation ids) and empty panes; a running pair is stopped."""
@@ -200,15 +198,16 @@ class ComparePage:
             rnd = None
         return (rnd, [], [], "Names are hidden until you vote.", "", *self._vote_buttons(False))
 
-    def battle(self, prompt, system_prompt, rnd: BattleRound | None, *values) -> Iterator[tuple]:
+    def battle(self, prompt, rnd: BattleRound | None) -> Iterator[tuple]:
+        """Both hidden models answer `prompt` with the server's settings and seed (`BATTLE_SETTINGS`)."""
         if rnd is None:
             raise gr.Error("No round is open: press “New round”.")
         if rnd.prompt:
             raise gr.Error("This round already has its prompt: vote, then start a new round.")
-        prompt, settings = self.checked_prompt(prompt), self.generation(values)
-        update = None
+        prompt, _ = self.checked(prompt, "")
+        settings, update = battle_settings(random.Random(self.rng.random())), None
         try:
-            for update in run_pair(self.engine, rnd.models, PairHistory(), prompt, system_prompt or "", settings):
+            for update in run_pair(self.engine, rnd.models, PairHistory(), prompt, "", settings):
                 done = update.active is None
                 views = [chat_view(PairHistory(), s, prompt, update.answers[s] if done else
                                    update.answers[s] or None if update.active >= s else None) for s in (0, 1)]
@@ -217,19 +216,35 @@ class ComparePage:
             log.warning("battle round %s failed: %s", rnd.round_id, err)
             gr.Warning(err.user_message)
             return
-        answered = rnd.answered(prompt, update.answers, settings.model_dump())
+        anonymous = not reveals_identity(update.answers, self.identity_names())
+        answered = rnd.answered(prompt, update.answers, settings.model_dump(), anonymous)
         yield (answered, *views, "Which answer is better? Vote to reveal the models.", *self._vote_buttons(True))
 
-    def vote(self, outcome: str, rnd: BattleRound | None) -> tuple:
+    def voter(self, outcome: str):
+        """The click handler of one vote button (Gradio passes the request to an annotated parameter)."""
+        def vote(rnd: BattleRound | None, request: gr.Request) -> tuple:
+            return self.vote(outcome, rnd, request)
+
+        return vote
+
+    def identity_names(self) -> list[str]:
+        """Every registered model's id and display name: an answer naming one reveals who answered."""
+        return [name for e in self.engine.registry.models.values() for name in (e.id, e.display_name)]
+
+    def vote(self, outcome: str, rnd: BattleRound | None, request: gr.Request | None = None) -> tuple:
         if rnd is None:
             raise gr.Error("No round is open: press “New round”.")
         try:
-            self.store.record(rnd.vote(outcome))
+            vote = rnd.vote(outcome)
+            self.limiter.allow(visitor_keys(request, self.settings.trust_forwarded_for))
+            self.store.record(vote)
         except VoteError as err:
             raise gr.Error(str(err)) from None
         names = [self.engine.registry.get(m).display_name for m in rnd.models]
         reveal = (f"**You voted: {VOTES[outcome]}.**  \nA was **{names[0]}** (`{rnd.models[0]}`), "
                   f"B was **{names[1]}** (`{rnd.models[1]}`). Press “New round” to go again.")
+        if not vote.anonymous:
+            reveal += "  \n_An answer named a model or its maker, so this vote is kept but not counted._"
         return (replace(rnd, voted=True), reveal, "", *self._vote_buttons(False), *self.leaderboard())
 
     @staticmethod
@@ -238,14 +253,34 @@ class ComparePage:
 
     # ---- leaderboard ----------------------------------------------------------------------
     def leaderboard(self) -> tuple:
-        """Table, plot and fresh CSV/JSONL exports of every stored vote."""
+        """Table, plot and summary of every stored vote (no files: exports are written only when asked for)."""
+        battles, stored = self.store.battles(), self.store.count()
+        table = ratings.leaderboard(battles, n_boot=self.settings.bootstrap_rounds, seed=0)
+        summary = (f"{len(battles)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
+                   + (f" {stored - len(battles)} vote(s) not counted: an answer named a model." if stored > len(battles)
+                      else ""))
+        return leaderboard_rows(table), leaderboard_plot(table), summary
+
+    def export(self, token: str | None = "") -> tuple:
+        """Vote files written now: the public battles, or with the owner's token every field of every vote."""
         votes = self.store.votes()
-        table = ratings.leaderboard([v.battle for v in votes], n_boot=self.settings.bootstrap_rounds, seed=0)
-        csv_path, jsonl_path = self.export_dir / "iris-votes.csv", self.export_dir / "iris-votes.jsonl"
-        _write_atomically(csv_path, to_csv(votes))
-        _write_atomically(jsonl_path, to_jsonl(votes))
-        summary = f"{len(votes)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
-        return leaderboard_rows(table), leaderboard_plot(table), summary, str(csv_path), str(jsonl_path)
+        if self.is_owner(token):
+            files = ((to_csv(votes), "iris-votes-full.csv"), (to_jsonl(votes), "iris-votes-full.jsonl"))
+        else:
+            files = ((public_csv(votes), "iris-battles.csv"), (public_jsonl(votes), "iris-battles.jsonl"))
+        return tuple(gr.DownloadButton(value=str(write_download(text, name, "votes")), visible=True)
+                     for text, name in files)
+
+    def is_owner(self, token: str | None) -> bool:
+        """True for the owner's token, False for none; a wrong token is refused with a short error."""
+        if not token:
+            return False
+        expected = self.settings.export_token
+        if expected is None:
+            raise gr.Error("The full export is off on this server; leave the token empty for the public export.")
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+            raise gr.Error("The owner token is wrong; leave it empty for the public export.")
+        return True
 
     # ---- page load ------------------------------------------------------------------------
     def on_load(self, request: gr.Request) -> tuple:
@@ -258,11 +293,16 @@ class ComparePage:
                 *self.leaderboard())
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Another visitor's export may be reading `path`: write a temp file, then rename over it."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8", suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+def visitor_keys(request: gr.Request | None, trust_forwarded_for: bool = False) -> dict[str, str]:
+    """The keys a visitor's votes are limited by: the browser session and the client's IP address.
+
+    Behind a trusted proxy the socket's address is the proxy's, so the first X-Forwarded-For entry is used.
+    """
+    if request is None:
+        return {}
+    forwarded = (request.headers.get("x-forwarded-for") or "") if trust_forwarded_for else ""
+    address = forwarded.split(",")[0].strip() or getattr(getattr(request, "client", None), "host", "") or ""
+    return {"session": request.session_hash or "", "IP address": address}
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:
@@ -278,10 +318,11 @@ def build(engine: Engine) -> None:
     with gr.Accordion("Persona and shared settings (both sides use the same ones)", open=False,
                       elem_id="compare-settings"):
         persona = gr.Dropdown(page.persona_choices(), value=CUSTOM, label="Persona")
-        system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models")
+        system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models",
+                            max_length=page.settings.max_system_chars)
         with gr.Row():
-            sliders = [gr.Slider(lo, hi, value=getattr(DEFAULTS, f), step=step, label=label, elem_id=f"compare-set-{f}")
-                       for f, (label, lo, hi, step) in SLIDERS.items()]
+            sliders = [gr.Slider(k.minimum, k.maximum, value=getattr(DEFAULTS, f), step=k.step, label=k.label,
+                                 elem_id=f"compare-set-{f}") for f, k in SLIDERS.items()]
             seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)",
                              elem_id="compare-set-seed")
     values = [*sliders, seed]
@@ -290,12 +331,12 @@ def build(engine: Engine) -> None:
         with gr.Tab("Side by side", id="side"):
             pair = _build_side_by_side(page, system, values)
         with gr.Tab("Blind arena", id="arena"):
-            arena = _build_arena(page, system, values)
+            arena = _build_arena(page)
         with gr.Tab("Leaderboard", id="leaderboard") as board_tab:
             board = _build_leaderboard(page)
     board_tab.select(page.leaderboard, None, board, **UI_ONLY)
     for outcome, button in zip(VOTES, arena["votes"]):
-        button.click(lambda rnd, o=outcome: page.vote(o, rnd), arena["round"],
+        button.click(page.voter(outcome), arena["round"],
                      [arena["round"], arena["reveal"], arena["status"], *arena["votes"], *board], **UI_ONLY)
     Context.root_block.load(page.on_load, None, [*pair, *arena["round_outputs"], *board], **UI_ONLY)
 
@@ -332,9 +373,11 @@ def _build_side_by_side(page: ComparePage, system, values) -> list:
     return [model_a, model_b, head_a, head_b, link]
 
 
-def _build_arena(page: ComparePage, system, values) -> dict:
+def _build_arena(page: ComparePage) -> dict:
     gr.Markdown("Two models drawn at random answer the same prompt; their names are hidden until you vote. "
-                f"*{RUN_ORDER_NOTE}*")
+                "Every round uses the server's settings and a fresh seed, with no system prompt (the shared "
+                "settings above are for side by side). A vote where an answer names a model is kept but not "
+                f"counted. *{RUN_ORDER_NOTE}*")
     rnd = gr.State(None)
     with gr.Row(equal_height=True):
         chat_a = gr.Chatbot(label="Model A", height=320, elem_id="arena-chat-a")
@@ -348,8 +391,7 @@ def _build_arena(page: ComparePage, system, values) -> dict:
         send = gr.Button("Ask", variant="primary", elem_id="arena-send")
         again = gr.Button("New round", elem_id="arena-new")
     round_outputs = [rnd, chat_a, chat_b, reveal, status, *votes]
-    run = dict(fn=page.battle, inputs=[prompt, system, rnd, *values], outputs=[rnd, chat_a, chat_b, status, *votes],
-               **UI_ONLY)
+    run = dict(fn=page.battle, inputs=[prompt, rnd], outputs=[rnd, chat_a, chat_b, status, *votes], **UI_ONLY)
     send.click(**run)
     prompt.submit(**run)
     again.click(lambda: (*page.start_round(), ""), None, [*round_outputs, prompt], **UI_ONLY)
@@ -360,10 +402,15 @@ def _build_leaderboard(page: ComparePage) -> list:
     summary = gr.Markdown(elem_id="leaderboard-summary")
     table = gr.Dataframe(headers=LEADERBOARD_HEADERS, interactive=False, elem_id="leaderboard-table")
     plot = gr.Plot(label="Ratings")
+    gr.Markdown(STORED_NOTE, elem_id="votes-stored-note")
     with gr.Row():
-        csv = gr.DownloadButton("Export votes (CSV)", elem_id="export-csv")
-        jsonl = gr.DownloadButton("Export votes (JSONL)", elem_id="export-jsonl")
         refresh = gr.Button("Refresh", elem_id="leaderboard-refresh")
-    outputs = [table, plot, summary, csv, jsonl]
+        token = gr.Textbox(placeholder="Owner token (full export)", type="password", show_label=False,
+                           max_length=200, elem_id="export-token")
+        prepare = gr.Button("Export votes", elem_id="export-prepare")
+        csv = gr.DownloadButton("Download CSV", visible=False, elem_id="export-csv")
+        jsonl = gr.DownloadButton("Download JSONL", visible=False, elem_id="export-jsonl")
+    outputs = [table, plot, summary]
     refresh.click(page.leaderboard, None, outputs, **UI_ONLY)
+    prepare.click(page.export, token, [csv, jsonl], **UI_ONLY)
     return outputs

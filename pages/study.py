@@ -88,7 +88,7 @@ class StudyPage:
     # ---- quiz ----------------------------------------------------------------------------
     def make_quiz(self, model_id: str, topic: str, n_questions: float, difficulty: str):
         with shown_errors("quiz"):
-            request = parse(inputs.QuizRequest, topic=topic, n_questions=int(n_questions), difficulty=difficulty)
+            request = parse(inputs.QuizRequest, topic=topic, n_questions=n_questions, difficulty=difficulty)
             quiz = self.tools.quiz(model_id, request)
         slots = []
         for i in range(MAX_QUESTIONS):
@@ -127,10 +127,10 @@ class StudyPage:
     # ---- planner -------------------------------------------------------------------------
     def make_plan(self, model_id: str, exam_name: str, exam_date: str | None, topics: str, hours: float):
         with shown_errors("planner"):
-            request = parse(inputs.PlanRequest, exam_date=exam_date or "", topics=inputs.split_topics(topics or ""),
-                            hours_per_day=hours, today=dt.date.today())
+            request = parse(inputs.PlanRequest, exam_name=exam_name or "", exam_date=exam_date or "",
+                            topics=inputs.split_topics(topics or ""), hours_per_day=hours, today=dt.date.today())
             sessions = self.tools.plan(model_id, request)
-        name = (exam_name or "").strip() or "Exam"
+        name = request.exam_name or "Exam"
         stem = export.safe_filename(name, "-plan")
         csv_path = export.write_download(export.plan_csv(sessions), f"{stem}.csv")
         ics = export.plan_ics(sessions, request.exam_date, name, dt.datetime.now(dt.timezone.utc))
@@ -144,7 +144,7 @@ class StudyPage:
     # ---- flashcards ----------------------------------------------------------------------
     def make_cards(self, model_id: str, topic: str, n_cards: float):
         with shown_errors("flashcards"):
-            deck = self.tools.flashcards(model_id, parse(inputs.FlashcardsRequest, topic=topic, n_cards=int(n_cards)))
+            deck = self.tools.flashcards(model_id, parse(inputs.FlashcardsRequest, topic=topic, n_cards=n_cards))
         path = export.write_download(export.flashcards_csv(deck.cards), export.safe_filename(topic, "-flashcards.csv"))
         cards = list(deck.cards)
         return [cards, 0, False, *self.card_view(cards, 0, False), gr.DownloadButton(value=str(path), visible=True)]

@@ -8,26 +8,20 @@ so a bad persona/model id, message or setting gets the same short `gr.Error` fro
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 
 import gradio as gr
-from pydantic import ValidationError
 
 from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, ServingError
-from serving.generation import GenerationSettings
+from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_settings
 from serving.personas import Persona, PersonaBook, load_personas
+from serving.stops import StopFlags
 
 log = logging.getLogger(__name__)
 GROUP = "support"
 N_EXAMPLES = 4
-SLIDERS = {  # GenerationSettings field -> (label, minimum, maximum, step)
-    "temperature": ("Temperature", 0.0, 2.0, 0.05),
-    "top_p": ("Top-p", 0.05, 1.0, 0.05),
-    "max_new_tokens": ("Max new tokens", 16, 1024, 16),
-    "repeat_penalty": ("Repetition penalty", 1.0, 2.0, 0.05),
-}
+SLIDERS = {key: VISITOR_KNOBS[key] for key in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")}
 
 
 def model_label(status: ModelStatus) -> str:
@@ -49,18 +43,17 @@ def footer(stats: GenerationStats | None) -> str:
 
 
 class SupportChat:
-    """The page's handlers; holds the engine, the personas and the per-conversation stop flags."""
+    """The page's handlers; holds the engine, the personas and the stop flags of running answers."""
 
     def __init__(self, engine: Engine, personas: PersonaBook):
         self.engine = engine
         self.personas = personas
         self.support = personas.group(GROUP)
-        self._stops: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
+        self.stops = StopFlags()
 
     # ---- validation shared by UI and API --------------------------------------------------
     def persona(self, persona_id: str) -> Persona:
-        if persona_id not in {p.id for p in self.support}:
+        if not isinstance(persona_id, str) or persona_id not in {p.id for p in self.support}:
             raise gr.Error(f"Unknown persona {persona_id!r}; choose one of: {', '.join(p.id for p in self.support)}.")
         return self.personas.get(persona_id)
 
@@ -72,17 +65,16 @@ class SupportChat:
 
     def defaults(self, persona_id: str, model_id: str) -> GenerationSettings:
         """The persona's settings on top of the model's registry defaults."""
-        if model_id not in self.engine.registry.ids():
+        if not isinstance(model_id, str) or model_id not in self.engine.registry.ids():
             raise gr.Error(f"Unknown model {model_id!r}; choose one of: {', '.join(self.engine.registry.ids())}.")
         return self.persona(persona_id).settings(self.engine.registry.get(model_id).generation)
 
     def settings(self, persona_id: str, model_id: str, **chosen: float | None) -> GenerationSettings:
-        """Persona/model defaults with the chosen values; out-of-range values name the field."""
+        """Persona/model defaults with the chosen values; out-of-range values name the field and the range."""
         try:
-            return self.defaults(persona_id, model_id).merged(**chosen)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise gr.Error(f"Invalid setting {first['loc'][0]}: {first['msg']}.") from None
+            return visitor_settings(self.defaults(persona_id, model_id), **chosen)
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
 
     def request(self, message: str, history: list[dict], persona_id: str, model_id: str,
                 settings: GenerationSettings, conversation_id: str) -> ChatRequest:
@@ -90,14 +82,12 @@ class SupportChat:
         status = self.model_status(model_id)
         if not status.available:
             raise gr.Error(f"{status.display_name} is unavailable: {status.reason}.")
-        if not isinstance(message, str) or not message.strip():
-            raise gr.Error("The message is empty: type a question first.")
-        limit = self.engine.settings.max_message_chars
-        if len(message) > limit:
-            raise gr.Error(f"The message is {len(message)} characters long; the limit is {limit}.")
         messages = [{"role": "system", "content": persona.system_prompt}, *history,
                     {"role": "user", "content": message}]
-        return ChatRequest(model_id, messages, settings, conversation_id)
+        try:  # the engine's checks, asked before the page shows anything: one validation path for UI and API
+            return self.engine.check(ChatRequest(model_id, messages, settings, conversation_id))
+        except ServingError as err:
+            raise gr.Error(err.user_message) from None
 
     # ---- generation ----------------------------------------------------------------------
     def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[list[tuple[str, object]]]:
@@ -105,33 +95,25 @@ class SupportChat:
 
         Generation runs in the engine's worker thread, so re-rendering the chat never slows the model.
         """
-        stop = threading.Event()
-        with self._lock:
-            self._stops[request.conversation_id] = stop
         report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
         try:
-            for batch in self.engine.stream_batches(request, stop, report):
-                yield [(e.kind, e.stats if e.kind == "done" else e.text) for e in batch]
+            with self.stops.run(request.conversation_id) as stop:
+                for batch in self.engine.stream_batches(request, stop, report):
+                    yield [(e.kind, e.stats if e.kind == "done" else e.text) for e in batch]
         except ServingError as err:
             log.warning("support chat: %s", err)
             raise gr.Error(err.user_message) from None
-        finally:
-            with self._lock:
-                if self._stops.get(request.conversation_id) is stop:
-                    del self._stops[request.conversation_id]
 
     def stop(self, conversation_id: str) -> None:
-        with self._lock:
-            flag = self._stops.get(conversation_id)
-        if flag is not None:
-            flag.set()
+        """Stop every answer of this conversation that is being generated."""
+        self.stops.stop(conversation_id)
 
     def respond(self, message: str, history: list[dict], persona_id: str, model_id: str, temperature: float,
                 top_p: float, max_new_tokens: int, repeat_penalty: float, conversation_id: str,
                 progress: gr.Progress = gr.Progress()):
         """UI handler: yields (chatbot, history, textbox, footer, notice) while the answer streams."""
         settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=int(max_new_tokens), repeat_penalty=repeat_penalty)
+                                 max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request(message, history, persona_id, model_id, settings, conversation_id)
         answer = {"role": "assistant", "content": ""}
         shown = [*history, {"role": "user", "content": message}, answer]
@@ -168,25 +150,32 @@ class SupportChat:
     # ---- API -----------------------------------------------------------------------------
     def chat_api(self, message: str, persona_id: str = "order_assistant", model_id: str = "",
                  history: list | None = None, temperature: float | None = None, top_p: float | None = None,
-                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> str:
+                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> Iterator[str]:
         """Answer `message` as the support persona `persona_id` with `model_id` (empty: the default model).
 
         `history` is earlier turns as [{"role": "user"|"assistant", "content": str}, ...]; unset settings
-        take the persona's defaults. Invalid input returns a short error naming what was wrong.
+        take the persona's defaults, chosen ones must lie in the UI sliders' ranges. The answer streams
+        (the last value is the whole answer); a client that disconnects stops the generation. Invalid
+        input returns a short error naming what was wrong.
         """
         model_id = model_id or self.default_model()
         history = self._api_history(history)
         settings = self.settings(persona_id, model_id, temperature=temperature, top_p=top_p,
                                  max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request(message, history, persona_id, model_id, settings, f"api-{uuid.uuid4().hex}")
+        answer = ""
         try:
-            return "".join(text for batch in self.stream(request) for kind, text in batch if kind == "token")
+            for batch in self.stream(request):  # a generator: Gradio closes it when the client goes away
+                answer += "".join(text for kind, text in batch if kind == "token")
+                yield answer
         finally:
             self.engine.forget(request.conversation_id)  # API calls carry their whole history each time
 
     @staticmethod
     def _api_history(history: list | None) -> list[dict]:
         history = history or []
+        if not isinstance(history, list):
+            raise gr.Error("Invalid history: expected a list of {'role': 'user'|'assistant', 'content': str} items.")
         for i, turn in enumerate(history):
             if (not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant")
                     or not isinstance(turn.get("content"), str)):
@@ -267,8 +256,8 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
         retry = gr.Button("Retry", size="sm", elem_id="retry")
         clear = gr.Button("Clear", size="sm", elem_id="clear")
     with gr.Accordion("Generation settings", open=False):
-        sliders = [gr.Slider(lo, hi, value=getattr(defaults, key), step=step, label=label, elem_id=f"set-{key}")
-                   for key, (label, lo, hi, step) in SLIDERS.items()]
+        sliders = [gr.Slider(k.minimum, k.maximum, value=getattr(defaults, key), step=k.step, label=k.label,
+                             elem_id=f"set-{key}") for key, k in SLIDERS.items()]
     stats = gr.Markdown("", elem_id="chat-footer")
     history = gr.State([])
     conversation = gr.State(lambda: uuid.uuid4().hex)

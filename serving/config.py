@@ -41,6 +41,10 @@ class ServingSettings(BaseModel):
     """How long the catalog waits for the Hub when checking an uncached entry."""
     max_message_chars: int = Field(8000, ge=1)
     """Longest single message the engine accepts."""
+    max_history_messages: int = Field(200, ge=2)
+    """Most messages (system prompt included) one request may carry; checked before any tokenization."""
+    max_history_chars: int = Field(100_000, ge=1)
+    """Most characters all messages of one request may hold together; checked before any tokenization."""
     template_date: str | None = "26 Jul 2024"
     """`date_string` given to the chat template (the date training rendered with); None = today."""
     log_level: str = "INFO"

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -24,10 +23,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from serving.config import ServingSettings
-from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
+from serving.conversation import MARKER_RE, LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel
 from serving.generation import GenerationSettings
 from serving.pool import Cancelled, ModelPool
+from serving.prompt import TemplateError, prompt_tokens
 from serving.registry import ModelEntry, Registry
 from serving.resolve import Progress, Resolver
 
@@ -40,7 +40,9 @@ _KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
 _COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
 _MAX_CONVERSATIONS = 2000
 _FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
-_MARKER_RE = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>")
+# Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
+_PROBE = [{"role": "system", "content": " S "}, {"role": "user", "content": "U\n"},
+          {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class LoadedModel:
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=model.token_get_text(self.llm.token_eos()),
                                              bos_token=model.token_get_text(self.llm.token_bos()))
         self.control_ids = frozenset(i for i in range(self.llm.n_vocab())
-                                     if _MARKER_RE.fullmatch(model.token_get_text(i) or ""))
+                                     if MARKER_RE.fullmatch(model.token_get_text(i) or ""))
         # Under a JSON grammar llama.cpp matches special tokens by their text, so a "<|reserved_...|>" could be
         # sampled inside a JSON string and end the answer early; ban every control token that does not end
         # generation.
@@ -131,11 +133,28 @@ class LoadedModel:
         self.grammar_bias = {i: float("-inf") for i in self.control_ids if not llama_vocab_is_eog(model.vocab, i)}
         self.n_ctx = self.llm.n_ctx()
         self.template_args = {"date_string": settings.template_date} if settings.template_date else {}
+        self._check_template()
+
+    def render(self, messages: Messages) -> str:
+        """The prompt text of `messages` by the GGUF's own chat template (which writes the BOS itself)."""
+        return self.formatter(messages=messages, **self.template_args).prompt
+
+    def tokenize(self, text: str, special: bool) -> list[int]:
+        """Token ids of `text`; `special` parses control-token text (template text only, never content)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 
     def prompt_tokens(self, messages: Messages) -> list[int]:
-        """Token ids of `messages` rendered by the GGUF's own chat template, ready for generation."""
-        rendered = self.formatter(messages=messages, **self.template_args)
-        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True)
+        """Token ids of `messages`, ready for generation: the template's markers are control tokens,
+        what the messages say is plain text (`serving.prompt`)."""
+        return prompt_tokens(self.render, messages, self.tokenize)
+
+    def _check_template(self) -> None:
+        try:
+            self.prompt_tokens(_PROBE)
+        except TemplateError as err:
+            self.llm.close()
+            raise ModelUnavailable(f"{self.entry.display_name} cannot chat safely: its chat template rewrites "
+                                   "messages.", f"{self.entry.id}: {self.path}: {err}") from None
 
     def stops_after_control(self, input_ids, _logits) -> bool:
         """Stopping criterion: the previous token was a template token (e.g. a new header)."""
@@ -326,9 +345,15 @@ class Engine:
 
     def _entry(self, model_id: str) -> ModelEntry:
         try:
+            if not isinstance(model_id, str):
+                raise KeyError(model_id)
             return self.registry.get(model_id)
         except KeyError:
             raise UnknownModel(f"Unknown model {model_id!r}; choose one of: {', '.join(self.registry.ids())}.")
+
+    def check(self, request: ChatRequest) -> ChatRequest:
+        """The request with checked settings, or the ServingError `stream` would raise: for a page to ask first."""
+        return self._validate(request)[1]
 
     def _validate(self, request: ChatRequest) -> tuple[ModelEntry, ChatRequest]:
         """The request's registry entry and the request with checked settings, or a ServingError."""
@@ -341,7 +366,9 @@ class Engine:
                 raise InvalidInput(f"Invalid generation setting {'.'.join(map(str, first['loc']))}: "
                                    f"{first['msg']}.") from None
             request = dataclasses.replace(request, settings=settings)
-        problem = validate_messages(request.messages, self.settings.max_message_chars)
+        limits = self.settings
+        problem = validate_messages(request.messages, limits.max_message_chars, limits.max_history_messages,
+                                    limits.max_history_chars)
         if problem:
             raise InvalidInput(f"Invalid message: {problem}.")
         fmt = request.response_format
@@ -415,6 +442,7 @@ class Engine:
         if tail and finish != "cancelled":
             yield StreamEvent("token", tail)
         end = time.perf_counter()
+        log.info("%s: %s after %d tokens", model.entry.id, finish, n_tokens)
         first = first or end
         rate = (n_tokens - 1) / (end - first) if n_tokens > 1 and end > first else 0.0
         yield StreamEvent("done", stats=self._stats(model.entry, model.path, len(tokens), n_tokens,

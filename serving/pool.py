@@ -4,8 +4,10 @@ Each model id has a gate (a lock plus a count of waiting requests). Every genera
 its model's gate, so a llama.cpp context is never used by two threads; a request that finds
 `max_queue` others already waiting gets `Busy` at once instead of hanging. Loaded models
 are evicted least-recently-used first when a new one would not fit the budget; a model
-whose gate is held is never evicted. What a "model" is, and how it is loaded, is the
-caller's business (`load` returns any object with `close()`).
+that is in use or has requests queued is never evicted, and a model being loaded holds its
+reservation from before its load starts, so two first loads cannot both overrun the budget.
+What a "model" is, and how it is loaded, is the caller's business (`load` returns any object
+with `close()`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class ModelPool:
         self.queue_timeout_s = queue_timeout_s
         self._gates: dict[str, _Gate] = {}
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
+        self._reserved: dict[str, int] = {}  # bytes held for models being loaded now
         self._lock = threading.Lock()
 
     def loaded_ids(self) -> list[str]:
@@ -104,28 +107,45 @@ class ModelPool:
             raise ModelUnavailable(
                 "This model is too large for this server's memory budget.",
                 f"{model_id}: needs ~{need / 2**20:.0f} MiB, budget is {self.budget_bytes / 2**20:.0f} MiB")
-        self._make_room(model_id, need)
-        model = load()
+        self._unload(self._reserve(model_id, need))
+        try:
+            model = load()
+        finally:
+            with self._lock:
+                self._reserved.pop(model_id, None)
         with self._lock:
             self._loaded[model_id] = _Loaded(model, need)
         log.info("pool: %s loaded (~%.0f MiB); pool holds %s", model_id, need / 2**20, ", ".join(self.loaded_ids()))
         return model
 
-    def _make_room(self, model_id: str, need: int) -> None:
-        """Unload idle models, least recently used first, until `need` bytes fit the budget."""
-        while True:
-            with self._lock:
-                used = sum(item.size_bytes for item in self._loaded.values())
+    def _reserve(self, model_id: str, need: int) -> list[tuple[str, _Loaded]]:
+        """Reserve `need` bytes for `model_id` before it loads, picking idle models to unload for it.
+
+        Models still loading count with their reservation; a model that is in use or has requests
+        queued for it is never a victim. The victims' gates are held until `_unload` closes them.
+        """
+        with self._lock:
+            used = sum(item.size_bytes for item in self._loaded.values()) + sum(self._reserved.values())
+            victims = []
+            for mid in list(self._loaded):
                 if used + need <= self.budget_bytes:
-                    return
-                victim = next((mid for mid in self._loaded
-                               if mid != model_id and self._gates[mid].lock.acquire(blocking=False)), None)
-                if victim is None:
-                    raise Busy("The server is busy with other models; please try again in a moment.",
-                               f"{model_id}: needs {need} bytes, {used} used by busy models")
-                item = self._loaded.pop(victim)
+                    break
+                if mid != model_id and self._gates[mid].waiting == 0 and self._gates[mid].lock.acquire(blocking=False):
+                    victims.append((mid, self._loaded.pop(mid)))
+                    used -= victims[-1][1].size_bytes
+            if used + need > self.budget_bytes:
+                for mid, item in victims:  # not enough even so: put them back untouched
+                    self._loaded[mid] = item
+                    self._gates[mid].lock.release()
+                raise Busy("The server is busy with other models; please try again in a moment.",
+                           f"{model_id}: needs {need} bytes, {used} used or reserved by busy models")
+            self._reserved[model_id] = need
+            return victims
+
+    def _unload(self, victims: list[tuple[str, _Loaded]]) -> None:
+        for victim, item in victims:
             try:
-                log.info("pool: unloading %s (least recently used) to make room for %s", victim, model_id)
+                log.info("pool: unloading %s (least recently used) to make room", victim)
                 item.model.close()
             finally:
                 self._gates[victim].lock.release()

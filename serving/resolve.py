@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
@@ -106,7 +106,8 @@ class Resolver:
         if entry.source.package is not None:
             return Availability(False, package_file(entry)[1])
         if entry.source.local is not None:
-            return Availability(False, f"file not found: {self.registry.local_path(entry)} "
+            name = PurePosixPath(entry.source.local.path).name  # the file name only: the server's paths stay private
+            return Availability(False, f"its file {name} is not on this server "
                                        "(run `python -m training build-demo` for the demo models)")
         if not entry.published:
             return Availability(False, "not published on the Hub yet (rebuild it with `python -m training rebuild`)")

@@ -18,9 +18,10 @@ def test_chat_api_answers_and_validates_like_the_ui(app_url):
     cases = [
         (("Hi", "pirate"), "Unknown persona 'pirate'"),
         (("Hi", "order_assistant", "gpt-9"), "Unknown model 'gpt-9'"),
-        (("   ", "order_assistant"), "The message is empty"),
+        (("   ", "order_assistant"), "the message is empty: type a question first"),
         (("x" * 9000, "order_assistant"), "the limit is 8000"),
         (("Hi", "order_assistant", "", None, 3.5), "Invalid setting temperature"),
+        (("Hi", "order_assistant", "", None, None, None, 8192), "8192 is outside 8–1024"),
         (("Hi", "order_assistant", "", [{"role": "robot"}]), "Invalid history item #1"),
         (("Hi", "order_assistant", "llama-3.2-1b-instruct"), "unavailable"),
     ]

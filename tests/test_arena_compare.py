@@ -10,7 +10,7 @@ import pytest
 
 from serving.arena.compare import (
     PairHistory, ProvenanceError, check_provenance, format_stats, pane_source, run_pair, validate_prompt,
-    with_fixed_seed,
+    validate_system_prompt, with_fixed_seed,
 )
 from serving.config import ServingSettings
 from serving.engine import Engine, GenerationStats
@@ -144,3 +144,9 @@ def test_pane_line_shows_id_file_and_timings(registry):
     line = format_stats(pane_source(registry, "demo-base"), stats_for("demo-base"))
     assert "`demo-base`" in line and "demo-base-Q4_K_M.gguf" in line and "local file" in line
     assert "TTFT 0.10 s" in line and "20.0 tokens/s" in line and "3 tokens" in line
+
+
+def test_an_oversize_system_prompt_is_refused_before_any_model_work():
+    assert validate_system_prompt(None, max_chars=10) == "" and validate_system_prompt("Be brief.", 10) == "Be brief."
+    with pytest.raises(InvalidInput, match="system prompt is 11 characters; the limit here is 10"):
+        validate_system_prompt("x" * 11, max_chars=10)

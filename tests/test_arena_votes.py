@@ -98,7 +98,7 @@ def test_export_round_trips_through_csv_and_jsonl(tmp_path):
     assert from_csv(to_csv(votes)) == votes
     assert from_jsonl(to_jsonl(votes)) == votes
     assert to_csv(votes).splitlines()[0] == (
-        "round_id,model_a,model_b,outcome,prompt,answer_a,answer_b,settings,created_at")
+        "round_id,model_a,model_b,outcome,prompt,answer_a,answer_b,settings,created_at,anonymous")
     assert len(to_jsonl(votes).splitlines()) == 4
 
 

@@ -5,11 +5,13 @@ One app instance for this module, offline (only the demo GGUFs), with its votes 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from serving.arena.votes import VoteStore, from_jsonl
+from serving.arena.pairing import BATTLE_SETTINGS
+from serving.arena.votes import VoteStore, public_records
 from tests.browser import launch_app, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -95,16 +97,23 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
 
     votes = VoteStore(votes_db).votes()
     assert len(votes) == 1 and votes[0].outcome == "tie" and {votes[0].model_a, votes[0].model_b} == set(DEMO)
-    assert votes[0].prompt == "How do I get a refund?" and votes[0].settings["max_new_tokens"] == 16
+    assert votes[0].prompt == "How do I get a refund?"
+    assert votes[0].settings["max_new_tokens"] == BATTLE_SETTINGS.max_new_tokens  # not the page's sliders
+    assert votes[0].settings["seed"] != 7  # the server draws the seed
 
     page.get_by_role("tab", name="Leaderboard").click()
     table = page.locator("#leaderboard-table").inner_text()
     assert all(m in table for m in DEMO) and "0-0-1" in table
     assert "1 votes" in page.locator("#leaderboard-summary").inner_text()
+    assert not page.locator("#export-jsonl").is_visible()  # no export file until one is asked for
+    page.locator("#export-prepare").click()
+    page.locator("#export-jsonl").wait_for(state="visible")
+    assert "What a vote stores" in page.locator("#votes-stored-note").inner_text()
     with page.expect_download() as download:
         page.locator("#export-jsonl").click()
-    exported = from_jsonl(Path(download.value.path()).read_text(encoding="utf-8"))
-    assert exported == votes
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert [json.loads(line) for line in exported.splitlines()] == public_records(votes)
+    assert "refund" not in exported  # the public export holds no prompt or answer
 
     page.get_by_role("tab", name="Blind arena").click()
     page.locator("#arena-new").click()
@@ -115,7 +124,7 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
 def test_bad_link_falls_back_to_the_default_pair_and_oversize_prompt_is_refused(compare_url, chromium_page):
     page = chromium_page
     open_page(page, compare_url, "/compare?a=no-such-model&b=demo-base")
-    page.get_by_text("Unknown model id 'no-such-model'").first.wait_for()
+    page.get_by_text("The link names a model this server does not have").first.wait_for()
     wait_text(page, "#compare-head-a", "demo-support")  # the offline default: the fine-tune vs its base
     assert "demo-base" in page.locator("#compare-head-b").inner_text()
     page.locator("#compare-prompt textarea").fill("x" * 201)

@@ -21,3 +21,9 @@ def test_build_app_mounts_the_pages_and_configures_the_queue(registry, demo_path
     assert blocks._queue.default_concurrency_limit == app.CONCURRENCY
     api_names = {dep.api_name for dep in blocks.fns.values() if dep.api_visibility != "private"}
     assert "chat" in api_names  # the support chat's validated API endpoint
+
+
+def test_the_gradio_file_cache_is_swept(registry, demo_paths, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    blocks = app.build_app(Engine(registry, ServingSettings(ram_budget_mb=512)))
+    assert blocks.delete_cache == app.DELETE_CACHE and app.DELETE_CACHE[1] <= 3600

@@ -103,6 +103,7 @@ def test_unavailable_entries_say_why(tmp_path, hub_registry, monkeypatch):
     assert not status["not-cached"].available and "HF_HUB_OFFLINE" in status["not-cached"].reason
     assert not status["unpublished"].available and "not published" in status["unpublished"].reason
     assert not status["local-missing"].available and "build-demo" in status["local-missing"].reason
+    assert "missing.gguf" in status["local-missing"].reason and str(tmp_path) not in status["local-missing"].reason
     with pytest.raises(ModelUnavailable, match="hf_hub_download failed") as err:
         engine.complete(ChatRequest("not-cached", [{"role": "user", "content": "Hi"}], GREEDY))
     assert "could not be fetched" in err.value.user_message

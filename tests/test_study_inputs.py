@@ -93,3 +93,20 @@ def test_plan_problems_are_reported_together():
     message = _error(PlanRequest, **_plan(exam_date="2020-01-01", hours_per_day=30))
     assert message == ("Exam date 2020-01-01 is not after today (2026-03-10): pick a future date; "
                        "Hours per day is 30: pick between 0.25 and 12 hours a day")
+
+
+def test_exam_name_is_bounded():
+    assert parse(PlanRequest, **_plan(exam_name="  Biology final ")).exam_name == "Biology final"
+    assert _error(PlanRequest, **_plan(exam_name="x" * 121)) == "Exam name is 121 characters long: keep it under 120"
+
+
+def test_an_oversize_short_answer_is_refused_by_number_before_any_marking(registry):
+    from serving.config import ServingSettings
+    from serving.engine import Engine
+    from serving.study.schemas import Drill, ShortAnswer
+    from serving.study.tools import StudyTools
+
+    drill = Drill(short_answer=(ShortAnswer(question="Why?", model_answer="Because."),) * 2)
+    tools = StudyTools(Engine(registry, ServingSettings(ram_budget_mb=64)))
+    with pytest.raises(StudyInputError, match="Short answer #2: Answer is 2001 characters long: keep it under 2000"):
+        tools.mark_short_answers("no-such-model", drill, ["", "x" * 2001])  # an unknown model: nothing may run

@@ -84,6 +84,16 @@ def validate_prompt(prompt: str | None, max_chars: int) -> str:
     return text
 
 
+def validate_system_prompt(system_prompt: str | None, max_chars: int) -> str:
+    """The system prompt (may be empty), or InvalidInput when it is too long."""
+    text = system_prompt or ""
+    if not isinstance(text, str):
+        raise InvalidInput("The system prompt must be text.")
+    if len(text) > max_chars:
+        raise InvalidInput(f"The system prompt is {len(text)} characters; the limit here is {max_chars}. Shorten it.")
+    return text
+
+
 def with_fixed_seed(settings: GenerationSettings, rng: random.Random) -> GenerationSettings:
     """Settings both sides share: an empty seed is replaced by one drawn now."""
     return settings if settings.seed is not None else settings.merged(seed=rng.randrange(2**31))

@@ -13,10 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from serving.arena.votes import DuplicateVote, Vote, VoteError
+from serving.generation import GenerationSettings
 from serving.registry import Registry
 
 # Kinds in the order we prefer for the default pair: a real fine-tune before the offline demo.
 _PREFERRED_KINDS = ("fine-tuned", "demo")
+# Blind rounds run with these settings and no system prompt, whatever the page's sliders say, so every vote
+# compares the models under the same conditions.
+BATTLE_SETTINGS = GenerationSettings(temperature=0.7, top_p=0.9, top_k=40, max_new_tokens=256, repeat_penalty=1.1)
 
 
 class PairingError(ValueError):
@@ -63,9 +67,11 @@ class BattleRound:
     answers: tuple[str, str] = ("", "")
     settings: dict = field(default_factory=dict)
     voted: bool = False
+    anonymous: bool = True
+    """False once an answer named a model or its maker: the vote is then stored but not counted."""
 
-    def answered(self, prompt: str, answers: tuple[str, str], settings: dict) -> "BattleRound":
-        return replace(self, prompt=prompt, answers=answers, settings=settings)
+    def answered(self, prompt: str, answers: tuple[str, str], settings: dict, anonymous: bool = True) -> "BattleRound":
+        return replace(self, prompt=prompt, answers=answers, settings=settings, anonymous=anonymous)
 
     def vote(self, outcome: str) -> Vote:
         """The vote to store; refused before both answers exist or after this round's vote."""
@@ -74,8 +80,14 @@ class BattleRound:
         if not self.prompt:
             raise VoteError("Ask a prompt and wait for both answers before voting.")
         return Vote(round_id=self.round_id, model_a=self.models[0], model_b=self.models[1], outcome=outcome,
-                    prompt=self.prompt, answer_a=self.answers[0], answer_b=self.answers[1], settings=self.settings)
+                    prompt=self.prompt, answer_a=self.answers[0], answer_b=self.answers[1], settings=self.settings,
+                    anonymous=self.anonymous)
 
 
 def new_round(available: Sequence[str], rng: random.Random) -> BattleRound:
     return BattleRound(models=battle_pair(available, rng))
+
+
+def battle_settings(rng: random.Random) -> GenerationSettings:
+    """The server's sampling for a blind round, with a seed drawn here: a visitor cannot steer either side."""
+    return BATTLE_SETTINGS.merged(seed=rng.randrange(2**31))

@@ -41,9 +41,12 @@ CREATE TABLE IF NOT EXISTS votes (
     answer_b TEXT NOT NULL,
     settings TEXT NOT NULL,
     created_at TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 1,
     CHECK (model_a <> model_b)
 )
 """
+# Files made before the column existed: every vote in them was cast with the names hidden.
+_MIGRATIONS = {"anonymous": "ALTER TABLE votes ADD COLUMN anonymous INTEGER NOT NULL DEFAULT 1"}
 
 
 class VoteError(ValueError):
@@ -69,6 +72,8 @@ class Vote:
     """Generation settings both sides ran with (GenerationSettings.model_dump())."""
     created_at: str = ""
     """UTC ISO-8601 timestamp; filled in by `VoteStore.record` when empty."""
+    anonymous: bool = True
+    """False when an answer named a model or its maker: stored, but not counted in the ratings."""
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -97,7 +102,7 @@ def _now() -> str:
 
 def _row_to_vote(row: sqlite3.Row) -> Vote:
     data = dict(zip(_COLUMNS, row))
-    return Vote(**{**data, "settings": json.loads(data["settings"])})
+    return Vote(**{**data, "settings": json.loads(data["settings"]), "anonymous": bool(data["anonymous"])})
 
 
 class VoteStore:
@@ -109,6 +114,10 @@ class VoteStore:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+            present = {row[1] for row in conn.execute("PRAGMA table_info(votes)")}
+            for column, sql in _MIGRATIONS.items():
+                if column not in present:
+                    conn.execute(sql)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -146,6 +155,10 @@ class VoteStore:
         with self._connect() as conn:
             return conn.execute("SELECT 1 FROM votes WHERE round_id = ?", (round_id,)).fetchone() is not None
 
+    def battles(self) -> list[Battle]:
+        """The battles the ratings count: anonymous votes only, oldest first."""
+        return [v.battle for v in self.votes() if v.anonymous]
+
     def count(self) -> int:
         with self._connect() as conn:
             return conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0]
@@ -160,16 +173,48 @@ def from_jsonl(text: str) -> list[Vote]:
     return [Vote(**json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
+PUBLIC_COLUMNS = ("model_a", "model_b", "outcome", "date")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def public_records(votes: list[Vote]) -> list[dict]:
+    """What the leaderboard is computed from, and nothing a visitor wrote: counted votes' pairs, outcomes, days."""
+    return [{"model_a": v.model_a, "model_b": v.model_b, "outcome": v.outcome, "date": v.created_at[:10]}
+            for v in votes if v.anonymous]
+
+
+def public_csv(votes: list[Vote]) -> str:
+    return _csv_text(public_records(votes), PUBLIC_COLUMNS)
+
+
+def public_jsonl(votes: list[Vote]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in public_records(votes))
+
+
 def to_csv(votes: list[Vote]) -> str:
-    """A header row then one row per vote; `settings` is a JSON string column."""
+    """A header row then one row per vote; `settings` is a JSON string column; cells are formula-escaped."""
+    return _csv_text([{**asdict(v), "settings": json.dumps(v.settings, sort_keys=True)} for v in votes], _COLUMNS)
+
+
+def _csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=_COLUMNS)
+    writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
-    for v in votes:
-        writer.writerow({**asdict(v), "settings": json.dumps(v.settings, sort_keys=True)})
+    for row in rows:
+        writer.writerow({k: escape_cell(v) for k, v in row.items()})
     return out.getvalue()
 
 
+def escape_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR) gets a leading "'" (as does "'")."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def _unescape_cell(value: str) -> str:
+    return value[1:] if value.startswith("'") else value
+
+
 def from_csv(text: str) -> list[Vote]:
-    rows = csv.DictReader(io.StringIO(text))
-    return [Vote(**{**row, "settings": json.loads(row["settings"])}) for row in rows]
+    rows = [{k: _unescape_cell(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    return [Vote(**{**row, "settings": json.loads(row["settings"]), "anonymous": row["anonymous"] == "True"})
+            for row in rows]

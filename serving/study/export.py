@@ -1,7 +1,8 @@
 """Files a visitor downloads from the study page: plan CSV and `.ics`, flashcards CSV, cheat-sheet Markdown.
 
 Renderers are pure (objects in, text or bytes out); `write_download` is the only function that touches
-the disk, writing one file into a fresh temporary folder for the page to hand to Gradio. The calendar
+the disk, writing one file through `serving.downloads` (a fresh folder, old ones swept) for the page to
+hand to Gradio. The calendar
 follows RFC 5545 via the `icalendar` package: one all-day event per plan day plus the exam itself, each
 with a stable UID so re-importing a plan updates it instead of duplicating it.
 """
@@ -12,13 +13,13 @@ import csv
 import datetime as dt
 import io
 import re
-import tempfile
 import uuid
 from itertools import groupby
 from pathlib import Path
 
 from icalendar import Calendar, Event
 
+from serving import downloads
 from serving.study.planner import Session
 from serving.study.schemas import CheatSheet, Flashcard
 
@@ -107,10 +108,5 @@ def safe_filename(text: str, suffix: str) -> str:
 
 
 def write_download(content: str | bytes, filename: str) -> Path:
-    """Write `content` to `filename` in a new temporary folder and return its path."""
-    path = Path(tempfile.mkdtemp(prefix="iris-study-")) / filename
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
+    """Write `content` to `filename` in a fresh download folder (old ones are swept) and return its path."""
+    return downloads.write_download(content, filename, "study")

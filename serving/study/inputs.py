@@ -39,6 +39,14 @@ def _topic(value: str) -> str:
 
 Topic = Annotated[str, AfterValidator(_topic)]
 """A non-empty subject of at most 200 characters."""
+MAX_NAME = 120
+MAX_ANSWER = 2000
+
+
+def _name(value: str) -> str:
+    if len(value) > MAX_NAME:
+        raise ValueError(f"is {len(value)} characters long: keep it under {MAX_NAME}")
+    return value
 
 
 def _count(maximum: int, noun: str) -> AfterValidator:
@@ -69,8 +77,8 @@ class FeedbackRequest(_Request):
     def _filled(cls, value: str) -> str:
         if not value:
             raise ValueError("is empty: fill it in")
-        if len(value) > 2000:
-            raise ValueError(f"is {len(value)} characters long: keep it under 2000")
+        if len(value) > MAX_ANSWER:
+            raise ValueError(f"is {len(value)} characters long: keep it under {MAX_ANSWER}")
         return value
 
 
@@ -106,6 +114,8 @@ class PlanRequest(_Request):
 
     today: dt.date
     """First day of the plan (declared first: the exam date is checked against it)."""
+    exam_name: Annotated[str, AfterValidator(_name)] = ""
+    """What the exam is called (file names, calendar titles); empty means "Exam"."""
     exam_date: dt.date
     topics: tuple[Topic, ...]
     hours_per_day: float

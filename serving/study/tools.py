@@ -24,6 +24,7 @@ from serving.personas import PersonaBook, load_personas
 from serving.study import planner, prompts, schemas
 from serving.study.inputs import (
     CheatSheetRequest, DrillRequest, FeedbackRequest, FlashcardsRequest, PlanRequest, QuizRequest, StudyInputError,
+    parse,
 )
 from serving.study.schemas import Limits
 
@@ -158,13 +159,21 @@ class StudyTools:
 
     def mark_short_answers(self, model_id: str, drill: schemas.Drill, answers: list[str | None],
                            overrides: dict | None = None) -> list[int | None]:
-        """Feedback scores (0-10) of the student's short answers; None for a blank answer."""
-        scores: list[int | None] = []
-        for question, answer in zip(drill.short_answer, answers):
-            if not (answer or "").strip():
-                scores.append(None)
-                continue
-            request = FeedbackRequest(question=f"{question.question}\n(Model answer: {question.model_answer})",
-                                      answer=answer)
-            scores.append(self.feedback(model_id, request, overrides).score)
-        return scores
+        """Feedback scores (0-10) of the student's short answers; None for a blank answer.
+
+        Every answer is checked before the first one is marked, so a too-long third answer costs no model time.
+        """
+        requests = [_short_answer(i, question, answer)
+                    for i, (question, answer) in enumerate(zip(drill.short_answer, answers), 1)]
+        return [None if r is None else self.feedback(model_id, r, overrides).score for r in requests]
+
+
+def _short_answer(number: int, question: schemas.ShortAnswer, answer: str | None) -> FeedbackRequest | None:
+    """The feedback request marking one short answer (None when blank), or StudyInputError naming it."""
+    if not (answer or "").strip():
+        return None
+    try:
+        return parse(FeedbackRequest, question=f"{question.question}\n(Model answer: {question.model_answer})",
+                     answer=answer)
+    except StudyInputError as err:
+        raise StudyInputError(f"Short answer #{number}: {err}") from None

@@ -8,7 +8,6 @@ preselects the side-by-side pair. Every visitor error becomes a short `gr.Warnin
 from __future__ import annotations
 
 import logging
-import os
 import random
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from serving.arena.pairing import BattleRound, PairingError, default_pair, new_r
 from serving.arena.settings import ArenaSettings
 from serving.arena.votes import VoteError, VoteStore, to_csv, to_jsonl
 from serving.engine import Engine, ServingError
+from serving.files import write_text_atomic
 from serving.generation import GenerationSettings
 from serving.personas import PersonaBook, load_personas
 
@@ -242,8 +242,8 @@ class ComparePage:
         votes = self.store.votes()
         table = ratings.leaderboard([v.battle for v in votes], n_boot=self.settings.bootstrap_rounds, seed=0)
         csv_path, jsonl_path = self.export_dir / "iris-votes.csv", self.export_dir / "iris-votes.jsonl"
-        _write_atomically(csv_path, to_csv(votes))
-        _write_atomically(jsonl_path, to_jsonl(votes))
+        write_text_atomic(csv_path, to_csv(votes))
+        write_text_atomic(jsonl_path, to_jsonl(votes))
         summary = f"{len(votes)} votes · {len(table)} models · ties and “both bad” count half in the ratings."
         return leaderboard_rows(table), leaderboard_plot(table), summary, str(csv_path), str(jsonl_path)
 
@@ -256,13 +256,6 @@ class ComparePage:
         return (gr.update(choices=choices, value=a), gr.update(choices=choices, value=b),
                 self.pane_header(a, "A"), self.pane_header(b, "B"), share_link(a, b), *self.start_round(),
                 *self.leaderboard())
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Another visitor's export may be reading `path`: write a temp file, then rename over it."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8", suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
 
 
 def share_link(model_a: str | None, model_b: str | None) -> str:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.files import sha256_of
 from training.demo import datagen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,17 +87,13 @@ class Timer:
 # ---------------------------------------------------------------- inputs and skipping
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fingerprint(plan: Plan) -> str:
     """Hash of everything the outputs depend on: data, recipes, seed and the code that builds them."""
     digest = hashlib.sha256()
     inputs = sorted({*plan.data_paths(plan.base), *plan.data_paths(plan.support), plan.held_out()})
     code = sorted((REPO_ROOT / "training" / "demo").glob("*.py")) + [REPO_ROOT / "training" / "tokenizer.py"]
     for path in inputs + code + sorted((REPO_ROOT / "training" / "templates").glob("*")):
-        digest.update(f"{path.relative_to(REPO_ROOT)}:{_sha256(path)}\n".encode())
+        digest.update(f"{path.relative_to(REPO_ROOT)}:{sha256_of(path)}\n".encode())
     for entry in (plan.base, plan.support):
         digest.update(entry.model_dump_json().encode())
     digest.update(f"seed={plan.seed}".encode())
@@ -189,7 +186,7 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
 
 def _data_hashes(plan: Plan) -> dict[str, str]:
     paths = sorted({*plan.data_paths(plan.base), *plan.data_paths(plan.support), plan.held_out()})
-    return {str(p.relative_to(REPO_ROOT)): _sha256(p) for p in paths}
+    return {str(p.relative_to(REPO_ROOT)): sha256_of(p) for p in paths}
 
 
 def _save_fresh(folder: Path, save) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.registry import ModelEntry, Recipe, Registry, load_registry
-from training.export.pipeline import sha256_of
+from serving.files import sha256_of, write_text_atomic
 
 STAGES = ("prepare", "train", "merge", "export", "eval", "publish")
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate", "gguf", "huggingface_hub")
@@ -42,13 +42,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary sibling and `os.replace`, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically, so readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-file_sha256 = sha256_of  # one implementation for the toolkit (training/export/pipeline.py)
+file_sha256 = sha256_of  # one implementation for the whole repo (serving/files.py)
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.cpu import memory_limit_bytes, usable_cpus
 
 ENV_PREFIX = "IRIS_"
+TEMPLATE_DATE = "26 Jul 2024"
+"""The chat template's `date_string` everywhere Iris renders a fixed date: training text, the exporter's
+parity checks and serving (so a fine-tune sees the date it was trained with). The one copy in Python."""
 
 
 class ServingSettings(BaseModel):
@@ -41,7 +44,7 @@ class ServingSettings(BaseModel):
     """How long the catalog waits for the Hub when checking an uncached entry."""
     max_message_chars: int = Field(8000, ge=1)
     """Longest single message the engine accepts."""
-    template_date: str | None = "26 Jul 2024"
+    template_date: str | None = TEMPLATE_DATE
     """`date_string` given to the chat template (the date training rendered with); None = today."""
     log_level: str = "INFO"
     """Python logging level of the app."""

@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "models" / "demo"
 SAMPLE_QUESTION = "Hi, where is my order BL-12345? It still has not arrived."
 BASE_ID, SUPPORT_ID = "demo-base", "demo-support"
+VERSIONED = ("torch", "transformers", "peft", "tokenizers", "gguf", "llama_cpp_python")  # recorded in build.json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +143,7 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     from tqdm import tqdm
 
     from training.demo import finetune, loop, pretrain
+    from training.stages.run import package_versions
 
     torch.manual_seed(plan.seed)
     torch.use_deterministic_algorithms(True)
@@ -179,7 +180,8 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     report.update(
         timings_s=timer.stages, total_s=round(sum(timer.stages.values()), 2), load_average_end=os.getloadavg(),
         train={BASE_ID: _loss_summary(base_losses, base_blocks), SUPPORT_ID: _loss_summary(support_losses, support_blocks)},
-        parameters=sum(p.numel() for p in merged.parameters()), vocab_size=len(tokenizer), versions=_versions(),
+        parameters=sum(p.numel() for p in merged.parameters()), vocab_size=len(tokenizer),
+        versions=package_versions(VERSIONED, missing=None),
     )
     return report
 
@@ -222,19 +224,6 @@ def _export(plan: Plan, registry, entry) -> dict:
 def _loss_summary(losses: list[float], blocks: list) -> dict:
     return {"steps": len(losses), "blocks": len(blocks), "first_loss": round(losses[0], 4),
             "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
-
-
-def _versions() -> dict:
-    from importlib.metadata import version
-
-    packages = ("torch", "transformers", "peft", "tokenizers", "gguf", "llama_cpp_python")
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = version(name)
-        except Exception:
-            found[name] = None
-    return found
 
 
 def print_summary(report: dict) -> None:

@@ -16,7 +16,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +54,16 @@ def fingerprint(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: Iterable[str] = PACKAGES, missing: str | None = "not installed") -> dict[str, str | None]:
+    """Python's version and each installed distribution's (`missing` for one that is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
-            out[name] = "not installed"
+            out[name] = missing
     return out
 
 

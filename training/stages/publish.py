@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from serving.files import atomic_path, write_text_atomic
-from serving.registry import parse_registry
+from serving.registry import UnknownModelId, parse_registry
 from training.stages.run import Run, StageError, add_run_arguments, open_run, run_stage, stage_errors, write_json_atomic
 
 TOKEN_ENV = "HF_TOKEN"
@@ -123,7 +123,7 @@ def _entry_lines(lines: list[str], model_id: str) -> tuple[int, int]:
         if m.group(2).strip("'\"") == model_id:
             end = starts[k + 1][0] if k + 1 < len(starts) else len(lines)
             return i, end
-    raise KeyError(f"registry has no entry '- id: {model_id}'")
+    raise UnknownModelId(f"registry has no entry '- id: {model_id}'")
 
 
 def _set_flow_hub(line: str, revision: str, sha256: str) -> str:

@@ -180,13 +180,14 @@ def _update_run_json(run: Run, stage: str, record: dict[str, Any]) -> None:
 
 @contextmanager
 def stage_errors(prefix: str) -> Iterator[None]:
-    """Turn expected failures into a one-line message and exit status 1 (tracebacks are for bugs)."""
-    from serving.registry import RegistryError
+    """Turn expected failures into a one-line message and exit status 1 (tracebacks are for bugs: a bare
+    KeyError is one, so only the registry's `UnknownModelId` is caught)."""
+    from serving.registry import RegistryError, UnknownModelId
     from training.data.common import DataFormatError
     from training.export import ExportError
     from training.sft.config import RecipeKeyError
 
     try:
         yield
-    except (StageError, RegistryError, DataFormatError, RecipeKeyError, ExportError, FileNotFoundError, KeyError) as err:
+    except (StageError, RegistryError, UnknownModelId, DataFormatError, RecipeKeyError, ExportError, FileNotFoundError) as err:
         raise SystemExit(f"{prefix}: error: {err}") from None

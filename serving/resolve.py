@@ -21,10 +21,10 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
-from tqdm.auto import tqdm
 
 from serving.errors import ModelUnavailable
 from serving.files import sha256_of
+from serving.progress import ProgressBar
 from serving.registry import ModelEntry, Registry
 
 log = logging.getLogger(__name__)
@@ -181,10 +181,10 @@ class Resolver:
                 f"{entry.id}: sha256 mismatch for {path}: expected {expected}, got {actual}; file not used")
 
 
-def _progress_tqdm(model_id: str, progress: Progress | None) -> type[tqdm]:
+def _progress_tqdm(model_id: str, progress: Progress | None) -> type[ProgressBar]:
     """A tqdm class that reports download progress to `progress` and the log."""
 
-    class ReportingTqdm(tqdm):
+    class ReportingTqdm(ProgressBar):
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
             if self.total:

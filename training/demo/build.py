@@ -128,20 +128,19 @@ def split_datasets(entry) -> tuple[list[Path], list[Path]]:
 
 
 def _progress(bar):
-    """A step callback that moves the bar on from where it stands now."""
+    """A step callback that moves the bar on from where it stands now (redrawn as often as the bar allows)."""
     start = bar.n
 
     def on_step(step: int, loss: float) -> None:
-        bar.n = start + step + 1
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        bar.refresh()
+        bar.update(start + step + 1 - bar.n)
     return on_step
 
 
 def run_build(plan: Plan, registry, inputs: str) -> dict:
     import torch
-    from tqdm import tqdm
 
+    from serving.progress import ProgressBar
     from training.demo import finetune, loop, pretrain
     from training.stages.run import package_versions
 
@@ -153,7 +152,7 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     support_sft = loop.TrainSettings.from_recipe(plan.support.recipe.sft, f"{SUPPORT_ID}.recipe.sft")
     chat_files, text_files = split_datasets(plan.base)
     support_files, _ = split_datasets(plan.support)
-    bar = tqdm(total=6, unit="step", dynamic_ncols=True)  # retotalled once the step counts are known
+    bar = ProgressBar(total=6, unit="step", dynamic_ncols=True)  # retotalled once the step counts are known
     with timer.stage("tokenizer", bar):
         # Only demo-base's data: like a real base model, support words are pieces the base already knows,
         # not untrained ids that LoRA (which leaves embeddings frozen) could never learn to emit.

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.cpu import memory_limit_bytes, usable_cpus
 
 ENV_PREFIX = "IRIS_"
+TEMPLATE_DATE = "26 Jul 2024"
+"""The chat template's `date_string` everywhere Iris renders a fixed date: training text, the exporter's
+parity checks and serving (so a fine-tune sees the date it was trained with). The one copy in Python."""
 
 
 class ServingSettings(BaseModel):
@@ -45,7 +48,7 @@ class ServingSettings(BaseModel):
     """Most messages (system prompt included) one request may carry; checked before any tokenization."""
     max_history_chars: int = Field(100_000, ge=1)
     """Most characters all messages of one request may hold together; checked before any tokenization."""
-    template_date: str | None = "26 Jul 2024"
+    template_date: str | None = TEMPLATE_DATE
     """`date_string` given to the chat template (the date training rendered with); None = today."""
     log_level: str = "INFO"
     """Python logging level of the app."""

@@ -34,6 +34,10 @@ class RegistryError(ValueError):
     """A registry file that cannot be used; the message names the entry and field."""
 
 
+class UnknownModelId(KeyError):
+    """An id the registry does not list (`Registry.get`); the message names the registered ids."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -290,7 +294,7 @@ class Registry(_Strict):
         try:
             return self.models[model_id]
         except KeyError:
-            raise KeyError(f"unknown model id {model_id!r}; registered: {', '.join(self.models)}") from None
+            raise UnknownModelId(f"unknown model id {model_id!r}; registered: {', '.join(self.models)}") from None
 
     def ids(self) -> list[str]:
         return list(self.models)

@@ -21,10 +21,10 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
-from huggingface_hub.utils.sha import sha_fileobj
-from tqdm.auto import tqdm
 
 from serving.errors import ModelUnavailable
+from serving.files import sha256_of
+from serving.progress import ProgressBar
 from serving.registry import ModelEntry, Registry
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,6 @@ def hub_offline() -> bool:
     """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, now or at import."""
     flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return hf_constants.is_offline_mode() or flag.strip().lower() in ("1", "true", "yes", "on")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (huggingface_hub's hasher, as the Hub computes it)."""
-    with open(path, "rb") as handle:
-        return sha_fileobj(handle).hex()
 
 
 def package_file(entry: ModelEntry) -> tuple[Path | None, str | None]:
@@ -188,10 +182,10 @@ class Resolver:
                 f"{entry.id}: sha256 mismatch for {path}: expected {expected}, got {actual}; file not used")
 
 
-def _progress_tqdm(model_id: str, progress: Progress | None) -> type[tqdm]:
+def _progress_tqdm(model_id: str, progress: Progress | None) -> type[ProgressBar]:
     """A tqdm class that reports download progress to `progress` and the log."""
 
-    class ReportingTqdm(tqdm):
+    class ReportingTqdm(ProgressBar):
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
             if self.total:

@@ -25,7 +25,8 @@ SMALL = datagen.DataSizes(support=300, support_test=30, general=100, study=100, 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> dict[str, Path]:
-    return datagen.generate(tmp_path_factory.mktemp("demo-data"), seed=7, sizes=SMALL)
+    out = tmp_path_factory.mktemp("demo-data")  # the support set too: never the repo's data/support
+    return datagen.generate(out, seed=7, sizes=SMALL, support_dir=out / "support")
 
 
 def _records(path: Path) -> list[dict]:
@@ -36,17 +37,17 @@ def _records(path: Path) -> list[dict]:
 
 
 def test_generator_is_deterministic(generated, tmp_path):
-    again = datagen.generate(tmp_path / "a", seed=7, sizes=SMALL)
-    other = datagen.generate(tmp_path / "b", seed=8, sizes=SMALL)
+    again = datagen.generate(tmp_path / "a", seed=7, sizes=SMALL, support_dir=tmp_path / "a" / "support")
+    other = datagen.generate(tmp_path / "b", seed=8, sizes=SMALL, support_dir=tmp_path / "b" / "support")
     for name, path in generated.items():
         assert path.read_bytes() == again[name].read_bytes(), name
     assert generated["support"].read_bytes() != other["support"].read_bytes()
 
 
 def test_committed_data_matches_the_generator(tmp_path):
-    fresh = datagen.generate(tmp_path, seed=0)
+    fresh = datagen.generate(tmp_path, seed=0, support_dir=tmp_path / "support")
     for name, path in fresh.items():
-        committed = DATA / path.name
+        committed = (DATA if path.parent == tmp_path else REPO / "data" / "support") / path.name
         assert committed.read_bytes() == path.read_bytes(), (
             f"{committed} differs from the generator: run `python -m training.demo.datagen` and commit data/demo")
 

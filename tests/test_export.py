@@ -17,7 +17,7 @@ from training.export import ExportError, export_gguf
 from training.export.convert import (
     LlamaSpec, RopeSpec, llama3_rope_factors, permute_for_gguf, read_llama_spec, read_tokenizer,
 )
-from training.export.pipeline import sha256_of
+from serving.files import sha256_of
 from training.export.quantize import ftype_constant, ftype_value
 
 CORPUS = [

@@ -57,9 +57,9 @@ def prepare_source(
     """Read, convert, dedupe, cap to `spec.rows`, length-filter and split one `DatasetSpec`."""
     adapter = adapter_for(spec.format, spec.options)
     report = SourceReport(source=spec.path)
-    from tqdm.auto import tqdm
+    from serving.progress import ProgressBar
 
-    records = tqdm(read_records(spec.path, spec.split, root), desc=f"reading {spec.path}", unit=" rows", leave=False)
+    records = ProgressBar(read_records(spec.path, spec.split, root), desc=f"reading {spec.path}", unit=" rows", leave=False)
     examples = convert_source(records, adapter, spec.options, report, strict=strict)
     examples, report.notes["duplicates_dropped"] = dedupe(examples)
     random.Random(seed).shuffle(examples)

@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -21,12 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serving.files import sha256_of
 from training.demo import datagen
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "models" / "demo"
 SAMPLE_QUESTION = "Hi, where is my order BL-12345? It still has not arrived."
 BASE_ID, SUPPORT_ID = "demo-base", "demo-support"
+VERSIONED = ("torch", "transformers", "peft", "tokenizers", "gguf", "llama_cpp_python")  # recorded in build.json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,17 +87,13 @@ class Timer:
 # ---------------------------------------------------------------- inputs and skipping
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def fingerprint(plan: Plan) -> str:
     """Hash of everything the outputs depend on: data, recipes, seed and the code that builds them."""
     digest = hashlib.sha256()
     inputs = sorted({*plan.data_paths(plan.base), *plan.data_paths(plan.support), plan.held_out()})
     code = sorted((REPO_ROOT / "training" / "demo").glob("*.py")) + [REPO_ROOT / "training" / "tokenizer.py"]
     for path in inputs + code + sorted((REPO_ROOT / "training" / "templates").glob("*")):
-        digest.update(f"{path.relative_to(REPO_ROOT)}:{_sha256(path)}\n".encode())
+        digest.update(f"{path.relative_to(REPO_ROOT)}:{sha256_of(path)}\n".encode())
     for entry in (plan.base, plan.support):
         digest.update(entry.model_dump_json().encode())
     digest.update(f"seed={plan.seed}".encode())
@@ -131,21 +128,21 @@ def split_datasets(entry) -> tuple[list[Path], list[Path]]:
 
 
 def _progress(bar):
-    """A step callback that moves the bar on from where it stands now."""
+    """A step callback that moves the bar on from where it stands now (redrawn as often as the bar allows)."""
     start = bar.n
 
     def on_step(step: int, loss: float) -> None:
-        bar.n = start + step + 1
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        bar.refresh()
+        bar.update(start + step + 1 - bar.n)
     return on_step
 
 
 def run_build(plan: Plan, registry, inputs: str) -> dict:
     import torch
-    from tqdm import tqdm
 
+    from serving.progress import ProgressBar
     from training.demo import finetune, loop, pretrain
+    from training.stages.run import package_versions
 
     torch.manual_seed(plan.seed)
     torch.use_deterministic_algorithms(True)
@@ -155,7 +152,7 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     support_sft = loop.TrainSettings.from_recipe(plan.support.recipe.sft, f"{SUPPORT_ID}.recipe.sft")
     chat_files, text_files = split_datasets(plan.base)
     support_files, _ = split_datasets(plan.support)
-    bar = tqdm(total=6, unit="step", dynamic_ncols=True)  # retotalled once the step counts are known
+    bar = ProgressBar(total=6, unit="step", dynamic_ncols=True)  # retotalled once the step counts are known
     with timer.stage("tokenizer", bar):
         # Only demo-base's data: like a real base model, support words are pieces the base already knows,
         # not untrained ids that LoRA (which leaves embeddings frozen) could never learn to emit.
@@ -182,14 +179,15 @@ def run_build(plan: Plan, registry, inputs: str) -> dict:
     report.update(
         timings_s=timer.stages, total_s=round(sum(timer.stages.values()), 2), load_average_end=os.getloadavg(),
         train={BASE_ID: _loss_summary(base_losses, base_blocks), SUPPORT_ID: _loss_summary(support_losses, support_blocks)},
-        parameters=sum(p.numel() for p in merged.parameters()), vocab_size=len(tokenizer), versions=_versions(),
+        parameters=sum(p.numel() for p in merged.parameters()), vocab_size=len(tokenizer),
+        versions=package_versions(VERSIONED, missing=None),
     )
     return report
 
 
 def _data_hashes(plan: Plan) -> dict[str, str]:
     paths = sorted({*plan.data_paths(plan.base), *plan.data_paths(plan.support), plan.held_out()})
-    return {str(p.relative_to(REPO_ROOT)): _sha256(p) for p in paths}
+    return {str(p.relative_to(REPO_ROOT)): sha256_of(p) for p in paths}
 
 
 def _save_fresh(folder: Path, save) -> None:
@@ -225,19 +223,6 @@ def _export(plan: Plan, registry, entry) -> dict:
 def _loss_summary(losses: list[float], blocks: list) -> dict:
     return {"steps": len(losses), "blocks": len(blocks), "first_loss": round(losses[0], 4),
             "last_loss": round(sum(losses[-5:]) / len(losses[-5:]), 4)}
-
-
-def _versions() -> dict:
-    from importlib.metadata import version
-
-    packages = ("torch", "transformers", "peft", "tokenizers", "gguf", "llama_cpp_python")
-    found = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            found[name] = version(name)
-        except Exception:
-            found[name] = None
-    return found
 
 
 def print_summary(report: dict) -> None:

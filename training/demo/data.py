@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-DATE_STRING = "26 Jul 2024"
+from serving.config import TEMPLATE_DATE
+
 IGNORE = -100  # label value the loss skips (transformers' convention)
 
 
@@ -45,7 +46,7 @@ def read_paragraphs(path: Path) -> list[str]:
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt, date_string=DATE_STRING
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt, date_string=TEMPLATE_DATE
     )
 
 

@@ -1,6 +1,7 @@
 """`python -m training export HF_DIR OUT.gguf --quant Q4_K_M [--verify]`: thin wrapper over `export_gguf`.
 
-`python -m training export MODEL_ID` (no OUT) runs stage 4 of `rebuild` on the model's run folder instead.
+The `export` command is dispatched by `training/stages/export.py`, which adds the `export MODEL_ID`
+form (stage 4 of `rebuild`): the stage sits above this library, so nothing here imports the stages.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from training.export.pipeline import ExportError, VerificationError, export_gguf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("hf_dir", help="Hugging Face LlamaForCausalLM folder (safetensors + tokenizer), "
-                                       "or a registry id to run the rebuild's export stage")
-    parser.add_argument("out", type=Path, nargs="?", help="output .gguf path (sha256 recorded in OUT.json)")
+    parser.add_argument("hf_dir", help="Hugging Face LlamaForCausalLM folder (safetensors + tokenizer)")
+    parser.add_argument("out", type=Path, help="output .gguf path (sha256 recorded in OUT.json)")
+    add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The exporter's options, without the positionals (the `export` command adds its own)."""
     parser.add_argument("--quant", default="Q4_K_M", choices=QUANT_TYPES, help="llama.cpp type (default Q4_K_M)")
     parser.add_argument("--verify", action="store_true", help="run the tokenizer/logits/template parity checks")
     parser.add_argument("--keep-f16", action="store_true", help="keep the unquantized GGUF next to OUT")
@@ -24,17 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-model", help="general.base_model.0.name, e.g. meta-llama/Llama-3.2-1B-Instruct")
     parser.add_argument("--finetune", help="general.finetune, e.g. support")
     parser.add_argument("--license", help="general.license, e.g. llama3.2")
-    parser.add_argument("--registry", help="stage form: registry file (default: model_registry.yaml)")
-    parser.add_argument("--runs-dir", help="stage form: parent of the run folder (default: runs/)")
-    parser.add_argument("--force", action="store_true", help="stage form: re-run even when up to date")
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.out is None:
-        from training.stages import export as stage
-
-        return stage.main(argparse.Namespace(model_id=args.hf_dir, registry=args.registry,
-                                             runs_dir=args.runs_dir, force=args.force))
     try:
         result = export_gguf(Path(args.hf_dir), args.out, quant=args.quant, verify=args.verify, name=args.name,
                              base_model=args.base_model, finetune=args.finetune, license=args.license,

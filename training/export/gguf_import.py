@@ -23,8 +23,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from serving.files import sha256_of, temp_sibling
 from training.export.convert import ExportError, RopeSpec, llama3_rope_factors
-from training.export.pipeline import sha256_of
 from training.families import Family, FamilyError, by_gguf_pre
 
 DTYPES = ("float32", "bfloat16")
@@ -155,8 +155,7 @@ def import_gguf(gguf_path: str | Path, out_dir: str | Path, dtype: str = "float3
     if arch != "llama":
         raise GGUFImportError(f"architecture {arch!r} is not supported: Iris imports llama GGUFs only")
     tokenizer = tokenizer_from_gguf(fields)  # refuses before the slow weight load
-    tmp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_sibling(out_dir)
     try:
         _load_model(gguf_path, dtype, llama3_rope_parameters(gguf_path, fields)).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -7,16 +7,13 @@ is recorded next to it in `<out>.json` together with the quant, size, source and
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from huggingface_hub.utils.sha import sha_fileobj
-
+from serving.files import atomic_path, sha256_of, temp_sibling
 from training.export.convert import ExportError, GeneralInfo, convert_to_gguf
 from training.export.quantize import ftype_constant, quantize
 
@@ -45,29 +42,6 @@ class ExportResult:
     """Size of `path` in bytes."""
     report: dict | None
     """Verification report when `verify=True`."""
-
-
-def temp_sibling(final: Path) -> Path:
-    """A hidden temporary name in `final`'s folder, so the final rename never crosses file systems."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `final`; rename it onto `final` on success, delete it on any error."""
-    tmp = temp_sibling(final)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks (huggingface_hub's hasher, as the Hub computes it)."""
-    with path.open("rb") as handle:
-        return sha_fileobj(handle).hex()
 
 
 def unquantized_type(quant: str) -> str:
@@ -107,7 +81,8 @@ def export_gguf(
     base_type = unquantized_type(quant)
     base_final = out_path if quant == base_type else f16_sibling(out_path, quant, base_type)
 
-    base_tmp, out_tmp = temp_sibling(base_final), temp_sibling(out_path)  # one file when quant is F16/F32
+    base_tmp = temp_sibling(base_final)
+    out_tmp = base_tmp if base_final == out_path else temp_sibling(out_path)  # one file when quant is F16/F32
     try:
         convert_to_gguf(hf_dir, base_tmp, info, base_type)
         if out_tmp != base_tmp:

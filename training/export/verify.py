@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.config import TEMPLATE_DATE
+
 # Unicode, emoji, code, whitespace runs, numbers and special tokens: the places tokenizers disagree.
 TOKENIZER_CORPUS: tuple[str, ...] = (
     "Hello world! How are you today?",
@@ -64,7 +66,6 @@ CONVERSATIONS: tuple[list[dict], ...] = (
      {"role": "user", "content": "It is 1042. 😀"}],
     [{"role": "system", "content": "  Answer briefly.  "}, {"role": "user", "content": "Explain\ttabs\n\nand  spaces"}],
 )
-DATE_STRING = "26 Jul 2024"
 LOGITS_TOLERANCE = 0.05  # floor of the accepted max |HF - F16 GGUF| logit difference
 
 
@@ -192,7 +193,7 @@ def check_chat_template(hf_dir: Path, gguf_path: Path, conversations: tuple[list
     vocab = _llama(gguf_path, vocab_only=True)
     mismatches, rendered = [], 0
     for messages in conversations:
-        for dated in ({"date_string": DATE_STRING}, {}):
+        for dated in ({"date_string": TEMPLATE_DATE}, {}):
             want = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **dated)
             want_ids = hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True, **dated)["input_ids"]
             got = formatter(messages=messages, **dated).prompt

@@ -41,17 +41,21 @@ def sft_config(recipe_sft: dict[str, Any], output_dir: str, **overrides: Any):
     """`trl.SFTConfig(**recipe.sft, output_dir=..., **overrides)` after checking every key.
 
     `overrides` are what the run decides, not the recipe: output folder, seed, step limits in tests.
-    Defaults that differ from TRL's: `report_to="none"` (logging services are opt-in) and
-    `save_strategy="steps"` so `save_steps` checkpoints exist for `--resume`.
+    Defaults that differ from TRL's: `report_to="none"` (logging services are opt-in),
+    `save_strategy="steps"` so `save_steps` checkpoints exist for `--resume`, and `disable_tqdm=True` when
+    stderr is not a terminal (a log gets the printed loss dicts, not thousands of bar redraws).
     """
     import torch
     from trl import SFTConfig
+
+    from serving.progress import interactive
 
     _check_keys({**recipe_sft, **overrides}, SFTConfig, "sft")
     # TRL defaults to bf16=True, which TrainingArguments refuses without a bf16 GPU; a recipe that does
     # not ask for bf16 should still run on a CPU box (the demo recipes, tests).
     hardware = {} if torch.cuda.is_available() else {"bf16": False}
-    values = {"report_to": "none", **hardware, **recipe_sft, "output_dir": output_dir, **overrides}
+    console = {} if interactive() else {"disable_tqdm": True}
+    values = {"report_to": "none", **hardware, **console, **recipe_sft, "output_dir": output_dir, **overrides}
     try:
         return SFTConfig(**values)
     except ValueError as err:

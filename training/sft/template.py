@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from serving.config import TEMPLATE_DATE
 from training.families import Family, by_name, of_tokenizer
 
-DATE_STRING = "26 Jul 2024"  # fixed so rendered training text does not depend on today's date
-TEMPLATE_KWARGS: dict[str, Any] = {"date_string": DATE_STRING}
+TEMPLATE_KWARGS: dict[str, Any] = {"date_string": TEMPLATE_DATE}  # rendered text does not depend on today
 # Rendered with both templates before training: a system turn, two exchanges and a generation prompt.
 PROBE: tuple[list[dict], ...] = (
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}],

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from serving.config import ServingSettings
 from serving.engine import ChatRequest, Engine
 from serving.generation import GenerationSettings
+from serving.progress import ProgressBar
 from serving.registry import QUANT_TYPES, parse_registry
 
 
@@ -39,7 +38,7 @@ def answer_all(engine: Engine, model_id: str, conversations: list[list[dict]], m
                response_format: dict | None = None) -> list[dict[str, Any]]:
     """Greedy answers of `model_id` to each conversation (ending with a user message), with timings."""
     answers = []
-    for messages in tqdm(conversations, desc=f"answering with {model_id}", leave=False):
+    for messages in ProgressBar(conversations, desc=f"answering with {model_id}", leave=False):
         started = time.perf_counter()
         text, stats = engine.complete(ChatRequest(model_id, messages, greedy(max_new_tokens),
                                                   response_format=response_format))

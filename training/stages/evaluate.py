@@ -75,11 +75,11 @@ def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: 
     tokenizer = load_tokenizer(base_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
     model.to(device).eval()
-    from tqdm.auto import tqdm
+    from serving.progress import ProgressBar
 
     encoded = [_labelled(tokenizer, row, assistant_mask) for row in rows]
     total, count = 0.0, 0
-    for start in tqdm(range(0, len(encoded), batch_size), desc=f"held-out loss {label}", leave=False):
+    for start in ProgressBar(range(0, len(encoded), batch_size), desc=f"held-out loss {label}", leave=False):
         ids, labels, attention = _padded(encoded[start:start + batch_size], tokenizer.pad_token_id or 0, device)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=attention).logits.float()

@@ -1,8 +1,9 @@
 """Stage 4 of `rebuild`: merge/model/ -> export/<name>-Q4_K_M.gguf with the exporter's verification,
 plus the base checkpoint's GGUF at the same quant so `eval` compares like with like offline.
 
-`python -m training export MODEL_ID` reaches `main` here through the exporter's CLI (which also takes
-`HF_DIR OUT.gguf`); `rebuild` calls `export()` directly.
+`python -m training export` lands here: `export MODEL_ID` runs this stage, `export HF_DIR OUT.gguf`
+is handed to the exporter's CLI (training/export/cli.py), a library that never imports the stages.
+`rebuild` calls `export()` directly.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from training.stages.run import Run, add_run_arguments, open_run, run_stage, stage_errors
+from training.stages.run import Run, open_run, run_stage, stage_errors
 
 
 def gguf_name(run: Run) -> str:
@@ -48,10 +49,24 @@ def _export(run: Run, out: Path) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_run_arguments(parser)
+    from training.export import cli
+
+    parser.add_argument("hf_dir", metavar="MODEL_ID|HF_DIR",
+                        help="registry id to run this stage, or a Hugging Face LlamaForCausalLM folder to convert")
+    parser.add_argument("out", type=Path, nargs="?", help="output .gguf path when converting a folder "
+                                                          "(sha256 recorded in OUT.json)")
+    cli.add_options(parser)
+    parser.add_argument("--registry", help="stage form: registry file (default: model_registry.yaml)")
+    parser.add_argument("--runs-dir", help="stage form: parent of the run folder (default: runs/)")
+    parser.add_argument("--force", action="store_true", help="stage form: re-run even when up to date")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        from training.export import cli
+
+        return cli.main(args)
     with stage_errors("export"):
-        export(open_run(args))
+        export(open_run(argparse.Namespace(model_id=args.hf_dir, registry=args.registry,
+                                           runs_dir=args.runs_dir, force=args.force)))
     return 0

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from serving.registry import parse_registry
+from serving.files import atomic_path, write_text_atomic
+from serving.registry import UnknownModelId, parse_registry
 from training.stages.run import Run, StageError, add_run_arguments, open_run, run_stage, stage_errors, write_json_atomic
 
 TOKEN_ENV = "HF_TOKEN"
@@ -65,10 +66,8 @@ def _install_local(run: Run, out: Path) -> dict[str, Any]:
     exported = run.upstream("export")["metrics"]
     target = run.registry.local_path(run.entry)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(target.name + ".partial")
-    staging.unlink(missing_ok=True)
-    _link_or_copy(Path(exported["gguf"]), staging)
-    os.replace(staging, target)
+    with atomic_path(target) as staging:
+        _link_or_copy(Path(exported["gguf"]), staging)
     shutil.copyfile(out / "README.md", target.with_suffix(".md"))
     print(f"[publish] {run.entry.id}: installed {target} (sha256 {exported['sha256']}); the app serves it now")
     return {"installed": str(target), "sha256": exported["sha256"]}
@@ -124,7 +123,7 @@ def _entry_lines(lines: list[str], model_id: str) -> tuple[int, int]:
         if m.group(2).strip("'\"") == model_id:
             end = starts[k + 1][0] if k + 1 < len(starts) else len(lines)
             return i, end
-    raise KeyError(f"registry has no entry '- id: {model_id}'")
+    raise UnknownModelId(f"registry has no entry '- id: {model_id}'")
 
 
 def _set_flow_hub(line: str, revision: str, sha256: str) -> str:
@@ -171,9 +170,7 @@ def update_registry_entry(path: Path, model_id: str, revision: str, sha256: str)
         raise StageError(f"{path}: entry {model_id!r} needs one `published:` line and one `hub:` mapping to update")
     new_text = "\n".join(lines[:start] + block + lines[end:])
     parse_registry(yaml.safe_load(new_text), Path(path))  # refuse to write a registry the app cannot load
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}")
-    tmp.write_text(new_text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(Path(path), new_text)
 
 
 def main(args: argparse.Namespace) -> int:

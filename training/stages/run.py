@@ -16,14 +16,14 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from serving.registry import ModelEntry, Recipe, Registry, load_registry
-from training.export.pipeline import sha256_of
+from serving.files import sha256_of, write_text_atomic
 
 STAGES = ("prepare", "train", "merge", "export", "eval", "publish")
 PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate", "gguf", "huggingface_hub")
@@ -42,13 +42,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary sibling and `os.replace`, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically, so readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
-file_sha256 = sha256_of  # one implementation for the toolkit (training/export/pipeline.py)
+file_sha256 = sha256_of  # one implementation for the whole repo (serving/files.py)
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:
@@ -56,15 +54,16 @@ def fingerprint(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(names: Iterable[str] = PACKAGES, missing: str | None = "not installed") -> dict[str, str | None]:
+    """Python's version and each installed distribution's (`missing` for one that is not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
-            out[name] = "not installed"
+            out[name] = missing
     return out
 
 
@@ -181,13 +180,14 @@ def _update_run_json(run: Run, stage: str, record: dict[str, Any]) -> None:
 
 @contextmanager
 def stage_errors(prefix: str) -> Iterator[None]:
-    """Turn expected failures into a one-line message and exit status 1 (tracebacks are for bugs)."""
-    from serving.registry import RegistryError
+    """Turn expected failures into a one-line message and exit status 1 (tracebacks are for bugs: a bare
+    KeyError is one, so only the registry's `UnknownModelId` is caught)."""
+    from serving.registry import RegistryError, UnknownModelId
     from training.data.common import DataFormatError
     from training.export import ExportError
     from training.sft.config import RecipeKeyError
 
     try:
         yield
-    except (StageError, RegistryError, DataFormatError, RecipeKeyError, ExportError, FileNotFoundError, KeyError) as err:
+    except (StageError, RegistryError, UnknownModelId, DataFormatError, RecipeKeyError, ExportError, FileNotFoundError) as err:
         raise SystemExit(f"{prefix}: error: {err}") from None

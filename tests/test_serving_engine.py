@@ -241,3 +241,29 @@ def test_an_oversized_history_is_refused_before_any_tokenization(engine):
     few_but_long = [{"role": "user", "content": "y" * 7000}, {"role": "assistant", "content": "z" * 7000}] * 8
     with pytest.raises(InvalidInput, match="the limit is 100000: clear the chat"):
         list(engine.stream(ChatRequest("demo-support", [*few_but_long, {"role": "user", "content": "hi"}], GREEDY)))
+
+
+def test_a_corrupt_gguf_is_a_clear_unavailable_message_and_other_models_keep_serving(demo_paths, tmp_path):
+    import os
+
+    from serving.engine import ModelUnavailable
+    from serving.registry import parse_registry
+
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + os.urandom(1 << 16))
+    models = [{"id": mid, "display_name": mid, "kind": "base", "context_length": 512,
+               "source": {"local": {"path": str(path)}}}
+              for mid, path in (("broken", corrupt), ("good", demo_paths["demo-support"]))]
+    engine = Engine(parse_registry({"hub_owner": "t", "models": models}, tmp_path / "r.yaml"),
+                    ServingSettings(ram_budget_mb=1024))
+    try:
+        with pytest.raises(ModelUnavailable) as err:
+            engine.complete(ask("Where is my order?", "broken"))
+        assert err.value.user_message == "broken could not be loaded."
+        assert str(tmp_path) not in err.value.user_message  # the server's paths stay in the log
+        status = engine.status("broken")
+        assert not status.available and status.reason == "broken could not be loaded."
+        text, stats = engine.complete(ask("Where is my order?", "good"))
+        assert text.strip() and stats.finish_reason in ("stop", "length")
+    finally:
+        engine.close()

@@ -68,7 +68,9 @@ def test_chat_flow_stream_stop_follow_up_and_persona_switch(app_url, chromium_pa
     options = page.get_by_role("option").all_inner_texts()
     assert any("Llama 3.2 1B Instruct (unavailable)" in o for o in options)  # offline: Hub models unavailable
     page.get_by_role("option", name="Llama 3.2 1B Instruct (unavailable)").click()
-    page.wait_for_function("document.querySelector('#model-info').innerText.includes('HF_HUB_OFFLINE')")
+    # The persona switch just above loads the default model first (SmolLM2, a few seconds on a busy box).
+    page.wait_for_function("document.querySelector('#model-info').innerText.includes('HF_HUB_OFFLINE')",
+                           timeout=180_000)
     choose(page, "model", "Demo support (tiny Llama + LoRA, offline)")
     wait_for_example(page, "How do I download my last invoice?")
 

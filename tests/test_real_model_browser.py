@@ -26,7 +26,7 @@ def real_pair(registry):
 def test_support_chat_streams_an_answer_from_the_fine_tune_by_default(real_pair, app_url, chromium_page):
     page = chromium_page
     open_page(page, app_url, "/")
-    page.wait_for_function("document.querySelector('#model input').value.includes('SmolLM2 135M Support')")
+    page.wait_for_function("(document.querySelector('#model input')?.value || '').includes('SmolLM2 135M Support')")
     page.evaluate(WATCH_STREAM)
     send(page, QUESTION)
     answer = wait_for_answer(page, 1)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from serving.cpu import cpu_model  # noqa: E402
 
 CHILD = r"""
 import json, sys, time, llama_cpp
@@ -53,11 +54,6 @@ def run_once(site: Path, model: Path, tokens: int, threads: int) -> dict:
     if done.returncode != 0:
         return {"error": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def cpu_model() -> str:
-    match = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-    return match.group(1) if match else platform.processor()
 
 
 def main() -> int:

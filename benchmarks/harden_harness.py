@@ -29,6 +29,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from serving.cpu import cpu_model  # noqa: E402
 from tests.browser import demo_only_registry, launch_app  # noqa: E402
 
 CHAT = ("order_assistant", "demo-support")
@@ -228,8 +229,7 @@ def broken_file_cases(folder: Path) -> list[Result]:
 
 
 def report(results: list[Result], started: dt.datetime, label: str) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = cpu_model()
     lines = [
         f"## {label}", "",
         f"Run {started:%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}.",

@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from serving.cpu import cpu_flags, cpu_model  # noqa: E402
 from serving.selfcheck import parse_system_info, run_selfcheck  # noqa: E402
 
 PACKAGE = "llama-cpp-python"
@@ -52,12 +53,6 @@ EXTENSIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
 PORTABLE = ("GGML_SSE42", "GGML_AVX", "GGML_AVX2", "GGML_FMA", "GGML_F16C", "GGML_BMI2")  # x86-64-v3
 ALWAYS_OFF = ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
 DEFAULT_CACHE = Path.home() / ".cache" / "iris" / "llama-cpp-wheels"
-
-
-def cpu_flags(cpuinfo: str) -> set[str]:
-    """The flags of the first processor in a /proc/cpuinfo text."""
-    match = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
-    return set(match.group(1).split()) if match else set()
 
 
 def enabled_extensions(flags: set[str], profile: str) -> list[str]:
@@ -123,18 +118,13 @@ def build_wheel(version: str, args: str, target: Path, python: str) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         shutil.move(str(built), target / built.name)
     (target / "build.json").write_text(json.dumps({"cmake_args": args, "seconds": round(time.monotonic() - start),
-                                                   "cpu": _cpu_model()}, indent=1))
+                                                   "cpu": cpu_model()}, indent=1))
     return target / built.name
-
-
-def _cpu_model() -> str:
-    match = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
-    return match.group(1) if match else "unknown"
 
 
 def install(args: argparse.Namespace) -> None:
     version = pinned_version()
-    extensions = enabled_extensions(cpu_flags(Path("/proc/cpuinfo").read_text()), args.profile)
+    extensions = enabled_extensions(cpu_flags(), args.profile)
     flags = cmake_args(extensions)
     have_version, features = installed(args.python)
     if not args.rebuild and have_version == version and matches(features, extensions):
@@ -162,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable, help="interpreter to install into and check")
     args = parser.parse_args(argv)
     if args.print_cmake_args:
-        print(cmake_args(enabled_extensions(cpu_flags(Path("/proc/cpuinfo").read_text()), args.profile)))
+        print(cmake_args(enabled_extensions(cpu_flags(), args.profile)))
         return 0
     if not args.check_only:
         install(args)

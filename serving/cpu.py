@@ -1,8 +1,9 @@
-"""How many CPUs this process may really use, and how much memory it may take.
+"""How many CPUs this process may really use, how much memory it may take, and what the CPU is.
 
 A container (a Hugging Face Space, a CI runner) usually reports the host's cores through
 `os.cpu_count()`; llama.cpp with that many threads oversubscribes the few cores the cgroup
 allows and slows down. This module reads the cgroup limits and the affinity mask instead.
+It also names the CPU and its flags from /proc/cpuinfo (for the llama.cpp build and benchmark reports).
 It only reads; it knows nothing of models.
 """
 
@@ -10,9 +11,30 @@ from __future__ import annotations
 
 import math
 import os
+import platform
+import re
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_field(name: str, cpuinfo: str | None) -> str | None:
+    """The first processor's `name` line of a /proc/cpuinfo text (this machine's by default)."""
+    if cpuinfo is None:
+        cpuinfo = CPUINFO.read_text() if CPUINFO.exists() else ""
+    match = re.search(rf"^{name}\s*:(.*)$", cpuinfo, re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags (`avx2`, `amx_int8`, ...)."""
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, for reports."""
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or "unknown"
 
 
 def cgroup_cpu_quota(root: Path = CGROUP_ROOT) -> float | None:

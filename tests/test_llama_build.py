@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.install_llama_cpp import (cmake_args, cpu_flags, enabled_extensions, installed, matches, wheel_dir,
-                                       EXTENSIONS)
+from scripts.install_llama_cpp import EXTENSIONS, cmake_args, enabled_extensions, installed, matches, wheel_dir
+from serving.cpu import cpu_flags
 from serving.selfcheck import SELFCHECK_MODEL, parse_system_info, run_selfcheck
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def test_demo_model_with_256_wide_rows_generates_in_a_child(demo_paths):
 def test_installed_build_uses_only_what_this_cpu_has():
     version, features = installed(sys.executable)
     assert version is not None
-    cpu = cpu_flags(Path("/proc/cpuinfo").read_text())
+    cpu = cpu_flags()
     for option, (needs, reported) in EXTENSIONS.items():
         if reported and features.get(reported):
             assert all(flag in cpu for flag in needs), f"build uses {reported}, this CPU lacks {needs}"

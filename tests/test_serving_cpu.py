@@ -31,3 +31,11 @@ def test_settings_from_env_and_thread_override():
     settings = ServingSettings.from_env({"IRIS_RAM_BUDGET_MB": "512", "IRIS_MAX_QUEUE": "2", "IRIS_N_THREADS": "3"})
     assert (settings.ram_budget_mb, settings.max_queue, settings.threads()) == (512, 2, 3)
     assert ServingSettings(ram_budget_mb=512).threads() == usable_cpus()
+
+
+def test_cpu_model_and_flags_come_from_the_first_processor():
+    from serving.cpu import cpu_flags, cpu_model
+
+    text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 amx_int8\n\nprocessor\t: 1\nmodel name\t: Other\n"
+    assert cpu_model(text) == "AMD EPYC" and cpu_flags(text) == {"fpu", "avx2", "amx_int8"}
+    assert cpu_flags("") == set() and cpu_model("")  # no cpuinfo: no flags, still a name

@@ -118,22 +118,29 @@ def _customer(template: str, slots: dict[str, str], rng: random.Random) -> str:
     return add_typos(greeting + (text if not greeting else text[:1].lower() + text[1:]), rng)
 
 
-def support_dialogue(rng: random.Random) -> Record:
-    """One support conversation: 1 to 3 exchanges, sometimes with a system prompt."""
-    intent = rng.choice(s.INTENTS)
-    case = rng.choice(intent.cases)
-    slots = support_slots(rng)
+def _exchanges(rng: random.Random, intent: s.Intent, case: s.Case, slots: dict[str, str], openers: tuple[str, ...],
+               vague_share: float) -> list[str]:
+    """The customer's question (sometimes vague first, then the order number), the reply, maybe a follow-up."""
     turns: list[str] = []
-    if case.vague and rng.random() < 0.35:
+    if case.vague and rng.random() < vague_share:
         turns += [_customer(rng.choice(case.vague), slots, rng), rng.choice(s.ASK_ORDER)]
         turns.append(add_typos(rng.choice(s.GIVE_ORDER).format(order=slots["order_typed"]), rng))
     else:
-        turns.append(_customer(rng.choice(case.openers), slots, rng))
+        turns.append(_customer(rng.choice(openers), slots, rng))
     turns.append(rng.choice(case.replies).format(**slots))
     follow_ups = case.follow_ups + intent.follow_ups
     if follow_ups and rng.random() < 0.4:
         question, answer = rng.choice(follow_ups)
         turns += [add_typos(question, rng), answer.format(**slots)]
+    return turns
+
+
+def support_dialogue(rng: random.Random) -> Record:
+    """One support conversation: 1 to 3 exchanges, sometimes with a system prompt."""
+    intent = rng.choice(s.INTENTS)
+    case = rng.choice(intent.cases)
+    slots = support_slots(rng)
+    turns = _exchanges(rng, intent, case, slots, case.openers, vague_share=0.35)
     if rng.random() < 0.15:
         turns += list(rng.choice(s.THANKS))
     system = rng.choice(s.SYSTEM_PROMPTS) if rng.random() < 0.35 else None
@@ -174,18 +181,8 @@ def support_train_dialogue(rng: random.Random, personas: dict[str, str]) -> Reco
     intent = rng.choice(s.INTENTS)
     case = rng.choice(intent.cases)
     slots = support_slots(rng)
-    openers = [o for o in case.openers if o not in held_out(case.openers)]
-    turns: list[str] = []
-    if case.vague and rng.random() < 0.3:
-        turns += [_customer(rng.choice(case.vague), slots, rng), rng.choice(s.ASK_ORDER)]
-        turns.append(add_typos(rng.choice(s.GIVE_ORDER).format(order=slots["order_typed"]), rng))
-    else:
-        turns.append(_customer(rng.choice(openers), slots, rng))
-    turns.append(rng.choice(case.replies).format(**slots))
-    follow_ups = case.follow_ups + intent.follow_ups
-    if follow_ups and rng.random() < 0.4:
-        question, answer = rng.choice(follow_ups)
-        turns += [add_typos(question, rng), answer.format(**slots)]
+    openers = tuple(o for o in case.openers if o not in held_out(case.openers))
+    turns = _exchanges(rng, intent, case, slots, openers, vague_share=0.3)
     return {"intent": intent.name, "messages": chat(*turns, system=_system_for(intent.name, personas, rng))}
 
 

@@ -28,7 +28,7 @@ from serving.errors import Busy, InputTooLong, InvalidInput, ModelUnavailable, S
 from serving.generation import GenerationSettings
 from serving.pool import Cancelled, ModelPool
 from serving.prompt import TemplateError, prompt_tokens
-from serving.registry import ModelEntry, Registry
+from serving.registry import ModelEntry, Registry, UnknownModelId
 from serving.resolve import Progress, Resolver
 
 __all__ = [
@@ -352,10 +352,8 @@ class Engine:
 
     def _entry(self, model_id: str) -> ModelEntry:
         try:
-            if not isinstance(model_id, str):
-                raise KeyError(model_id)
             return self.registry.get(model_id)
-        except KeyError:
+        except UnknownModelId:
             raise UnknownModel(f"Unknown model {model_id!r}; choose one of: {', '.join(self.registry.ids())}.")
 
     def check(self, request: ChatRequest) -> ChatRequest:

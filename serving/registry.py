@@ -277,10 +277,11 @@ class Registry(_Strict):
     """Per-page default models (data, not page code)."""
 
     def get(self, model_id: str) -> ModelEntry:
-        try:
-            return self.models[model_id]
-        except KeyError:
-            raise UnknownModelId(f"unknown model id {model_id!r}; registered: {', '.join(self.models)}") from None
+        """The entry of `model_id`; anything else (a typo, a list sent through the API) is UnknownModelId."""
+        entry = self.models.get(model_id) if isinstance(model_id, str) else None
+        if entry is None:
+            raise UnknownModelId(f"unknown model id {model_id!r}; registered: {', '.join(self.models)}")
+        return entry
 
     def ids(self) -> list[str]:
         return list(self.models)

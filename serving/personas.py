@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from serving.errors import validation_message
 from serving.generation import GenerationSettings
 
 PERSONAS_DIR = Path(__file__).resolve().parent.parent / "personas"
@@ -94,8 +95,7 @@ def load_persona(path: Path) -> Persona:
     try:
         return Persona(**data)
     except ValidationError as err:
-        problems = "; ".join(f"field '{'.'.join(map(str, e['loc'])) or '(persona)'}': {e['msg']}" for e in err.errors())
-        raise PersonaError(f"{path.name}: {problems}") from None
+        raise PersonaError(validation_message(err, f"{path.name}:")) from None
 
 
 def load_personas(folder: Path = PERSONAS_DIR) -> PersonaBook:

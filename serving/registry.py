@@ -16,6 +16,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
+from serving.errors import validation_message
 from serving.generation import GenerationSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -305,14 +306,6 @@ def _entry_label(raw: Any, index: int) -> str:
     return f"entry {name!r} (#{index + 1})" if name else f"entry #{index + 1}"
 
 
-def _format_validation(err: ValidationError, where: str, label: str) -> str:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(entry)"
-        lines.append(f"{where}: {label}, field '{field}': {e['msg']}")
-    return "\n".join(lines)
-
-
 def _substitute_owner(raw: dict, owner: str) -> dict:
     hub = (raw.get("source") or {}).get("hub")
     if isinstance(hub, dict) and isinstance(hub.get("repo"), str):
@@ -330,7 +323,7 @@ def _parse_entries(raws: list, owner: str, where: str) -> dict[str, ModelEntry]:
         try:
             entry = ModelEntry(**_substitute_owner(raw, owner))
         except ValidationError as err:
-            raise RegistryError(_format_validation(err, where, label)) from None
+            raise RegistryError(validation_message(err, f"{where}: {label},", sep="\n")) from None
         if entry.id in models:
             raise RegistryError(f"{where}: {label}, field 'id': duplicate id {entry.id!r}")
         models[entry.id] = entry
@@ -364,7 +357,7 @@ def _parse_defaults(raw: Any, models: dict[str, ModelEntry], where: str) -> Page
     try:
         defaults = PageDefaults.model_validate(raw)
     except ValidationError as err:
-        raise RegistryError(_format_validation(err, where, "defaults")) from None
+        raise RegistryError(validation_message(err, f"{where}: defaults,", sep="\n")) from None
     unknown = [mid for mid in defaults.ids() if mid not in models]
     if unknown:
         raise RegistryError(f"{where}: defaults name unknown model ids {', '.join(map(repr, unknown))}; "

@@ -13,6 +13,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from serving.errors import validation_message
+
 MAX_QUESTIONS = 10
 MAX_CARDS = 20
 MAX_TOPICS = 12
@@ -161,18 +163,9 @@ RequestT = TypeVar("RequestT", bound=_Request)
 _LABELS = {"n_questions": "Number of questions", "n_cards": "Number of cards"}
 
 
-def _describe(error: dict) -> str:
-    field = ".".join(str(p) for p in error["loc"] if not isinstance(p, int))
-    label = _LABELS.get(field, field.replace("_", " ").capitalize())
-    message = error["msg"].removeprefix("Value error, ")
-    if error["type"] in ("date_from_datetime_parsing", "date_parsing", "date_type"):
-        message = "is not a date: use YYYY-MM-DD, for example 2026-06-15"
-    return f"{label} {message}" if field else message[0].upper() + message[1:]
-
-
 def parse(model: type[RequestT], **values: object) -> RequestT:
     """Build `model` from raw UI values, or raise StudyInputError listing every problem."""
     try:
         return model(**values)
     except ValidationError as err:
-        raise StudyInputError("; ".join(_describe(e) for e in err.errors())) from None
+        raise StudyInputError(validation_message(err, labels=_LABELS)) from None

@@ -19,6 +19,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from serving.engine import ChatRequest, Engine, GenerationStats
+from serving.errors import validation_message
 from serving.generation import GenerationSettings
 from serving.personas import PersonaBook, load_personas
 from serving.study import planner, prompts, schemas
@@ -67,20 +68,21 @@ def parse_structured(text: str, stats: GenerationStats | None, model: type[Parse
     try:
         return model.model_validate(json.loads(text, strict=False))  # grammar strings may hold raw newlines
     except (json.JSONDecodeError, ValidationError) as err:
+        problem = validation_message(err) if isinstance(err, ValidationError) else str(err)
         if finish == "length":
             raise StructuredOutputError(
                 f"The answer was cut off at the token limit ({stats.n_tokens} tokens) before it was complete. "
                 "Ask for fewer items or a shorter topic, or press the button again to retry.",
-                f"truncated {model.__name__}: {err}") from None
+                f"truncated {model.__name__}: {problem}") from None
         raise StructuredOutputError(
             "The model's answer did not have the expected shape. Press the button again to retry, "
-            "or pick another model.", f"unusable {model.__name__}: {err}; text={text[:300]!r}") from None
+            "or pick another model.", f"unusable {model.__name__}: {problem}; text={text[:300]!r}") from None
 
 
 class StudyTools:
     """One method per structured study tool; every method takes the model id picked on the page.
 
-    (The tutor chat needs no service of its own: the page reuses the support chat's handlers.)
+    (The tutor chat needs no service of its own: the page uses the shared chat component, `pages/chat.py`.)
     """
 
     def __init__(self, engine: Engine, personas: PersonaBook | None = None):

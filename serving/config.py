@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from serving.cpu import memory_limit_bytes, usable_cpus
 
@@ -35,7 +35,13 @@ class ServingSettings(BaseModel):
     n_threads: int | None = Field(None, ge=1, le=512)
     """llama.cpp threads; None means the CPUs this process may really use."""
     n_batch: int = Field(256, ge=8, le=8192)
-    """Prompt-processing batch size."""
+    """Most tokens one llama.cpp decode step holds (answer tokens of every slot plus prompt chunks)."""
+    slots: int = Field(4, ge=1, le=64)
+    """Conversations one loaded model decodes together; each keeps its own KV cache."""
+    prefill_chunk: int = Field(64, ge=1, le=8192)
+    """Prompt tokens read per step: bounds how long others' tokens (and a cancel) wait during a long prompt."""
+    kv_ram_mb: float = Field(256.0, ge=0)
+    """RAM for KV states of conversations pushed out of their slot, per model (restored when they return)."""
     cache_dir: Path | None = None
     """Hugging Face cache folder; None means huggingface_hub's default ($HF_HUB_CACHE)."""
     hub_endpoint: str | None = None
@@ -52,6 +58,13 @@ class ServingSettings(BaseModel):
     """`date_string` given to the chat template (the date training rendered with); None = today."""
     log_level: str = "INFO"
     """Python logging level of the app."""
+    browser_secret: SecretStr | None = None
+    """Key of the conversations kept in visitors' browsers; fixed so a restart can still read them. None: a key
+    made once and kept in `browser_secret_file()`."""
+
+    def browser_secret_file(self) -> Path:
+        """Where the made-once browser key lives when `browser_secret` is not set (beside the HF cache)."""
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iris" / "browser-secret"
 
     def threads(self) -> int:
         """Threads for llama.cpp: the override, else the usable CPUs."""

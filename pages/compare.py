@@ -17,6 +17,8 @@ import gradio as gr
 from gradio.context import Context
 from matplotlib.figure import Figure
 
+from pages.chat import model_label, slider
+from pages.errors import shown_errors
 from serving.arena import ratings
 from serving.arena.compare import (
     RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt,
@@ -90,8 +92,7 @@ class ComparePage:
         return [s.id for s in self.engine.catalog() if s.available]
 
     def model_choices(self) -> list[tuple[str, str]]:
-        return [(s.display_name if s.available else f"{s.display_name} (unavailable)", s.id)
-                for s in self.engine.catalog()]
+        return [(model_label(s), s.id) for s in self.engine.catalog()]
 
     def initial_pair(self, query: dict[str, str]) -> tuple[str | None, str | None, str | None]:
         """(a, b, warning): the `?a=&b=` ids when registered, else the default pair."""
@@ -128,19 +129,15 @@ class ComparePage:
     def generation(self, values: tuple) -> GenerationSettings:
         """Shared settings from the UI values, with one seed drawn for both sides when empty."""
         *chosen, seed = values
-        try:
+        with shown_errors("compare"):
             settings = visitor_settings(DEFAULTS, **dict(zip(SETTINGS_FIELDS, chosen)))
             return with_fixed_seed(settings.merged(seed=visitor_seed(seed)), random.Random(self.rng.random()))
-        except ServingError as err:
-            raise gr.Error(err.user_message) from None
 
     def checked(self, prompt: str, system_prompt: str | None) -> tuple[str, str]:
         """The prompt and the system prompt, checked before any model work."""
-        try:
+        with shown_errors("compare"):
             return (validate_prompt(prompt, self.settings.max_prompt_chars),
                     validate_system_prompt(system_prompt, self.settings.max_system_chars))
-        except ServingError as err:
-            raise gr.Error(err.user_message) from None
 
     # ---- side by side ---------------------------------------------------------------------
     def side_by_side(self, prompt, model_a, model_b, system_prompt, history: PairHistory | None,
@@ -321,8 +318,7 @@ def build(engine: Engine) -> None:
         system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models",
                             max_length=page.settings.max_system_chars)
         with gr.Row():
-            sliders = [gr.Slider(k.minimum, k.maximum, value=getattr(DEFAULTS, f), step=k.step, label=k.label,
-                                 elem_id=f"compare-set-{f}") for f, k in SLIDERS.items()]
+            sliders = [slider(f, getattr(DEFAULTS, f), f"compare-set-{f}") for f in SLIDERS]
             seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)",
                              elem_id="compare-set-seed")
     values = [*sliders, seed]

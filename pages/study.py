@@ -3,42 +3,30 @@
 UI only: one model dropdown for the whole page, one tab per tool. Every model call goes through
 `serving.study.tools.StudyTools` (which uses the engine); dates, scores and files come from the pure
 modules in `serving/study/`. Visitor errors (bad input, unusable model output, engine refusals) become
-one short `gr.Error`; the log keeps the detail. The tutor chat reuses the support chat's handlers, so
-both chats stream, stop and trim history the same way.
+one short `gr.Error` (`pages.errors.shown_errors`); the log keeps the detail. The tutor chat is the shared
+chat component (`pages/chat.py`), so both chats stream, stop, keep, branch and export conversations the same way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import gradio as gr
 
-from pages.support_chat import SupportChat, model_label
-from serving.engine import Engine, ServingError
+from pages.chat import SLIDERS, Chat, build_chat, model_label
+from pages.errors import shown_errors
+from serving.engine import Engine
 from serving.personas import PersonaBook, load_personas
 from serving.study import export, inputs, planner, scoring
-from serving.study.inputs import MAX_CARDS, MAX_QUESTIONS, StudyInputError, parse
+from serving.study.inputs import MAX_CARDS, MAX_QUESTIONS, parse
 from serving.study.schemas import LETTERS, ChoiceQuestion, Drill, Flashcard, Quiz
-from serving.study.tools import DRILL_MIX, PERSONAS, StructuredOutputError, StudyTools
+from serving.study.tools import DRILL_MIX, PERSONAS, StudyTools
 
 log = logging.getLogger(__name__)
 DIFFICULTIES = ["easy", "medium", "hard"]
-
-
-@contextmanager
-def shown_errors(tool: str) -> Iterator[None]:
-    """Turn every error a visitor can cause into a short gr.Error (never a traceback)."""
-    try:
-        yield
-    except StudyInputError as err:
-        raise gr.Error(str(err)) from None
-    except (StructuredOutputError, ServingError) as err:
-        log.warning("study %s: %s", tool, err)
-        raise gr.Error(err.user_message) from None
+TUTOR_IDS = {name: f"study-{name}" for name in ("chatbot", "message", "send", "stop", "retry", "clear", "footer",
+                                                 "notice")} | {"prefix": "study-"}
 
 
 def choice_labels(question: ChoiceQuestion) -> list[str]:
@@ -55,22 +43,6 @@ def mark_text(mark: scoring.Mark) -> str:
     else:
         head = f"**Not answered.** Correct: {mark.expected}"
     return f"{head}  \n{mark.explanation}" if mark.explanation else head
-
-
-class TutorChat(SupportChat):
-    """The support chat's handlers, restricted to the study tutor persona."""
-
-    def __init__(self, engine: Engine, personas: PersonaBook):
-        super().__init__(engine, personas)
-        self.support = [personas.get(PERSONAS["chat"])]
-
-    def model_changed(self, shown: list[dict], conversation_id: str):
-        """The page's model changed: like the support chat, the tutor starts a fresh conversation.
-
-        `shown` is the chatbot's content, which is ahead of the history state while an answer streams.
-        """
-        *cleared, notice = self.clear(conversation_id)
-        return [*cleared, "Model changed: started a new conversation with the tutor." if shown else notice]
 
 
 class StudyPage:
@@ -191,28 +163,15 @@ class StudyPage:
 
 # ---- layout ------------------------------------------------------------------------------
 def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None:
-    chat = TutorChat(engine, personas)
-    tutor = chat.support[0]
+    chat = Chat(engine, [personas.get(PERSONAS["chat"])], "study tutor")
+    tutor = chat.personas[0]
     defaults = tutor.settings(engine.registry.get(model.value).generation)
     gr.Markdown(f"_{tutor.description}_")
-    chatbot = gr.Chatbot(height=380, label="Tutor", elem_id="study-chatbot", buttons=["copy"])
-    with gr.Row():
-        message = gr.Textbox(placeholder="Ask the tutor", show_label=False, scale=6, elem_id="study-message")
-        send = gr.Button("Send", variant="primary", scale=1, elem_id="study-send")
-        stop = gr.Button("Stop", variant="stop", scale=1)
-        retry = gr.Button("Retry", scale=1)
-        clear = gr.Button("Clear", scale=1)
-    stats, notice = gr.Markdown("", elem_id="study-footer"), gr.Markdown("", elem_id="study-notice")
-    history, conversation = gr.State([]), gr.State(lambda: uuid.uuid4().hex)
-    fixed = [gr.State(getattr(defaults, k)) for k in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")]
-    settings = [gr.State(tutor.id), model, *fixed, conversation]
-    outputs = [chatbot, history, message, stats, notice]
-    gr.on([send.click, message.submit], chat.respond, [message, history, *settings], outputs, api_visibility="private")
-    gr.on([retry.click, chatbot.retry], chat.retry, [history, *settings], outputs, api_visibility="private")
-    stop.click(chat.stop, conversation, None, queue=False, api_visibility="private")
-    clear.click(chat.clear, conversation, [chatbot, history, conversation, stats, notice], api_visibility="private")
-    model.input(chat.model_changed, [chatbot, conversation], [chatbot, history, conversation, stats, notice],
-                api_visibility="private")
+    fixed = [gr.State(getattr(defaults, key)) for key in SLIDERS]
+    view = build_chat(chat, gr.State(tutor.id), model, fixed, "iris-study-chats", TUTOR_IDS, label="Tutor",
+                      placeholder="Ask the tutor")
+    model.input(lambda store: chat.restart(store, "Model changed: started a new conversation with the tutor."),
+                view.store, view.outputs, cancels=view.answering, api_visibility="private")
 
 
 def _quiz_tab(page: StudyPage, model: gr.Dropdown) -> None:

@@ -1,0 +1,463 @@
+"""The chat component shared by the support chat (`/`) and the study tutor: layout, handlers, kept conversations.
+
+UI only. Answers come from `serving.engine.Engine` (one validation path: `Engine.check`); conversations are
+`serving.transcript` objects kept in the visitor's browser (`gr.BrowserState`; the server stores none), listed
+in a sidebar (new, rename, delete, switch), exported as Markdown/JSON and imported back. A user message can be
+edited (the old continuation stays as a branch), a cut-off answer continued, and a meter shows the context used.
+A page makes one `Chat` with its personas and calls `build_chat` with its own persona and model pickers (a
+Dropdown, or a fixed `gr.State`) and settings (sliders or fixed states). `SLIDERS`, `slider`, `model_label`
+and `footer` are also what the compare page uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import gradio as gr
+from gradio.context import Context
+
+from pages.errors import shown_errors
+from serving.config import ServingSettings
+from serving.downloads import write_download
+from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus
+from serving.files import write_text_atomic
+from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_settings
+from serving.personas import Persona
+from serving.stops import StopFlags
+from serving.study.export import safe_filename
+from serving.transcript import (
+    MAX_FILE_BYTES, AnswerStats, Conversation, Library, Message, ModelRef, edit, load_transcript, switch_branch, to_json,
+    to_markdown,
+)
+
+log = logging.getLogger(__name__)
+SLIDERS = {key: VISITOR_KNOBS[key] for key in ("temperature", "top_p", "max_new_tokens", "repeat_penalty")}
+CONTEXT_WARN = 0.8  # share of the room for history (context minus the answer's reserve) that raises the warning
+PRIVATE = {"api_visibility": "private"}
+CUT_OFF = "The answer stopped at the token limit. Press **Continue** to let it go on."
+
+
+def slider(key: str, value: float, elem_id: str) -> gr.Slider:
+    """A settings slider over the visitor range of `key` (the range the engine also accepts from the API)."""
+    knob = VISITOR_KNOBS[key]
+    return gr.Slider(knob.minimum, knob.maximum, value=value, step=knob.step, label=knob.label, elem_id=elem_id)
+
+
+def model_label(status: ModelStatus) -> str:
+    return status.display_name if status.available else f"{status.display_name} (unavailable)"
+
+
+def footer(stats: GenerationStats | AnswerStats | None) -> str:
+    if stats is None:
+        return ""
+    return (f"Model `{stats.model_id}` · {stats.quant} · {stats.tokens_per_s:.1f} tokens/s · "
+            f"{stats.n_tokens} tokens · first token after {stats.ttft_s:.2f}s")
+
+
+def context_line(used: int, limit: int, dropped: int, reserve: int) -> str:
+    """The meter: tokens used of the context, and a warning before (or once) the oldest turns are left out."""
+    if limit <= 0:
+        return ""
+    line = f"Context: {used} / {limit} tokens ({used / limit:.0%})"
+    if dropped:
+        return line + f" · ⚠️ the oldest {dropped} messages no longer fit and are left out"
+    if used >= CONTEXT_WARN * (limit - reserve):
+        return line + " · ⚠️ nearly full: the next answers will leave out the oldest turns (start a new conversation)"
+    return line
+
+
+def browser_secret(settings: ServingSettings) -> str:
+    """The key of kept conversations: the setting, else one made once and kept on this machine's disk."""
+    if settings.browser_secret:
+        return settings.browser_secret.get_secret_value()
+    path = settings.browser_secret_file()
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        write_text_atomic(path, secrets.token_hex(32))
+        return path.read_text(encoding="utf-8").strip()
+
+
+def edited_text(value: object) -> str:
+    """The text of an edited Chatbot message (a string, or a list of text parts)."""
+    if isinstance(value, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in value)
+    return value if isinstance(value, str) else ""
+
+
+class Chat:
+    """The chat's handlers: the engine, the page's personas and the stop flags of running answers."""
+
+    def __init__(self, engine: Engine, personas: list[Persona], page: str):
+        self.engine, self.personas, self.page = engine, personas, page
+        self.stops = StopFlags()
+
+    # ---- validation (the engine's; the page only turns refusals into gr.Error) ------------
+    def persona(self, persona_id: str) -> Persona:
+        found = next((p for p in self.personas if isinstance(persona_id, str) and p.id == persona_id), None)
+        if found is None:
+            raise gr.Error(f"Unknown persona {persona_id!r}; choose one of: {', '.join(p.id for p in self.personas)}.")
+        return found
+
+    def model_status(self, model_id: str) -> ModelStatus:
+        with shown_errors(self.page):
+            return self.engine.status(model_id)
+
+    def defaults(self, persona_id: str, model_id: str) -> GenerationSettings:
+        """The persona's settings on top of the model's registry defaults."""
+        persona, status = self.persona(persona_id), self.model_status(model_id)  # an unknown model is refused here
+        return persona.settings(self.engine.registry.get(status.id).generation)
+
+    def settings(self, persona_id: str, model_id: str, **chosen: float | None) -> GenerationSettings:
+        """Persona/model defaults with the chosen values; out-of-range values name the field and the range."""
+        with shown_errors(self.page):
+            return visitor_settings(self.defaults(persona_id, model_id), **chosen)
+
+    def request(self, messages: list[dict], persona_id: str, model_id: str, settings: GenerationSettings,
+                conversation_id: str) -> ChatRequest:
+        """The checked request for `messages` (without the system prompt) as `persona_id` on `model_id`."""
+        persona, status = self.persona(persona_id), self.model_status(model_id)
+        if not status.available:
+            raise gr.Error(f"{status.display_name} is unavailable: {status.reason}.")
+        with shown_errors(self.page):
+            return self.engine.check(ChatRequest(model_id, [{"role": "system", "content": persona.system_prompt},
+                                                            *messages], settings, conversation_id))
+
+    # ---- generation ----------------------------------------------------------------------
+    def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[list[tuple[str, object]]]:
+        """Batches of (kind, text) and ("done", stats); engine errors become gr.Error.
+
+        Generation runs in the engine's worker thread, so re-rendering the chat never slows the model.
+        """
+        report = (lambda fraction, text: progress(fraction, desc=text)) if progress else None
+        with shown_errors(self.page), self.stops.run(request.conversation_id) as stop:
+            for batch in self.engine.stream_batches(request, stop, report):
+                yield [(e.kind, e.stats if e.kind == "done" else e.text) for e in batch]
+
+    def stop(self, store: dict) -> None:
+        """Stop every answer of the open conversation that is being generated."""
+        active = Library.from_stored(store).active
+        if active:
+            self.stops.stop(active)
+
+    def _answer(self, library: Library, conversation: Conversation, settings: GenerationSettings,
+                progress: gr.Progress | None, typed: str = "") -> Iterator[list]:
+        """Stream the answer to `conversation` (ending with a question, or a cut-off answer to continue) into
+        the chat's outputs; save it in the library when done. On an error the typed text comes back."""
+        before = library.current()
+        try:
+            request = self.request(conversation.chat(), conversation.persona, conversation.model.id, settings,
+                                   conversation.id)
+        except gr.Error:
+            yield self.view(library, before, message=typed)
+            raise
+        continuing = conversation.messages[-1].role == "assistant"
+        shown = conversation.chat() + ([] if continuing else [{"role": "assistant", "content": ""}])
+        notice, status = "", ""
+        yield [shown, gr.skip(), "", gr.skip(), notice, status, gr.update(visible=False), gr.skip(), gr.skip()]
+        try:
+            for batch in self.stream(request, progress):
+                for kind, value in batch:
+                    if kind == "token":
+                        shown[-1]["content"] += value
+                        status = ""
+                    elif kind == "queued":  # waiting for a busy model: its position and estimated wait
+                        status = value
+                    elif kind == "notice":
+                        notice = value
+                        gr.Info(value)
+                    elif kind == "done":
+                        yield self._finish(library, conversation, shown[-1]["content"], value, settings, notice)
+                        return
+                    else:
+                        log.debug("%s: ignored a %r event", self.page, kind)
+                yield [list(shown), gr.skip(), "", gr.skip(), notice, status, gr.skip(), gr.skip(), gr.skip()]
+        except gr.Error:
+            yield self.view(library, before, message=typed, notice=notice)
+            raise
+
+    def _finish(self, library: Library, conversation: Conversation, text: str, stats: GenerationStats,
+                settings: GenerationSettings, notice: str) -> list:
+        if stats.finish_reason == "cancelled":
+            text += " [stopped]"
+        answer = Message(role="assistant", content=text, stats=AnswerStats.of(stats))
+        kept = conversation.messages[:-1] if conversation.messages[-1].role == "assistant" else conversation.messages
+        done = conversation.model_copy(update={
+            "messages": [*kept, answer], "model": ModelRef(id=stats.model_id, sha256=stats.sha256),
+            "settings": {k: getattr(settings, k) for k in SLIDERS}}).titled()
+        return self.view(library.put(done), done, notice=CUT_OFF if done.cut_off() else notice)
+
+    # ---- the visitor's actions -----------------------------------------------------------
+    def _open(self, library: Library, persona_id: str, model_id: str) -> Conversation:
+        """The open conversation when it is with this persona and model, else a new one."""
+        current = library.current()
+        if current and current.persona == persona_id and current.model.id == model_id:
+            return current
+        return Conversation(persona=persona_id, model=ModelRef(id=model_id))
+
+    def _chosen(self, persona_id: str, model_id: str, values: tuple) -> GenerationSettings:
+        return self.settings(persona_id, model_id, **dict(zip(SLIDERS, values)))
+
+    def respond(self, message: str, store: dict, persona_id: str, model_id: str, *values: float,
+                progress: gr.Progress = gr.Progress()):
+        """Send `message` in the open conversation (a new one when none is open) and stream the answer."""
+        library = Library.from_stored(store)
+        settings = self._chosen(persona_id, model_id, values)
+        conversation = self._open(library, persona_id, model_id)
+        asked = conversation.model_copy(update={"messages": [*conversation.messages,
+                                                             Message(role="user", content=message)]})
+        yield from self._answer(library, asked, settings, progress, typed=message)
+
+    def retry(self, store: dict, persona_id: str, model_id: str, *values: float,
+              progress: gr.Progress = gr.Progress()):
+        """Answer the last question again; the old answer is kept as a branch."""
+        library = Library.from_stored(store)
+        conversation = library.current()
+        last = max((i for i, m in enumerate(conversation.messages) if m.role == "user"), default=None) \
+            if conversation else None
+        if last is None:
+            raise gr.Error("Nothing to retry yet: send a message first.")
+        yield from self._edited(library, conversation, last, conversation.messages[last].content, values, progress)
+
+    def edit(self, store: dict, persona_id: str, model_id: str, *values: float, evt: gr.EditData,
+             progress: gr.Progress = gr.Progress()):
+        """A message was edited in the chat: answer from there; the old continuation stays as a branch."""
+        library = Library.from_stored(store)
+        conversation = library.current()
+        index = evt.index if isinstance(evt.index, int) else evt.index[0]
+        if conversation is None or not edited_text(evt.value).strip():
+            yield self.view(library, conversation)
+            raise gr.Error("An edited message cannot be empty; type a question.")
+        yield from self._edited(library, conversation, index, edited_text(evt.value), values, progress)
+
+    def _edited(self, library: Library, conversation: Conversation, index: int, text: str, values: tuple,
+                progress: gr.Progress | None) -> Iterator[list]:
+        with shown_errors(self.page):
+            changed = edit(conversation, index, text)
+        if len(conversation.messages) == index + 1:  # nothing was answered yet: no branch worth keeping
+            changed = changed.model_copy(update={"branches": conversation.branches})
+        self.engine.forget(conversation.id)  # the history changed: the engine's cut starts again
+        settings = self._chosen(changed.persona, changed.model.id, values)
+        yield from self._answer(library.put(changed), changed, settings, progress)
+
+    def continue_answer(self, store: dict, persona_id: str, model_id: str, *values: float,
+                        progress: gr.Progress = gr.Progress()):
+        """Let an answer cut off by the token limit go on."""
+        library = Library.from_stored(store)
+        conversation = library.current()
+        if conversation is None or not conversation.cut_off():
+            raise gr.Error("There is no cut-off answer to continue.")
+        yield from self._answer(library, conversation, self._chosen(persona_id, model_id, values), progress)
+
+    def switch_branch(self, number: int | None, store: dict) -> list:
+        library = Library.from_stored(store)
+        conversation = library.current()
+        if conversation is None or number is None:
+            return self.view(library, conversation)
+        with shown_errors(self.page):
+            switched = switch_branch(conversation, int(number))
+        self.engine.forget(conversation.id)
+        return self.view(library.put(switched), switched, notice="Switched to another version of the conversation.")
+
+    def new(self, store: dict) -> list:
+        """Close the open conversation (it stays in the list); the next message starts a new one."""
+        library = Library.from_stored(store)
+        self.stop(store)
+        return self.view(library.model_copy(update={"active": None}), None)
+
+    def restart(self, store: dict, notice: str) -> list:
+        """`new`, saying `notice` when the conversation it closes had messages."""
+        current = Library.from_stored(store).current()
+        view = self.new(store)
+        if current and current.messages:
+            view[4] = notice
+        return view
+
+    def select(self, conversation_id: str, store: dict) -> list:
+        """Open a conversation from the list; the page's persona, model and settings follow it."""
+        library = Library.from_stored(store)
+        conversation = library.find(conversation_id)
+        if conversation is None:
+            return [*self.view(library, library.current()), *[gr.skip()] * (3 + len(SLIDERS))]
+        self.stop(store)
+        library = library.model_copy(update={"active": conversation.id})
+        return [*self.view(library, conversation), *self.follow(conversation)]
+
+    def follow(self, conversation: Conversation) -> list:
+        """Updates of the persona, model, [persona, model] state and settings to match `conversation`."""
+        model = conversation.model.id if conversation.model.id in self.engine.registry.ids() else gr.skip()
+        persona = conversation.persona
+        values = [conversation.settings.get(key, gr.skip()) for key in SLIDERS]
+        return [persona, model, [persona, model if isinstance(model, str) else None], *values]
+
+    def rename(self, title: str, store: dict) -> list:
+        library = Library.from_stored(store)
+        conversation, title = library.current(), " ".join((title or "").split())
+        if conversation is None:
+            raise gr.Error("Open a conversation first, then rename it.")
+        if not title:
+            raise gr.Error("A conversation's name cannot be empty.")
+        renamed = conversation.model_copy(update={"title": title[:80]})
+        return self.view(library.put(renamed), renamed)
+
+    def delete(self, store: dict) -> list:
+        library = Library.from_stored(store)
+        if library.current() is None:
+            raise gr.Error("Open a conversation first, then delete it.")
+        self.stop(store)
+        self.engine.forget(library.active)
+        return self.view(library.remove(library.active), None, notice="Conversation deleted.")
+
+    def export(self, store: dict) -> tuple:
+        """The open conversation as a Markdown and a JSON file to download."""
+        conversation = Library.from_stored(store).current()
+        if conversation is None or not conversation.messages:
+            raise gr.Error("Nothing to export yet: send a message first.")
+        persona = next((p.name for p in self.personas if p.id == conversation.persona), None)
+        stem = safe_filename(conversation.title, "")
+        files = ((to_markdown(conversation, persona), f"{stem}.md"), (to_json(conversation), f"{stem}.json"))
+        return tuple(gr.DownloadButton(value=str(write_download(text, name, "chats")), visible=True)
+                     for text, name in files)
+
+    def import_file(self, path: str | None, store: dict) -> list:
+        """A JSON export read back (checked like any input) as a new conversation, opened."""
+        library = Library.from_stored(store)
+        if not path:
+            return [*self.view(library, library.current()), *[gr.skip()] * (3 + len(SLIDERS))]
+        with shown_errors(self.page):
+            with open(path, "rb") as handle:  # one byte past the limit is enough to refuse a larger file
+                conversation = load_transcript(handle.read(MAX_FILE_BYTES + 1), self.engine.settings)
+        self.persona(conversation.persona)  # a persona this page does not have is refused by name
+        if conversation.model.id not in self.engine.registry.ids():
+            gr.Warning(f"This server has no model {conversation.model.id!r}; the conversation continues on the "
+                       "model picked here.")
+        library = library.put(conversation)
+        return [*self.view(library, conversation, notice=f"Imported “{conversation.title}”."),
+                *self.follow(conversation)]
+
+    def restore(self, store: dict) -> list:
+        """Page load: the conversation open before the reload, with its persona, model and settings."""
+        library = Library.from_stored(store)
+        conversation = library.current()
+        follow = self.follow(conversation) if conversation else [gr.skip()] * (3 + len(SLIDERS))
+        return [*self.view(library, conversation), *follow]
+
+    def meter(self, store: dict, persona_id: str, model_id: str, *values: float) -> str:
+        """Tokens the open conversation uses of the model's context (from the model's own tokenizer)."""
+        conversation = Library.from_stored(store).current()
+        if conversation is None or not conversation.messages:
+            return ""
+        try:
+            persona = self.persona(persona_id)
+            settings = self._chosen(persona_id, model_id, values)
+            messages = [{"role": "system", "content": persona.system_prompt}, *conversation.chat()]
+            found = self.engine.context_usage(ChatRequest(model_id, messages, settings, conversation.id))
+        except Exception as err:  # noqa: BLE001 - the meter is a hint: whatever fails, it shows nothing
+            log.info("%s: no context meter: %s", self.page, err)
+            return ""
+        return context_line(found.used, found.limit, found.dropped, found.reserve)
+
+    # ---- what the chat shows -------------------------------------------------------------
+    def view(self, library: Library, conversation: Conversation | None, message: object = gr.skip(),
+             notice: str = "") -> list:
+        """The chat's outputs (`ChatView.outputs`) for `conversation` open in `library`."""
+        branches = conversation.branches if conversation else []
+        return [conversation.chat() if conversation else [], library.stored(), message,
+                footer(conversation.last_stats() if conversation else None), notice, "",
+                gr.update(visible=bool(conversation and conversation.cut_off())),
+                gr.update(choices=library.choices(), value=library.active),
+                gr.update(choices=[(b.label(), i) for i, b in enumerate(branches)], value=None,
+                          visible=bool(branches))]
+
+
+@dataclass
+class ChatView:
+    """The components of one chat, in the order `Chat.view` fills them."""
+
+    chatbot: gr.Chatbot
+    store: gr.BrowserState
+    message: gr.Textbox
+    footer: gr.Markdown
+    notice: gr.Markdown
+    status: gr.Markdown
+    continue_button: gr.Button
+    conversations: gr.Radio
+    branches: gr.Dropdown
+    send: gr.Button
+    active: gr.State
+    """[persona id, model id] of the open conversation (a page compares its pickers with it)."""
+    answering: list
+
+    @property
+    def outputs(self) -> list:
+        return [self.chatbot, self.store, self.message, self.footer, self.notice, self.status,
+                self.continue_button, self.conversations, self.branches]
+
+
+def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings: list[gr.Component],
+               storage_key: str, ids: Mapping[str, str], label: str = "Conversation",
+               placeholder: str = "Type your question and press Enter") -> ChatView:
+    """The chat's layout and events. `ids` names the elements (keys: chatbot, message, send, stop, retry,
+    clear, footer, notice and a `prefix` for the rest); `settings` are values in `SLIDERS` order."""
+    prefix = ids["prefix"]
+    store = gr.BrowserState({}, storage_key=storage_key, secret=browser_secret(chat.engine.settings))
+    active = gr.State([persona.value, model.value])
+    with gr.Sidebar(label="Conversations", open=False, elem_id=f"{prefix}sidebar"):
+        new = gr.Button("New conversation", variant="primary", elem_id=f"{prefix}new")
+        conversations = gr.Radio([], label="Your conversations (kept in this browser)", elem_id=f"{prefix}list")
+        title = gr.Textbox(label="Name", placeholder="A name for the open conversation", max_length=80,
+                           elem_id=f"{prefix}title")
+        with gr.Row():
+            rename = gr.Button("Rename", size="sm", elem_id=f"{prefix}rename")
+            delete = gr.Button("Delete", size="sm", variant="stop", elem_id=f"{prefix}delete")
+        export = gr.Button("Export", size="sm", elem_id=f"{prefix}export")
+        with gr.Row():
+            markdown_file = gr.DownloadButton("Markdown", visible=False, size="sm", elem_id=f"{prefix}export-md")
+            json_file = gr.DownloadButton("JSON", visible=False, size="sm", elem_id=f"{prefix}export-json")
+        upload = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id=f"{prefix}import")
+    notice = gr.Markdown("", elem_id=ids["notice"])
+    branches = gr.Dropdown([], label="Other versions of this conversation (from edits and retries)",
+                           visible=False, elem_id=f"{prefix}branches")
+    chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], label=label, elem_id=ids["chatbot"],
+                         feedback_options=None, editable="user", render_markdown=True,
+                         max_height="60vh", min_height=240)
+    status = gr.Markdown("", elem_id=f"{prefix}status")
+    with gr.Row(equal_height=True):
+        message = gr.Textbox(placeholder=placeholder, show_label=False, scale=6, min_width=150,
+                             elem_id=ids["message"], max_length=chat.engine.settings.max_message_chars)
+        send = gr.Button("Send", variant="primary", scale=1, min_width=60, elem_id=ids["send"])
+        stop = gr.Button("Stop", variant="stop", scale=1, min_width=60, elem_id=ids["stop"])
+    with gr.Row():
+        retry = gr.Button("Retry", size="sm", min_width=60, elem_id=ids["retry"])
+        clear = gr.Button("Clear", size="sm", min_width=60, elem_id=ids["clear"])
+        more = gr.Button("Continue", size="sm", min_width=60, visible=False, elem_id=f"{prefix}continue")
+    meter = gr.Markdown("", elem_id=f"{prefix}meter")
+    stats = gr.Markdown("", elem_id=ids["footer"])
+    view = ChatView(chatbot, store, message, stats, notice, status, more, conversations, branches, send, active,
+                    [])
+    follow = [persona, model, active, *settings]
+    state = [store, persona, model, *settings]
+    measured = {"fn": chat.meter, "inputs": state, "outputs": meter, "show_progress": "hidden", **PRIVATE}
+
+    view.answering.append(gr.on([send.click, message.submit], chat.respond, [message, *state], view.outputs,
+                                **PRIVATE))
+    view.answering.append(gr.on([retry.click, chatbot.retry], chat.retry, state, view.outputs, **PRIVATE))
+    view.answering.append(chatbot.edit(chat.edit, state, view.outputs, **PRIVATE))
+    view.answering.append(more.click(chat.continue_answer, state, view.outputs, **PRIVATE))
+    for event in view.answering:
+        event.then(**measured)
+    stop.click(chat.stop, store, None, queue=False, **PRIVATE)
+    # Leaving the open conversation drops the running answer's UI updates (cancels) and frees the model (stop).
+    leave = {"cancels": view.answering, **PRIVATE}
+    gr.on([clear.click, chatbot.clear, new.click], chat.new, store, view.outputs, **leave).then(lambda: "", None, meter)
+    conversations.input(chat.select, [conversations, store], [*view.outputs, *follow], **leave).then(**measured)
+    branches.input(chat.switch_branch, [branches, store], view.outputs, **leave).then(**measured)
+    rename.click(chat.rename, [title, store], view.outputs, **PRIVATE)
+    delete.click(chat.delete, store, view.outputs, **leave).then(lambda: "", None, meter)
+    export.click(chat.export, store, [markdown_file, json_file], **PRIVATE)
+    upload.upload(chat.import_file, [upload, store], [*view.outputs, *follow], **leave).then(**measured)
+    Context.root_block.load(chat.restore, store, [*view.outputs, *follow], **PRIVATE).then(**measured)
+    return view

@@ -128,6 +128,9 @@ def test_lora_rebuild_records_every_stage_and_loss_falls(lora_run):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0, losses
     assert train["tokens_per_s"] > 0 and train["peak_cpu_rss_gib"] > 0
     assert (lora_run / "train" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    evals = read_loss_csv(lora_run / "train" / "loss.csv", "eval_loss")  # held-out loss at each quarter of the run
+    assert [int(r["step"]) for r in evals] == [3, 6, 9, 12] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert all(r["cpu_rss_gib"] > 0.1 for r in evals) and train["eval_runtime_s"] > 0
 
 
 def test_trainer_batches_carry_labels_only_on_assistant_tokens(lora_run, workspace):
@@ -296,8 +299,12 @@ def test_resume_after_kill_reaches_the_same_step_with_optimizer_state(workspace)
     optimizer = torch.load(checkpoints / "checkpoint-12" / "optimizer.pt", weights_only=False)
     steps = {int(s["step"]) for s in optimizer["state"].values()}
     assert steps == {12}  # a fresh optimizer after resuming would count only the resumed steps
-    logged = [int(line.split(",")[0]) for line in (run_dir / "train" / "loss.csv").read_text().splitlines()[1:]]
+    from training.sft.trainer import read_loss_csv
+
+    logged = [int(row["step"]) for row in read_loss_csv(run_dir / "train" / "loss.csv")]
     assert logged == list(range(1, 13))
+    evals = [int(row["step"]) for row in read_loss_csv(run_dir / "train" / "loss.csv", "eval_loss")]
+    assert evals == [3, 6, 9, 12]  # every quarter of the run, once each although the run was resumed
 
 
 def test_packed_padding_free_batches_keep_sequences_apart(lora_run, workspace):

@@ -4,7 +4,8 @@ One code path for LoRA and QLoRA: the model load only gains a 4-bit quantization
 QLoRA. TRL's `SFTTrainer` does the masking (assistant-only loss from the training template's
 `{% generation %}` markers), packing / padding-free batching and checkpointing; `speed` picks the
 attention kernel and fused kernels for the machine where the recipe is silent; this module adds
-the loss CSV, the PNG loss curve and throughput/memory numbers.
+the loss CSV (train loss, eval loss on the held-out split every `eval_steps`, memory at every
+logged step), the PNG loss curve (train and eval) and throughput/memory numbers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from training.sft import speed
 from training.sft.config import lora_config, quantization_config, sft_config
 from training.sft.template import TEMPLATE_KWARGS, check_renders_like
 
-CSV_FIELDS = ["step", "loss", "learning_rate", "num_tokens", "tokens_per_s"]
+CSV_FIELDS = ["step", "loss", "eval_loss", "learning_rate", "num_tokens", "tokens_per_s",
+              "cpu_rss_gib", "gpu_allocated_gib", "gpu_peak_allocated_gib", "gpu_reserved_gib"]
+EVAL_DEFAULTS = {"eval_strategy": "steps", "eval_steps": 0.25}
+"""With a held-out split: evaluate at each quarter of the run (TrainingArguments reads eval_steps < 1 as a
+fraction of the steps), four points of the eval curve whatever the run length; a recipe's own keys win."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict]
     set_seed(plan.seed)
     cuda = torch.cuda.is_available()
     recipe_sft = speed.sft_defaults(plan.sft, cuda, speed.liger_installed())
+    recipe_sft = {**EVAL_DEFAULTS, **recipe_sft} if eval_rows else recipe_sft
     args = sft_config(recipe_sft, str(plan.output_dir), seed=plan.seed, **plan.overrides)
     tokenizer = tokenizer or load_tokenizer(plan.base_checkpoint)
     trainer = SFTTrainer(
@@ -122,21 +128,36 @@ def use_attention(trainer, requested: str, cuda: bool) -> str:
 
 # ---------------------------------------------------------------- metrics
 
+GIB = 1024**3
+
 
 def peak_memory() -> dict[str, float]:
     """Peak GPU memory (allocated by torch) and peak CPU resident memory of this process, in GiB."""
     import torch
 
-    gib = 1024**3
-    out = {"peak_cpu_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / gib}
+    out = {"peak_cpu_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB}
     if torch.cuda.is_available():
-        out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / gib
-        out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / gib
+        out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
+        out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+    return out
+
+
+def memory_now() -> dict[str, float]:
+    """This process's resident CPU memory and, on CUDA, torch's allocated / peak allocated / reserved GPU memory (GiB)."""
+    import torch
+
+    rss_pages = int(Path("/proc/self/statm").read_text().split()[1])
+    out = {"cpu_rss_gib": round(rss_pages * os.sysconf("SC_PAGE_SIZE") / GIB, 3)}
+    if torch.cuda.is_available():
+        out.update(gpu_allocated_gib=round(torch.cuda.memory_allocated() / GIB, 3),
+                   gpu_peak_allocated_gib=round(torch.cuda.max_memory_allocated() / GIB, 3),
+                   gpu_reserved_gib=round(torch.cuda.memory_reserved() / GIB, 3))
     return out
 
 
 def metrics_callback(csv_path: Path):
-    """A TrainerCallback writing step, loss, learning rate, tokens and tokens/s to `csv_path`."""
+    """A TrainerCallback writing one CSV row per log: train rows (loss, learning rate, tokens, tokens/s) and
+    eval rows (eval loss), each with the memory at that step."""
     from transformers import TrainerCallback
 
     class MetricsCallback(TrainerCallback):
@@ -149,15 +170,24 @@ def metrics_callback(csv_path: Path):
                 csv_path.write_text(",".join(CSV_FIELDS) + "\n")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs or "loss" not in logs:
+            if not state.is_world_process_zero or not logs:
                 return
+            if "loss" in logs:
+                row = {"step": state.global_step, "loss": logs["loss"], **self._throughput(logs)}
+            elif "eval_loss" in logs:
+                row = {"step": state.global_step, "eval_loss": logs["eval_loss"]}
+                self.last = (time.perf_counter(), self.last[1])  # the next train row's tokens/s leaves eval time out
+            else:
+                return
+            row.update(memory_now())
+            self.rows.append(row)
+            _append_csv(csv_path, row)
+
+        def _throughput(self, logs: dict[str, float]) -> dict[str, float]:
             now, tokens = time.perf_counter(), float(logs.get("num_tokens", 0.0))
             rate = (tokens - self.last[1]) / max(now - self.last[0], 1e-9) if tokens > self.last[1] else 0.0
             self.last = (now, tokens)
-            row = {"step": state.global_step, "loss": logs["loss"], "learning_rate": logs.get("learning_rate", 0.0),
-                   "num_tokens": tokens, "tokens_per_s": round(rate, 1)}
-            self.rows.append(row)
-            _append_csv(csv_path, row)
+            return {"learning_rate": logs.get("learning_rate", 0.0), "num_tokens": tokens, "tokens_per_s": round(rate, 1)}
 
     return MetricsCallback()
 
@@ -167,23 +197,40 @@ def _append_csv(path: Path, row: dict[str, float]) -> None:
         csv.DictWriter(handle, fieldnames=CSV_FIELDS).writerow(row)
 
 
-def read_loss_csv(path: Path) -> list[dict[str, float]]:
+def read_loss_csv(path: Path, kind: str = "loss") -> list[dict[str, float]]:
+    """The rows of a metrics CSV that carry `kind` (`loss`: train rows, `eval_loss`: eval rows); empty cells left out."""
     with path.open() as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+    return [row for row in rows if kind in row]
 
 
 def plot_loss(csv_path: Path, png_path: Path, title: str) -> None:
-    """The loss curve of a run as a PNG."""
+    """The train and (when logged) eval loss curves of a run as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_loss_csv(csv_path)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None)
-    ax.set(xlabel="step", ylabel="training loss", title=title if rows else f"{title} (no step logged yet)")
+    drawn = draw_curves(ax, csv_path, "")
+    ax.set(xlabel="step", ylabel="loss", title=title if drawn else f"{title} (no step logged yet)")
+    if drawn:
+        ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
+
+
+def draw_curves(ax, csv_path: Path, label: str, color=None) -> int:
+    """Draw a run's train loss (solid) and eval loss (dashed, dots) on `ax`; returns the rows drawn."""
+    train, evals = read_loss_csv(csv_path, "loss"), read_loss_csv(csv_path, "eval_loss")
+    prefix = f"{label} " if label else ""
+    if train:
+        line, = ax.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
+                        marker="." if len(train) < 50 else None, label=f"{prefix}train")
+        color = line.get_color()
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], color=color, linestyle="--",
+                marker="o", label=f"{prefix}eval")
+    return len(train) + len(evals)

@@ -1,7 +1,8 @@
 """Stage 2, `python -m training train MODEL_ID`: LoRA/QLoRA fine-tune on prepare/train.jsonl.
 
 Writes train/adapter/ (the peft adapter), train/checkpoints/ (every `save_steps`), train/loss.csv,
-train/loss.png and train/metrics.json (runtime, tokens/s, peak memory). `--resume` continues from
+train/loss.png and train/metrics.json (runtime, tokens/s, peak memory). loss.csv has a row per logged
+step (train loss, or eval loss on prepare/test.jsonl every `eval_steps`) with the memory at that step. `--resume` continues from
 the latest checkpoint after an interruption. Runs unchanged under `accelerate launch` (DDP).
 """
 
@@ -74,7 +75,7 @@ def _train(run: Run, out: Path, overrides: dict[str, Any], attn: str, resume: bo
     metrics = _summary(trainer, result.metrics, checkpoint)
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(out / "adapter")
-        plot_loss(out / "loss.csv", out / "loss.png", f"{run.entry.id}: training loss")
+        plot_loss(out / "loss.csv", out / "loss.png", f"{run.entry.id}: train and eval loss")
         write_json_atomic(out / "metrics.json", {**metrics, **peak_memory()})
     return {**metrics, **peak_memory()}
 
@@ -83,13 +84,15 @@ def _summary(trainer, train_metrics: dict[str, Any], checkpoint: Path | None) ->
     from training.sft.trainer import read_loss_csv
 
     runtime = float(train_metrics.get("train_runtime", 0.0))
-    tokens = float(next((h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h), 0.0))
+    history = trainer.state.log_history
+    tokens = float(next((h["num_tokens"] for h in reversed(history) if "num_tokens" in h), 0.0))
+    eval_s = sum(float(h.get("eval_runtime", 0.0)) for h in history)  # tokens/s counts training time only
     losses = read_loss_csv(Path(trainer.args.output_dir).parent / "loss.csv") if trainer.is_world_process_zero() else []
     return {
         "global_step": trainer.state.global_step, "train_loss": train_metrics.get("train_loss"),
         "first_loss": losses[0]["loss"] if losses else None, "last_loss": losses[-1]["loss"] if losses else None,
-        "train_runtime_s": runtime, "num_tokens": tokens,
-        "tokens_per_s": round(tokens / runtime, 1) if runtime else None,
+        "train_runtime_s": runtime, "eval_runtime_s": round(eval_s, 2), "num_tokens": tokens,
+        "tokens_per_s": round(tokens / (runtime - eval_s), 1) if runtime > eval_s else None,
         "resumed_from": checkpoint.name if checkpoint else None,
         "loaded_in_4bit": bool(getattr(trainer.model.get_base_model(), "is_loaded_in_4bit", False)),
     }

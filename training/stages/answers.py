@@ -45,3 +45,4 @@ def answer_all(engine: Engine, model_id: str, conversations: list[list[dict]], m
         answers.append({"text": text, "tokens": stats.n_tokens, "finish": stats.finish_reason,
                         "seconds": round(time.perf_counter() - started, 3)})
     return answers
+

@@ -19,7 +19,6 @@ from typing import Any
 
 import yaml
 
-from training.stages.answers import answer_all, eval_engine
 from training.stages.run import Run, StageError, add_run_arguments, file_sha256, open_run, run_stage, stage_errors, write_json_atomic
 
 PROMPTS_PATH = Path(__file__).resolve().parent / "eval_prompts.yaml"
@@ -133,7 +132,9 @@ def _make_judge(run: Run, judge: str):
 
 def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, prompts_file: Path,
               judge: str | None, domain: str | None) -> dict[str, Any]:
+    from training.stages.answers import answer_all, eval_engine  # llama.cpp: loaded only where answers are made
     from training.stages.prepare import read_jsonl
+    from training.stages.task_metric import task_metric
 
     exported = run.upstream("export")["metrics"]
     test_rows = read_jsonl(run.dir / "prepare" / "test.jsonl")[:heldout_rows]
@@ -146,7 +147,8 @@ def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, promp
     conversations = [[{"role": "user", "content": p}] for p in prompts]
     answers = {who: answer_all(engine, who, conversations, max_new_tokens) for who in ("base", "finetune")}
     items = [{"prompt": p, "base": b, "finetune": t} for p, b, t in zip(prompts, answers["base"], answers["finetune"])]
-    task = task_metric(engine, test_rows, max_new_tokens)
+    task = task_metric(lambda who, questions: [a["text"] for a in answer_all(engine, who, questions, max_new_tokens)],
+                       test_rows)
     if judge:
         from training.stages.judge import judge_pair
 
@@ -163,21 +165,6 @@ def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, promp
     return {"heldout": heldout, "domain": domain, "prompts": len(items), "judge": judge,
             **({"task": task["metric"]} if task else {}),
             **({"judge_means": _judge_means(items)} if judge else {})}
-
-
-def task_metric(engine, rows: list[dict], max_new_tokens: int) -> dict[str, Any] | None:
-    """Base vs fine-tune on held-out rows that carry `facts`: does each answer state them?"""
-    from training.stages.task_metric import score
-
-    rows = [r for r in rows if r.get("facts") and r["messages"][-1]["role"] == "assistant"]
-    if not rows:
-        return None
-    questions = [r["messages"][:-1] for r in rows]
-    answers = {who: answer_all(engine, who, questions, max_new_tokens) for who in ("base", "finetune")}
-    metric = {who: score((a["text"], r["facts"]) for a, r in zip(answers[who], rows)) for who in answers}
-    examples = [{"question": q[-1]["content"], "facts": r["facts"], "base": b["text"], "finetune": t["text"]}
-                for q, r, b, t in zip(questions, rows, answers["base"], answers["finetune"])]
-    return {"metric": metric, "examples": examples}
 
 
 def _judge_means(items: list[dict[str, Any]]) -> dict[str, float | None]:

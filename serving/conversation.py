@@ -93,14 +93,16 @@ def strip_template_tokens(text: str) -> str:
 
 
 class LeakGuard:
-    """Streaming filter: passes text through, stops at a turn-ending template token.
+    """Streaming filter: passes text through, stops at a turn-ending template token or a stop text.
 
-    Text that could be the start of a template token is held back until it is known
-    not to be one, so a token split across stream chunks never shows.
+    Text that could be the start of a template token (or of a stop text) is held back until it is
+    known not to be one, so a token split across stream chunks never shows.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stops: tuple[str, ...] = ()) -> None:
         self._pending = ""
+        self._ends = _TURN_END + tuple(s for s in stops if s)
+        self._stops = tuple(s for s in stops if s)
         self.stopped = False
 
     def feed(self, text: str) -> str:
@@ -108,13 +110,13 @@ class LeakGuard:
         if self.stopped:
             return ""
         self._pending += text
-        end = min((self._pending.find(m) for m in _TURN_END if m in self._pending), default=-1)
+        end = min((self._pending.find(m) for m in self._ends if m in self._pending), default=-1)
         if end >= 0:
             self.stopped = True
             visible, self._pending = self._pending[:end], ""
             return strip_template_tokens(visible)
         visible = strip_template_tokens(self._pending)
-        hold = _held_suffix(visible)
+        hold = max(_held_suffix(visible), _stop_prefix(visible, self._stops))
         self._pending = visible[len(visible) - hold:] if hold else ""
         return visible[: len(visible) - hold]
 
@@ -122,6 +124,12 @@ class LeakGuard:
         """Whatever was held back at the end of the stream."""
         rest, self._pending = strip_template_tokens(self._pending), ""
         return "" if self.stopped else rest
+
+
+def _stop_prefix(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of `text` that is the start of a stop text."""
+    return max((n for stop in stops for n in range(min(len(stop) - 1, len(text)), 0, -1)
+                if stop.startswith(text[len(text) - n:])), default=0)
 
 
 def _held_suffix(text: str) -> int:
@@ -155,8 +163,10 @@ def validate_messages(messages: Messages, max_chars: int, max_messages: int, max
         return (f"the conversation is {total} characters long; the limit is {max_total_chars}: "
                 "clear the chat to start a new one")
     last = messages[-1]
+    if last["role"] == "assistant" and len(messages) > 1 and last["content"].strip():
+        return None  # an answer to continue (cut off by its token limit)
     if last["role"] != "user":
-        return "the last message must be the user's"
+        return "the last message must be the user's (or a non-empty answer of the assistant to continue)"
     if not last["content"].strip():
         return "the message is empty: type a question first"
     if len(last["content"]) > max_chars:

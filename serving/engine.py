@@ -23,26 +23,25 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from serving.config import ServingSettings
-from serving.conversation import MARKER_RE, LeakGuard, Messages, fit_history, validate_messages
-from serving.errors import Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel
+from serving.backends.batched import Finished, Piece, Queued
+from serving.backends.llamacpp import LlamaCppModel, estimate_bytes, kv_cells
+from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
+from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
+                            validation_message)
 from serving.generation import GenerationSettings
 from serving.pool import Cancelled, ModelPool
-from serving.prompt import TemplateError, prompt_tokens
 from serving.registry import ModelEntry, Registry, UnknownModelId
 from serving.resolve import Progress, Resolver
 
 __all__ = [
-    "Busy", "ChatRequest", "Engine", "GenerationStats", "InputTooLong", "InvalidInput", "ModelStatus",
+    "Busy", "ChatRequest", "ContextUsage", "Engine", "GenerationStats", "InputTooLong", "InvalidInput", "ModelStatus",
     "ModelUnavailable", "ServingError", "StreamEvent", "UnknownModel",
 ]
 log = logging.getLogger(__name__)
-_KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
-_COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
 _MAX_CONVERSATIONS = 2000
+_MAX_STOPS, _MAX_STOP_CHARS = 4, 64
+_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 _FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
-# Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
-_PROBE = [{"role": "system", "content": " S "}, {"role": "user", "content": "U\n"},
-          {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,22 @@ class ChatRequest:
     """Same id on every turn of one conversation: keeps its history cut (and KV prefix) stable."""
     response_format: dict | None = None
     """{"type": "json_object", "schema": {...}} constrains the answer with a llama.cpp grammar."""
+    stop: tuple[str, ...] = ()
+    """Texts that end the answer where they appear (not shown)."""
+
+
+@dataclass(frozen=True)
+class ContextUsage:
+    """How much of the model's context a conversation takes."""
+
+    used: int
+    """Prompt tokens of the history that would be sent now (after any dropped turns)."""
+    limit: int
+    """Tokens one conversation may hold, prompt and answer together."""
+    dropped: int
+    """Earliest turns left out to fit."""
+    reserve: int
+    """Tokens kept free for the answer."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,7 @@ class GenerationStats:
 @dataclass(frozen=True)
 class StreamEvent:
     kind: str
-    """"token" | "notice" | "done"."""
+    """"token" | "notice" | "queued" (waiting for a free slot: text says where and how long) | "done"."""
     text: str = ""
     stats: GenerationStats | None = None
 
@@ -104,64 +119,11 @@ class _ConversationState:
     noticed: bool = False
 
 
-class LoadedModel:
-    """A `llama_cpp.Llama` with what the engine derives from it once at load."""
-
-    def __init__(self, entry: ModelEntry, path: Path, settings: ServingSettings):
-        from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        self.entry, self.path = entry, path
-        self.llm = Llama(model_path=str(path), n_ctx=entry.context_length, n_threads=settings.threads(),
-                         n_threads_batch=settings.threads(), n_batch=settings.n_batch, use_mmap=True,
-                         verbose=False)
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            self.llm.close()
-            raise ModelUnavailable(f"{entry.display_name} cannot chat: its file has no chat template.",
-                                   f"{entry.id}: {path} has no tokenizer.chat_template metadata")
-        model = self.llm._model
-        self.formatter = Jinja2ChatFormatter(template=template, eos_token=model.token_get_text(self.llm.token_eos()),
-                                             bos_token=model.token_get_text(self.llm.token_bos()))
-        self.control_ids = frozenset(i for i in range(self.llm.n_vocab())
-                                     if MARKER_RE.fullmatch(model.token_get_text(i) or ""))
-        # Under a JSON grammar llama.cpp matches special tokens by their text, so a "<|reserved_...|>" could be
-        # sampled inside a JSON string and end the answer early; ban every control token that does not end
-        # generation.
-        from llama_cpp import llama_vocab_is_eog
-
-        self.grammar_bias = {i: float("-inf") for i in self.control_ids if not llama_vocab_is_eog(model.vocab, i)}
-        self.n_ctx = self.llm.n_ctx()
-        self.template_args = {"date_string": settings.template_date} if settings.template_date else {}
-        self._check_template()
-
-    def render(self, messages: Messages) -> str:
-        """The prompt text of `messages` by the GGUF's own chat template (which writes the BOS itself)."""
-        return self.formatter(messages=messages, **self.template_args).prompt
-
-    def tokenize(self, text: str, special: bool) -> list[int]:
-        """Token ids of `text`; `special` parses control-token text (template text only, never content)."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-
-    def prompt_tokens(self, messages: Messages) -> list[int]:
-        """Token ids of `messages`, ready for generation: the template's markers are control tokens,
-        what the messages say is plain text (`serving.prompt`)."""
-        return prompt_tokens(self.render, messages, self.tokenize)
-
-    def _check_template(self) -> None:
-        try:
-            self.prompt_tokens(_PROBE)
-        except TemplateError as err:
-            self.llm.close()
-            raise ModelUnavailable(f"{self.entry.display_name} cannot chat safely: its chat template rewrites "
-                                   "messages.", f"{self.entry.id}: {self.path}: {err}") from None
-
-    def stops_after_control(self, input_ids, _logits) -> bool:
-        """Stopping criterion: the previous token was a template token (e.g. a new header)."""
-        return len(input_ids) > 0 and int(input_ids[-1]) in self.control_ids
-
-    def close(self) -> None:
-        self.llm.close()
+def _prompt(model: LlamaCppModel, messages: Messages) -> list[int]:
+    """Prompt ids of `messages`; a last assistant message is an answer to continue (its text ends the prompt)."""
+    if messages[-1]["role"] == "assistant":
+        return model.prompt_tokens(messages[:-1]) + model.tokenize(messages[-1]["content"], False)
+    return model.prompt_tokens(messages)
 
 
 def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEvent]]:
@@ -183,27 +145,6 @@ def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEven
             raise item
 
 
-def estimate_bytes(path: Path, n_ctx: int) -> int:
-    """RAM a model needs: file size plus its f16 KV cache for `n_ctx`, plus compute slack."""
-    import llama_cpp
-    from llama_cpp._internals import LlamaModel
-
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True  # reads the header and vocabulary, not the weights
-    header = LlamaModel(path_model=str(path), params=params, verbose=False)
-    try:
-        md = header.metadata()
-    finally:
-        header.close()
-    arch = md.get("general.architecture", "llama")
-    layers = int(md.get(f"{arch}.block_count", 0))
-    heads = max(1, int(md.get(f"{arch}.attention.head_count", 1)))
-    kv_heads = int(md.get(f"{arch}.attention.head_count_kv", heads))
-    head_dim = int(md.get(f"{arch}.embedding_length", 0)) // heads
-    kv = 2 * layers * n_ctx * head_dim * kv_heads * _KV_BYTES_PER_VALUE
-    return int((path.stat().st_size + kv) * _COMPUTE_OVERHEAD)
-
-
 class Engine:
     """Chat with registered models: catalog, streaming generation, one-shot completion."""
 
@@ -212,8 +153,7 @@ class Engine:
         self.settings = settings or ServingSettings.from_env()
         self.resolver = Resolver(registry, self.settings.cache_dir, self.settings.hub_probe_timeout_s,
                                  self.settings.hub_endpoint)
-        self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.max_queue,
-                              self.settings.queue_timeout_s)
+        self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.queue_timeout_s)
         self._conversations: OrderedDict[str, _ConversationState] = OrderedDict()
         self._failures: dict[str, tuple[str, float]] = {}  # model id -> (user message, when)
         self._lock = threading.Lock()
@@ -255,11 +195,11 @@ class Engine:
         def size() -> int:
             path_box.append(self._fetch(entry, progress))
             try:
-                return estimate_bytes(path_box[0], entry.context_length)
+                return estimate_bytes(path_box[0], kv_cells(entry, self.settings))
             except (ValueError, RuntimeError, OSError) as err:  # llama.cpp cannot even read the header
                 raise self._unloadable(entry, path_box[0], err) from err
 
-        def load() -> LoadedModel:
+        def load() -> LlamaCppModel:
             return self._load(entry, path_box[0], progress)
 
         return self.pool.use(entry.id, size, load, cancel)
@@ -279,14 +219,14 @@ class Engine:
             self._failures[entry.id] = (err.user_message, time.monotonic())
             raise
 
-    def _load(self, entry: ModelEntry, path: Path, progress: Progress | None) -> LoadedModel:
+    def _load(self, entry: ModelEntry, path: Path, progress: Progress | None) -> LlamaCppModel:
         if progress:
             progress(0.0, f"Loading {entry.display_name}")
         log.info("loading %s from %s (n_ctx=%d, n_threads=%d)", entry.id, path, entry.context_length,
                  self.settings.threads())
         start = time.perf_counter()
         try:
-            model = LoadedModel(entry, path, self.settings)
+            model = LlamaCppModel(entry, path, self.settings)
         except ServingError:
             raise
         except (ValueError, RuntimeError, OSError) as err:
@@ -297,6 +237,15 @@ class Engine:
         return model
 
     # ---- generation ----------------------------------------------------------------------
+    def context_usage(self, request: ChatRequest) -> ContextUsage:
+        """Tokens the request's history takes in its model's context (loading the model if needed)."""
+        entry, request = self._validate(request)
+        state = self._conversation(request.conversation_id)
+        with self._use(entry, None, None) as model:
+            tokens, _, dropped = self._fit(model, request, dataclasses.replace(state))
+            return ContextUsage(len(tokens), model.n_ctx, dropped, min(request.settings.max_new_tokens,
+                                                                       model.n_ctx // 4))
+
     def stream(self, request: ChatRequest, cancel: threading.Event | None = None,
                progress: Progress | None = None) -> Iterator[StreamEvent]:
         """Token events as they are generated, maybe a "notice", then one "done" with stats."""
@@ -367,15 +316,17 @@ class Engine:
             try:
                 settings = GenerationSettings.model_validate(request.settings)
             except ValidationError as err:
-                first = err.errors()[0]
-                raise InvalidInput(f"Invalid generation setting {'.'.join(map(str, first['loc']))}: "
-                                   f"{first['msg']}.") from None
+                names = {name: name for name in GenerationSettings.model_fields}  # the API's own field names
+                raise InvalidInput(validation_message(err, "Invalid generation setting", names) + ".") from None
             request = dataclasses.replace(request, settings=settings)
         limits = self.settings
         problem = validate_messages(request.messages, limits.max_message_chars, limits.max_history_messages,
                                     limits.max_history_chars)
         if problem:
             raise InvalidInput(f"Invalid message: {problem}.")
+        if not isinstance(request.stop, (tuple, list)) or len(request.stop) > _MAX_STOPS or not all(
+                isinstance(t, str) and 0 < len(t) <= _MAX_STOP_CHARS for t in request.stop):
+            raise InvalidInput(f"Invalid stop: give at most {_MAX_STOPS} texts of 1–{_MAX_STOP_CHARS} characters.")
         fmt = request.response_format
         if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "json_object"):
             raise InvalidInput('Invalid response_format: only {"type": "json_object", "schema": ...} is supported.')
@@ -391,14 +342,14 @@ class Engine:
                 self._conversations.popitem(last=False)
             return state
 
-    def _fit(self, model: LoadedModel, request: ChatRequest, state: _ConversationState) -> tuple[list[int], int, int]:
+    def _fit(self, model: LlamaCppModel, request: ChatRequest, state: _ConversationState) -> tuple[list[int], int, int]:
         """(prompt tokens, max new tokens, turns dropped) for a request that fits the context."""
         wanted = request.settings.max_new_tokens
         reserve = min(wanted, model.n_ctx // 4)
         cache: dict[int, list[int]] = {}
 
         def count(messages: Messages) -> int:
-            cache[len(messages)] = model.prompt_tokens(messages)
+            cache[len(messages)] = _prompt(model, messages)
             return len(cache[len(messages)])
 
         trimmed = fit_history(request.messages, count, model.n_ctx - reserve, state.dropped)
@@ -407,50 +358,46 @@ class Engine:
                 f"This message is too long for {model.entry.display_name} (context {model.n_ctx} tokens); "
                 "please shorten it.")
         state.dropped = trimmed.dropped
-        tokens = cache.get(len(trimmed.messages)) or model.prompt_tokens(trimmed.messages)
+        tokens = cache.get(len(trimmed.messages)) or _prompt(model, trimmed.messages)
         return tokens, min(wanted, model.n_ctx - len(tokens)), trimmed.dropped
 
-    def _generate(self, model: LoadedModel, request: ChatRequest, cancel: threading.Event,
+    def _generate(self, model: LlamaCppModel, request: ChatRequest, cancel: threading.Event,
                   started: float) -> Iterator[StreamEvent]:
-        from llama_cpp import StoppingCriteriaList
-
         state = self._conversation(request.conversation_id)
         tokens, max_tokens, dropped = self._fit(model, request, state)
         if dropped and not state.noticed:
             state.noticed = True
             yield StreamEvent("notice", f"The earliest {dropped} messages were left out so the conversation "
                                         f"fits {model.entry.display_name}'s context window.")
-        s = request.settings
-        chunks = model.llm.create_completion(
-            prompt=tokens, max_tokens=max_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-            repeat_penalty=s.repeat_penalty, seed=s.seed, stream=True, grammar=self._grammar(request),
-            logit_bias=model.grammar_bias if request.response_format else None,
-            stopping_criteria=StoppingCriteriaList([model.stops_after_control]))
-        guard, n_tokens, first, finish = LeakGuard(), 0, None, "stop"
+        job = model.submit(tokens, max_tokens, request.settings, self._grammar(request), request.conversation_id,
+                           cancel)
+        guard, first, done = LeakGuard(request.stop), None, None
         try:
-            for chunk in chunks:
-                if cancel.is_set():
-                    finish = "cancelled"
-                    break
-                choice = chunk["choices"][0]
-                n_tokens += choice.get("finish_reason") is None  # the final chunk only carries the reason
-                text = guard.feed(choice["text"])
-                if text:
-                    first = first or time.perf_counter()
-                    yield StreamEvent("token", text)
-                if guard.stopped:
-                    break
-                finish = choice.get("finish_reason") or finish
+            for item in job.results():
+                if isinstance(item, Queued):
+                    yield StreamEvent("queued", f"Waiting for {model.entry.display_name}: position {item.position}"
+                                                f" in the queue, about {item.wait_s:.0f} s.")
+                elif isinstance(item, Piece):
+                    text = guard.feed(item.text)
+                    if text:
+                        first = first or time.perf_counter()
+                        yield StreamEvent("token", text)
+                    if guard.stopped:
+                        cancel.set()  # a stop text: the slot is freed at the next step
+                else:
+                    done = item
         finally:
-            chunks.close()
+            cancel.set()  # no-op once finished; frees the slot when the consumer leaves early
+        finish = "stop" if guard.stopped else done.reason
         tail = guard.flush()
         if tail and finish != "cancelled":
             yield StreamEvent("token", tail)
         end = time.perf_counter()
-        log.info("%s: %s after %d tokens", model.entry.id, finish, n_tokens)
+        log.info("%s: %s after %d tokens (%d of %d prompt tokens cached)", model.entry.id, finish, done.n_tokens,
+                 done.reused, done.n_prompt)
         first = first or end
-        rate = (n_tokens - 1) / (end - first) if n_tokens > 1 and end > first else 0.0
-        yield StreamEvent("done", stats=self._stats(model.entry, model.path, len(tokens), n_tokens,
+        rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
+        yield StreamEvent("done", stats=self._stats(model.entry, model.path, len(tokens), done.n_tokens,
                                                     first - started, rate, finish, dropped))
 
     def _grammar(self, request: ChatRequest):
@@ -462,7 +409,9 @@ class Engine:
         try:
             if schema is None:
                 return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            gbnf = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)._grammar
+            # llama-cpp-python's converter lets raw control characters into strings, which JSON forbids
+            return LlamaGrammar.from_string(gbnf.replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR), verbose=False)
         except (ValueError, TypeError, RuntimeError) as err:
             raise InvalidInput(f"Invalid response_format schema: {err}.") from None
 

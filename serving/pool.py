@@ -1,13 +1,14 @@
-"""The model pool: loaded models kept within a RAM budget, one request at a time per model.
+"""The model pool: loaded models kept within a RAM budget, shared by the requests that use them.
 
-Each model id has a gate (a lock plus a count of waiting requests). Every generation holds
-its model's gate, so a llama.cpp context is never used by two threads; a request that finds
-`max_queue` others already waiting gets `Busy` at once instead of hanging. Loaded models
-are evicted least-recently-used first when a new one would not fit the budget; a model
-that is in use or has requests queued is never evicted, and a model being loaded holds its
-reservation from before its load starts, so two first loads cannot both overrun the budget.
-What a "model" is, and how it is loaded, is the caller's business (`load` returns any object
-with `close()`).
+Each model id has a gate: a lock held while the model loads (or unloads) and a count of the
+requests using it. Many requests may use one loaded model at once; serialising its llama.cpp
+context is the model's business (`serving.backends.batched` gives each model one decode thread).
+Loaded models are evicted least-recently-used first when a new one would not fit the budget; a
+model that is in use or has requests waiting for it is never evicted, and a model being loaded
+holds its reservation from before its load starts, so two first loads cannot both overrun the
+budget. A loaded model whose `alive` is False (its decode thread died) is closed and loaded
+again by the next request. What a "model" is, and how it is loaded, is the caller's business
+(`load` returns any object with `close()`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Cancelled(Exception):
 @dataclass
 class _Gate:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    waiting: int = 0
-    """Requests holding or waiting for `lock`."""
+    """Held while the model loads or unloads."""
+    users: int = 0
+    """Requests using the model or waiting for it to load."""
 
 
 @dataclass
@@ -45,11 +47,10 @@ class _Loaded:
 
 
 class ModelPool:
-    """Loaded models by id, bounded by `budget_bytes`, each used by one request at a time."""
+    """Loaded models by id, bounded by `budget_bytes`, shared by concurrent requests."""
 
-    def __init__(self, budget_bytes: int, max_queue: int, queue_timeout_s: float):
+    def __init__(self, budget_bytes: int, queue_timeout_s: float):
         self.budget_bytes = budget_bytes
-        self.max_queue = max_queue
         self.queue_timeout_s = queue_timeout_s
         self._gates: dict[str, _Gate] = {}
         self._loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
@@ -67,25 +68,29 @@ class ModelPool:
     @contextmanager
     def use(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any],
             cancel: threading.Event | None = None) -> Iterator[Any]:
-        """Hold `model_id`'s gate and yield its loaded model (loading it first if needed)."""
+        """Yield `model_id`'s loaded model (loading it first if needed); it stays loaded until the block ends."""
         gate = self._enter(model_id)
         try:
             self._acquire(gate, model_id, cancel)
             try:
-                yield self._ensure_loaded(model_id, size_bytes, load)
+                model = self._ensure_loaded(model_id, size_bytes, load)
             finally:
                 gate.lock.release()
+            yield model
         finally:
             with self._lock:
-                gate.waiting -= 1
+                gate.users -= 1
+
+    def users(self, model_id: str) -> int:
+        """Requests using `model_id` now (or waiting for it to load)."""
+        with self._lock:
+            gate = self._gates.get(model_id)
+            return gate.users if gate else 0
 
     def _enter(self, model_id: str) -> _Gate:
         with self._lock:
             gate = self._gates.setdefault(model_id, _Gate())
-            if gate.waiting > self.max_queue:
-                raise Busy(f"The model is busy ({gate.waiting} requests ahead); please try again in a moment.",
-                           f"{model_id}: queue full ({gate.waiting} holding or waiting, max_queue={self.max_queue})")
-            gate.waiting += 1
+            gate.users += 1
             return gate
 
     def _acquire(self, gate: _Gate, model_id: str, cancel: threading.Event | None) -> None:
@@ -94,14 +99,20 @@ class ModelPool:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(model_id)
             if time.monotonic() > deadline:
-                raise Busy("The model is still busy after a long wait; please try again in a moment.",
-                           f"{model_id}: waited {self.queue_timeout_s:.0f}s for the model")
+                raise Busy("The model is still loading after a long wait; please try again in a moment.",
+                           f"{model_id}: waited {self.queue_timeout_s:.0f}s for the model to load")
 
     def _ensure_loaded(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any]) -> Any:
         with self._lock:
-            if model_id in self._loaded:
+            item = self._loaded.get(model_id)
+            if item is not None and getattr(item.model, "alive", True):
                 self._loaded.move_to_end(model_id)
-                return self._loaded[model_id].model
+                return item.model
+            if item is not None:  # its decode thread died: load it afresh ("model restarting")
+                log.warning("pool: %s stopped working; loading it again", model_id)
+                del self._loaded[model_id]
+        if item is not None:
+            item.model.close()
         need = size_bytes()
         if need > self.budget_bytes:
             raise ModelUnavailable(
@@ -130,7 +141,7 @@ class ModelPool:
             for mid in list(self._loaded):
                 if used + need <= self.budget_bytes:
                     break
-                if mid != model_id and self._gates[mid].waiting == 0 and self._gates[mid].lock.acquire(blocking=False):
+                if mid != model_id and self._gates[mid].users == 0 and self._gates[mid].lock.acquire(blocking=False):
                     victims.append((mid, self._loaded.pop(mid)))
                     used -= victims[-1][1].size_bytes
             if used + need > self.budget_bytes:

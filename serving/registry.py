@@ -101,27 +101,50 @@ class PackageSource(_Strict):
     """Expected sha256 of the file."""
 
 
+class RemoteSource(_Strict):
+    """A model served by any OpenAI-compatible chat endpoint (vLLM, TGI, llama-server, HF Inference Endpoints).
+
+    Nothing is downloaded or loaded here: requests go to `{base_url}/chat/completions`.
+    """
+
+    base_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    """The API root, e.g. `http://10.0.0.5:8000/v1`."""
+    model: str = Field(min_length=1)
+    """The model name the server expects in each request."""
+    api_key_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    """Environment variable holding the API key (the key itself never goes in the registry or a log)."""
+    connect_timeout_s: float = Field(5.0, gt=0)
+    """Longest wait to connect."""
+    read_timeout_s: float = Field(60.0, gt=0)
+    """Longest wait for the first token and between two streamed chunks."""
+    json_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    """How the server takes a JSON schema: OpenAI's `json_schema`, llama-cpp-python's `json_object` + `schema`,
+    or `none` (JSON-constrained requests are refused with a clear message)."""
+
+
 class Source(_Strict):
-    """Where the GGUF comes from: exactly one of `hub`, `local` or `package`."""
+    """Where the model comes from: exactly one of `hub`, `local`, `package` (a GGUF file) or `remote` (a server)."""
 
     hub: HubSource | None = None
     local: LocalSource | None = None
     package: PackageSource | None = None
+    remote: RemoteSource | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":
-        if sum(kind is not None for kind in (self.hub, self.local, self.package)) != 1:
-            raise ValueError("give exactly one of 'hub', 'local' or 'package'")
+        if sum(kind is not None for kind in (self.hub, self.local, self.package, self.remote)) != 1:
+            raise ValueError("give exactly one of 'hub', 'local', 'package' or 'remote'")
         return self
 
     @property
     def kind(self) -> str:
-        """"hub", "local" or "package"."""
-        return "hub" if self.hub else "local" if self.local else "package"
+        """"hub", "local", "package" or "remote"."""
+        return "hub" if self.hub else "local" if self.local else "package" if self.package else "remote"
 
     @property
     def sha256(self) -> str | None:
-        return (self.hub or self.local or self.package).sha256
+        """The pinned sha256 of the GGUF file (None for a remote server, which has no file here)."""
+        return None if self.remote else (self.hub or self.local or self.package).sha256
 
 
 class DatasetSpec(_Strict):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
@@ -25,7 +26,7 @@ from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, Reposito
 from serving.errors import ModelUnavailable
 from serving.files import sha256_of
 from serving.progress import ProgressBar
-from serving.registry import ModelEntry, Registry
+from serving.registry import ModelEntry, Registry, RemoteSource
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -65,6 +66,14 @@ def package_file(entry: ModelEntry) -> tuple[Path | None, str | None]:
     return (path, None) if path.is_file() else (None, f"{source.path} of {source.distribution} is missing on disk")
 
 
+def remote_availability(source: RemoteSource) -> Availability:
+    """A remote entry is offered when its API key variable (if it names one) is set; the server is asked
+    only when a visitor sends something, so an unreachable server is a clear error then, not a slow catalog."""
+    if source.api_key_env and not os.environ.get(source.api_key_env):
+        return Availability(False, f"its API key variable {source.api_key_env} is not set on this server")
+    return Availability(True, f"served by {urlsplit(source.base_url).hostname}")
+
+
 class Resolver:
     """Finds, downloads and verifies GGUF files; remembers verified files and failed probes."""
 
@@ -82,7 +91,9 @@ class Resolver:
         return entry.source.sha256
 
     def cached_path(self, entry: ModelEntry) -> Path | None:
-        """The entry's file if it is already on disk (no network)."""
+        """The entry's file if it is already on disk (no network; None for a remote server)."""
+        if entry.source.remote is not None:
+            return None
         if entry.source.package is not None:
             return package_file(entry)[0]
         if entry.source.local is not None:
@@ -94,6 +105,8 @@ class Resolver:
 
     def availability(self, entry: ModelEntry) -> Availability:
         """Can this entry be served? Uses the disk, and for uncached Hub files one short Hub probe."""
+        if entry.source.remote is not None:
+            return remote_availability(entry.source.remote)
         path = self.cached_path(entry)
         if path is not None:
             return Availability(True, None, path)

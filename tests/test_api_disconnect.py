@@ -69,4 +69,4 @@ def test_a_client_that_disconnects_stops_the_generation(served, caplog):
             if seen[-1] and "cancelled" in seen[-1]:
                 break
     assert seen[-1] and "cancelled" in seen[-1], seen
-    assert engine.pool._gates[MODEL].waiting == 0  # the model is free for the next visitor
+    assert engine.pool.users(MODEL) == 0  # the model is free for the next visitor

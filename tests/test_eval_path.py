@@ -18,7 +18,7 @@ def test_eval_and_app_send_the_same_prompt_and_get_the_same_answer(registry, dem
         with app.pool.use("demo-support", lambda: 0, lambda: None) as app_model, \
                 evaluation.pool.use("finetune", lambda: 0, lambda: None) as eval_model:
             app_ids, eval_ids = app_model.prompt_tokens(MESSAGES), eval_model.prompt_tokens(MESSAGES)
-            bos = app_model.llm.token_bos()
+            bos = app_model.model.token_bos()
     finally:
         app.close()
         evaluation.close()

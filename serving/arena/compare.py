@@ -47,7 +47,9 @@ class PaneSource:
 
 def pane_source(registry: Registry, model_id: str) -> PaneSource:
     entry = registry.get(model_id)
-    hub, other = entry.source.hub, entry.source.local or entry.source.package
+    hub, other, remote = entry.source.hub, entry.source.local or entry.source.package, entry.source.remote
+    if remote is not None:
+        return PaneSource(entry.id, entry.display_name, f"{remote.model} (remote)", None, None)
     if hub is not None:
         return PaneSource(entry.id, entry.display_name, f"{hub.repo}/{hub.filename}", hub.revision, hub.sha256)
     return PaneSource(entry.id, entry.display_name, PurePosixPath(other.path).name, None, other.sha256)

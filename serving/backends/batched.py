@@ -1,0 +1,376 @@
+"""Continuous batching on one llama.cpp context: many conversations decode together.
+
+A `Scheduler` owns one llama.cpp context with `n_slots` sequences and is the only thread that ever
+touches it. Requests (`Job`s) join and leave the running batch between steps: each step holds one
+token of every answer being decoded plus a bounded chunk of prompt tokens of answers still reading
+their prompt, so a long prompt neither stalls the others nor delays a cancel for long. Each job has
+its own sampler chain (settings, seed, grammar, logit bias).
+
+Each slot remembers the tokens its sequence holds in the KV cache and the conversation they belong
+to, so a conversation's next turn re-reads only what is new. A new prompt may also borrow the
+longest matching prefix from any other slot (a shared persona system prompt): the other slot's KV
+stream is copied and trimmed, which costs a memory copy instead of reading the prompt again. When every slot is taken, the least recently used idle
+conversation's KV state is saved to RAM (bounded) and restored when that conversation comes back.
+
+Jobs that find no free slot wait in a FIFO queue and hear their position; more than `max_queue`
+waiting get `Busy` at once. Knows nothing of chat templates, prompts or visitors: tokens in, text
+pieces out (see `serving.backends.llamacpp` for the model around it).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import llama_cpp as ll
+
+from serving.errors import Busy, ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """The job waits for a slot: `position` jobs ahead counting itself, about `wait_s` seconds."""
+
+    position: int
+    wait_s: float
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Visible text of one or more sampled tokens (whole UTF-8 characters only)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str
+    """"stop" (end-of-generation or template token) | "length" | "cancelled"."""
+    n_prompt: int
+    n_tokens: int
+    reused: int
+    """Prompt tokens that were already in the KV cache (not evaluated again)."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One answer to generate. Created by the caller; the scheduler fills `events`."""
+
+    prompt: list[int]
+    max_tokens: int
+    sampler: object
+    """A `llama_cpp._internals.LlamaSampler` chain owned by this job (closed when it ends)."""
+    stop_ids: frozenset[int]
+    """Sampled tokens that end the answer without being shown (end-of-generation, template tokens)."""
+    cancel: threading.Event
+    conversation_id: str | None = None
+    events: queue.Queue = field(default_factory=queue.Queue)
+    enqueued: float = field(default_factory=time.monotonic)
+    # scheduler-side state
+    cursor: int = 0  # prompt tokens already in the KV cache
+    reused: int = 0
+    next_token: int | None = None  # sampled, not yet decoded
+    n_out: int = 0
+    position: int = 0  # last queue position told
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+    def results(self, poll_s: float = 0.05) -> Iterator[Queued | Piece | Finished]:
+        """Events until `Finished` (an exception the scheduler put is raised here)."""
+        while True:
+            try:
+                item = self.events.get(timeout=poll_s)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, Finished):
+                return
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    """What this sequence holds in the KV cache, positions 0..n-1."""
+    owner: str | None = None
+    used: float = 0.0
+    job: Job | None = None
+
+
+@dataclass(frozen=True)
+class _Saved:
+    tokens: list[int]
+    state: bytes
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    """The one thread that decodes on `ctx`; `submit` jobs from any thread."""
+
+    def __init__(self, ctx, vocab_piece, n_slots: int, n_batch: int, prefill_chunk: int, max_queue: int,
+                 queue_timeout_s: float, saved_budget_bytes: int, name: str = "model"):
+        self._ctx = ctx
+        self._piece = vocab_piece  # token id -> bytes
+        self._slots = [_Slot(i) for i in range(n_slots)]
+        self._n_batch = n_batch
+        self._chunk = max(1, min(prefill_chunk, n_batch))
+        self._max_queue = max_queue
+        self._queue_timeout_s = queue_timeout_s
+        self._saved: OrderedDict[str, _Saved] = OrderedDict()
+        self._saved_budget = saved_budget_bytes
+        self._waiting: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._job_s = 5.0  # running mean of a job's duration, for wait estimates
+        self._batch = ll.llama_batch_init(n_batch, 0, 1)
+        self._mem = ll.llama_get_memory(ctx)
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"decode-{name}")
+        self._thread.start()
+
+    # ---- any thread ------------------------------------------------------------------------
+    def submit(self, job: Job) -> Job:
+        """Queue `job`; raises `Busy` when `max_queue` jobs already wait for a slot."""
+        with self._cond:
+            if self._closed:
+                raise ModelUnavailable("The model is restarting; please try again in a moment.", "scheduler closed")
+            free = sum(s.job is None or s.job.cancel.is_set() for s in self._slots)  # cancelled: free next step
+            if len(self._waiting) >= free + self._max_queue:
+                ahead = len(self._waiting) - free
+                raise Busy(f"The model is busy ({ahead} requests ahead); please try again in a moment.",
+                           f"queue full ({ahead} waiting, max_queue={self._max_queue})")
+            self._waiting.append(job)
+            self._cond.notify_all()
+        return job
+
+    @property
+    def alive(self) -> bool:
+        """False once the decode thread stopped (closed, or a llama.cpp failure): the model must be reloaded."""
+        return self._thread.is_alive() and not self._closed
+
+    def busy_slots(self) -> int:
+        with self._cond:
+            return sum(s.job is not None for s in self._slots)
+
+    def cached_tokens(self, conversation_id: str) -> list[int] | None:
+        """The tokens the KV cache (or the RAM save) holds for a conversation, if any."""
+        with self._cond:
+            slot = next((s for s in self._slots if s.owner == conversation_id), None)
+            if slot is not None:
+                return list(slot.tokens)
+            saved = self._saved.get(conversation_id)
+            return list(saved.tokens) if saved else None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+        ll.llama_batch_free(self._batch)
+
+    # ---- the decode thread -----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._closed and not self._waiting and not self._active():
+                        self._cond.wait()
+                    if self._closed:
+                        break
+                    self._admit()
+                if self._active():
+                    self._step()
+        except BaseException as err:  # a broken context: every job hears it, new ones are refused
+            log.exception("decode thread failed")
+            with self._cond:
+                self._closed = True
+                jobs = [s.job for s in self._slots if s.job] + list(self._waiting)
+            for job in jobs:
+                job.events.put(ModelUnavailable("The model stopped unexpectedly; please try again.", repr(err)))
+        finally:
+            with self._cond:
+                self._closed = True
+                jobs = list(self._waiting)
+                self._waiting.clear()
+            for job in jobs:
+                job.events.put(ModelUnavailable("The model is restarting; please try again in a moment.", "closed"))
+
+    def _active(self) -> list[_Slot]:
+        return [s for s in self._slots if s.job is not None]
+
+    def _admit(self) -> None:
+        """Move waiting jobs into free slots (cancelled or expired ones leave); tell the rest where they are."""
+        now = time.monotonic()
+        for job in list(self._waiting):
+            if job.cancel.is_set():
+                self._waiting.remove(job)
+                job.events.put(Finished("cancelled", len(job.prompt), 0, 0))
+            elif now - job.enqueued > self._queue_timeout_s:
+                self._waiting.remove(job)
+                job.events.put(Busy("The model is still busy after a long wait; please try again in a moment.",
+                                    f"waited {self._queue_timeout_s:.0f}s for a slot"))
+        while self._waiting and any(s.job is None for s in self._slots):
+            job = self._waiting[0]
+            self._place(job, self._pick_slot(job))
+            self._waiting.popleft()
+        for position, job in enumerate(self._waiting, start=1):
+            if job.position != position:
+                job.position = position
+                job.events.put(Queued(position, round(self._job_s * position / len(self._slots), 1)))
+
+    def _pick_slot(self, job: Job) -> _Slot:
+        free = [s for s in self._slots if s.job is None]
+        if job.conversation_id is not None:
+            own = next((s for s in free if s.owner == job.conversation_id), None)
+            if own is not None:
+                return own
+        empty = [s for s in free if not s.tokens]
+        return empty[0] if empty else min(free, key=lambda s: s.used)
+
+    def _place(self, job: Job, slot: _Slot) -> None:
+        """Give `job` the slot, keeping the longest prefix of its prompt already cached anywhere."""
+        if slot.owner != job.conversation_id:
+            self._save(slot)
+            if job.conversation_id in self._saved:
+                self._restore(slot, job.conversation_id)
+        keep = common_prefix(slot.tokens, job.prompt)
+        donor = max((s for s in self._slots if s is not slot), key=lambda s: common_prefix(s.tokens, job.prompt),
+                    default=slot)
+        borrowed = common_prefix(donor.tokens, job.prompt)
+        limit = len(job.prompt) - 1  # the last prompt token is always evaluated: it gives the first logits
+        if borrowed > keep:  # slots are separate KV streams: copy the donor's whole stream, then trim it
+            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
+            slot.tokens, keep = list(donor.tokens), borrowed
+        keep = min(keep, limit)
+        ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+        del slot.tokens[keep:]
+        job.cursor = job.reused = keep
+        slot.owner, slot.job, slot.used = job.conversation_id, job, time.monotonic()
+
+    def _save(self, slot: _Slot) -> None:
+        """Keep the departing conversation's KV state in RAM (bounded, least recently used dropped first)."""
+        if slot.owner is None or not slot.tokens:
+            return
+        size = ll.llama_state_seq_get_size(self._ctx, slot.seq)
+        buf = (ctypes.c_uint8 * size)()
+        written = ll.llama_state_seq_get_data(self._ctx, buf, size, slot.seq)
+        if 0 < written <= self._saved_budget:
+            self._saved[slot.owner] = _Saved(list(slot.tokens), bytes(buf[:written]))
+            self._saved.move_to_end(slot.owner)
+            while sum(len(s.state) for s in self._saved.values()) > self._saved_budget:
+                self._saved.popitem(last=False)
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        slot.tokens, slot.owner = [], None
+
+    def _restore(self, slot: _Slot, conversation_id: str) -> None:
+        saved = self._saved.pop(conversation_id)
+        buf = (ctypes.c_uint8 * len(saved.state)).from_buffer_copy(saved.state)
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        if ll.llama_state_seq_set_data(self._ctx, buf, len(saved.state), slot.seq):
+            slot.tokens = list(saved.tokens)
+        else:
+            log.warning("could not restore the KV state of a conversation; it is read again")
+
+    def _step(self) -> None:
+        """One llama_decode: a token of every decoding job, then prompt chunks, then sampling."""
+        for slot in self._active():
+            if slot.job.cancel.is_set():
+                self._finish(slot, "cancelled")
+        rows: list[tuple[_Slot, int, bool]] = []  # (slot, n tokens added, logits wanted)
+        n = 0
+        for slot in self._active():
+            if slot.job.next_token is not None:
+                self._add(n, slot.job.next_token, len(slot.tokens), slot.seq, True)
+                rows.append((slot, 1, True))
+                n += 1
+        budget = max(self._chunk - n, 1) if n else self._chunk
+        for slot in self._active():
+            job = slot.job
+            if job.next_token is None and budget > 0 and n < self._n_batch:
+                take = min(len(job.prompt) - job.cursor, budget, self._n_batch - n)
+                for i in range(take):
+                    pos = job.cursor + i
+                    self._add(n + i, job.prompt[pos], pos, slot.seq, pos == len(job.prompt) - 1)
+                last = job.cursor + take == len(job.prompt)
+                rows.append((slot, take, last))
+                n, budget = n + take, budget - take
+        if not rows:
+            return
+        self._batch.n_tokens = n
+        rc = ll.llama_decode(self._ctx, self._batch)
+        if rc == 1:  # no room in the KV cache: idle conversations go to RAM, then once more
+            for slot in self._slots:
+                if slot.job is None:
+                    self._save(slot)
+            rc = ll.llama_decode(self._ctx, self._batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} for a batch of {n} tokens")
+        self._after_decode(rows)
+
+    def _add(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b = self._batch
+        b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, logits
+        b.seq_id[i][0] = seq
+
+    def _after_decode(self, rows: list[tuple[_Slot, int, bool]]) -> None:
+        index = 0
+        for slot, added, wants_logits in rows:
+            job = slot.job
+            if job.next_token is not None:
+                slot.tokens.append(job.next_token)
+            else:
+                slot.tokens.extend(job.prompt[job.cursor:job.cursor + added])
+                job.cursor += added
+            index += added
+            if wants_logits:
+                self._sample(slot, index - 1)
+            slot.used = time.monotonic()
+
+    def _sample(self, slot: _Slot, index: int) -> None:
+        job = slot.job
+        token = job.sampler.sample_at(self._ctx, index)
+        if token in job.stop_ids:
+            job.next_token = None
+            self._finish(slot, "stop")
+            return
+        job.n_out += 1
+        text = job.decoder.decode(self._piece(token))
+        if text:
+            job.events.put(Piece(text))
+        if job.n_out >= job.max_tokens:
+            job.next_token = None
+            self._finish(slot, "length")
+        else:
+            job.next_token = token
+
+    def _finish(self, slot: _Slot, reason: str) -> None:
+        job = slot.job
+        tail = job.decoder.decode(b"", final=True)
+        if tail and reason != "cancelled":
+            job.events.put(Piece(tail))
+        job.events.put(Finished(reason, len(job.prompt), job.n_out, job.reused))
+        self._job_s = 0.8 * self._job_s + 0.2 * (time.monotonic() - job.enqueued)
+        job.sampler.close()
+        slot.job, slot.used = None, time.monotonic()
+        if job.conversation_id is None:  # nobody comes back for it; free the cells for others
+            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            slot.tokens = []
+        with self._cond:
+            self._cond.notify_all()

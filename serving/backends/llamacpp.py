@@ -1,0 +1,184 @@
+"""The in-process llama.cpp backend: one GGUF model, its chat template, and a batching scheduler.
+
+`LlamaCppModel` loads the weights once, derives what the engine needs from the file (the chat
+template, control tokens, the tokens that end an answer) and owns a `Scheduler`
+(`serving.backends.batched`) that decodes every conversation of this model in one llama.cpp
+context. Prompts are token ids built by `serving.prompt` (template markers are control tokens, what
+visitors typed is plain text). Knows nothing of the registry's other sources, pools or Gradio.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
+
+import llama_cpp as ll
+from llama_cpp import _internals as internals
+from llama_cpp._logger import set_verbose
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from serving.backends.batched import Job, Scheduler
+from serving.config import ServingSettings
+from serving.conversation import MARKER_RE, Messages
+from serving.errors import ModelUnavailable
+from serving.generation import GenerationSettings
+from serving.prompt import TemplateError, prompt_tokens
+from serving.registry import ModelEntry
+
+_KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
+_COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
+_PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repetition penalty
+_MIN_P = 0.05  # llama-cpp-python's create_completion default, kept so answers read as before
+# Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
+_PROBE = [{"role": "system", "content": " S "}, {"role": "user", "content": "U\n"},
+          {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
+
+
+class Sampler(internals.LlamaSampler):
+    """A llama.cpp sampler chain that samples from row `index` of the last batch's logits."""
+
+    def sample_at(self, ctx, index: int) -> int:
+        return ll.llama_sampler_sample(self.sampler, ctx, index)
+
+
+def kv_cells(entry: ModelEntry, settings: ServingSettings) -> int:
+    """KV cache cells of one loaded model: a full context for each of its slots."""
+    return entry.context_length * settings.slots
+
+
+def estimate_bytes(path: Path, n_ctx: int) -> int:
+    """RAM a model needs: file size plus its f16 KV cache for `n_ctx` cells, plus compute slack."""
+    params = ll.llama_model_default_params()
+    params.vocab_only = True  # reads the header and vocabulary, not the weights
+    header = internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+    try:
+        md = header.metadata()
+    finally:
+        header.close()
+    arch = md.get("general.architecture", "llama")
+    layers = int(md.get(f"{arch}.block_count", 0))
+    heads = max(1, int(md.get(f"{arch}.attention.head_count", 1)))
+    kv_heads = int(md.get(f"{arch}.attention.head_count_kv", heads))
+    head_dim = int(md.get(f"{arch}.embedding_length", 0)) // heads
+    kv = 2 * layers * n_ctx * head_dim * kv_heads * _KV_BYTES_PER_VALUE
+    return int((path.stat().st_size + kv) * _COMPUTE_OVERHEAD)
+
+
+class LlamaCppModel:
+    """A GGUF model loaded by llama.cpp, serving up to `settings.slots` conversations at once."""
+
+    def __init__(self, entry: ModelEntry, path: Path, settings: ServingSettings):
+        self.entry, self.path = entry, path
+        set_verbose(False)  # llama.cpp's own log: errors only (the pool logs loads)
+        params = ll.llama_model_default_params()
+        params.use_mmap = True
+        self.model = internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+        try:
+            self._derive(settings)
+            self._check_template()
+        except BaseException:
+            self.model.close()
+            raise
+        self.ctx = internals.LlamaContext(model=self.model, params=self._context_params(settings), verbose=False)
+        self.scheduler = Scheduler(self.ctx.ctx, self.piece, settings.slots, settings.n_batch,
+                                   settings.prefill_chunk, settings.max_queue, settings.queue_timeout_s,
+                                   int(settings.kv_ram_mb * 2**20), entry.id)
+
+    def _derive(self, settings: ServingSettings) -> None:
+        template = self.model.metadata().get("tokenizer.chat_template")
+        if not template:
+            raise ModelUnavailable(f"{self.entry.display_name} cannot chat: its file has no chat template.",
+                                   f"{self.entry.id}: {self.path} has no tokenizer.chat_template metadata")
+        model, vocab = self.model, self.model.vocab
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=model.token_get_text(model.token_eos()),
+                                             bos_token=model.token_get_text(model.token_bos()))
+        self.n_vocab = model.n_vocab()
+        self.control_ids = frozenset(i for i in range(self.n_vocab)
+                                     if MARKER_RE.fullmatch(model.token_get_text(i) or ""))
+        eog = frozenset(i for i in range(self.n_vocab) if ll.llama_vocab_is_eog(vocab, i))
+        self.stop_ids = self.control_ids | eog
+        # Under a JSON grammar llama.cpp matches special tokens by their text, so a "<|reserved_...|>" could be
+        # sampled inside a JSON string and end the answer early; ban every control token that does not end
+        # generation.
+        self.grammar_bias = {i: float("-inf") for i in self.control_ids - eog}
+        self.n_ctx = self.entry.context_length
+        """Tokens one conversation may hold (prompt + answer)."""
+        self.template_args = {"date_string": settings.template_date} if settings.template_date else {}
+
+    def _context_params(self, settings: ServingSettings):
+        params = ll.llama_context_default_params()
+        params.n_ctx = kv_cells(self.entry, settings)
+        params.n_batch = params.n_ubatch = settings.n_batch
+        params.n_seq_max = settings.slots
+        params.kv_unified = False  # one KV stream per slot: an answer does not depend on who else decodes
+        params.n_threads = params.n_threads_batch = settings.threads()
+        return params
+
+    # ---- prompts ---------------------------------------------------------------------------
+    def render(self, messages: Messages) -> str:
+        """The prompt text of `messages` by the GGUF's own chat template (which writes the BOS itself)."""
+        return self.formatter(messages=messages, **self.template_args).prompt
+
+    def tokenize(self, text: str, special: bool) -> list[int]:
+        """Token ids of `text`; `special` parses control-token text (template text only, never content)."""
+        return self.model.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def prompt_tokens(self, messages: Messages) -> list[int]:
+        """Token ids of `messages`, ready for generation: the template's markers are control tokens,
+        what the messages say is plain text (`serving.prompt`)."""
+        return prompt_tokens(self.render, messages, self.tokenize)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes token `token` stands for (control tokens give none)."""
+        buf = ctypes.create_string_buffer(64)
+        n = ll.llama_token_to_piece(self.model.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_token_to_piece(self.model.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def _check_template(self) -> None:
+        try:
+            self.prompt_tokens(_PROBE)
+        except TemplateError as err:
+            raise ModelUnavailable(f"{self.entry.display_name} cannot chat safely: its chat template rewrites "
+                                   "messages.", f"{self.entry.id}: {self.path}: {err}") from None
+
+    # ---- generation ------------------------------------------------------------------------
+    def sampler(self, settings: GenerationSettings, grammar=None) -> Sampler:
+        """A fresh sampler chain for one answer (with `grammar`, control tokens that do not end it are banned)."""
+        chain = Sampler()
+        if grammar is not None:
+            chain.add_logit_bias(self.n_vocab, self.grammar_bias)
+        chain.add_penalties(self.n_vocab, _PENALTY_LAST_N, settings.repeat_penalty, 0.0, 0.0)
+        if grammar is not None:
+            chain.add_grammar(self.model, grammar)
+        if settings.temperature == 0.0:
+            chain.add_greedy()
+            return chain
+        chain.add_top_k(settings.top_k)
+        chain.add_top_p(settings.top_p, 1)
+        chain.add_min_p(_MIN_P, 1)
+        chain.add_temp(settings.temperature)
+        chain.add_dist(ll.LLAMA_DEFAULT_SEED if settings.seed is None else settings.seed)
+        return chain
+
+    def submit(self, prompt: list[int], max_tokens: int, settings: GenerationSettings, grammar,
+               conversation_id: str | None, cancel: threading.Event) -> Job:
+        """Start an answer to `prompt`; read it from the returned job's `results()`."""
+        job = Job(prompt, max_tokens, self.sampler(settings, grammar), self.stop_ids, cancel, conversation_id)
+        try:
+            return self.scheduler.submit(job)
+        except BaseException:
+            job.sampler.close()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.scheduler.alive
+
+    def close(self) -> None:
+        self.scheduler.close()
+        self.ctx.close()
+        self.model.close()

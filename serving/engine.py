@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from serving.config import ServingSettings
 from serving.backends.batched import Finished, Piece, Queued
 from serving.backends.llamacpp import LlamaCppModel, estimate_bytes, kv_cells
+from serving.backends.openai_remote import RemoteModel
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
                             validation_message)
@@ -40,6 +41,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 _MAX_CONVERSATIONS = 2000
 _MAX_STOPS, _MAX_STOP_CHARS = 4, 64
+_CHARS_PER_TOKEN = 4  # a remote model's context use is estimated, having no tokenizer here
 _LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 _FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
 
@@ -183,8 +185,11 @@ class Engine:
     # ---- loading -------------------------------------------------------------------------
     def prepare(self, model_id: str, progress: Progress | None = None, cancel: threading.Event | None = None) -> None:
         """Resolve and load `model_id` now (e.g. behind a progress bar) so the first answer starts fast."""
+        entry = self._entry(model_id)
+        if entry.source.remote is not None:
+            return  # nothing to load here
         try:
-            with self._use(self._entry(model_id), progress, cancel):
+            with self._use(entry, progress, cancel):
                 pass
         except Cancelled:
             return
@@ -240,11 +245,14 @@ class Engine:
     def context_usage(self, request: ChatRequest) -> ContextUsage:
         """Tokens the request's history takes in its model's context (loading the model if needed)."""
         entry, request = self._validate(request)
+        reserve = min(request.settings.max_new_tokens, entry.context_length // 4)
+        if entry.source.remote is not None:  # no tokenizer here: about four characters a token
+            used = sum(len(m["content"]) for m in request.messages) // _CHARS_PER_TOKEN + 4 * len(request.messages)
+            return ContextUsage(used, entry.context_length, 0, reserve)
         state = self._conversation(request.conversation_id)
         with self._use(entry, None, None) as model:
             tokens, _, dropped = self._fit(model, request, dataclasses.replace(state))
-            return ContextUsage(len(tokens), model.n_ctx, dropped, min(request.settings.max_new_tokens,
-                                                                       model.n_ctx // 4))
+            return ContextUsage(len(tokens), model.n_ctx, dropped, reserve)
 
     def stream(self, request: ChatRequest, cancel: threading.Event | None = None,
                progress: Progress | None = None) -> Iterator[StreamEvent]:
@@ -252,6 +260,9 @@ class Engine:
         entry, request = self._validate(request)
         cancel = cancel or threading.Event()
         started = time.perf_counter()
+        if entry.source.remote is not None:
+            yield from self._remote(entry, request, cancel, started)
+            return
         try:
             with self._use(entry, progress, cancel) as model:
                 yield from self._generate(model, request, cancel, started)
@@ -371,19 +382,31 @@ class Engine:
                                         f"fits {model.entry.display_name}'s context window.")
         job = model.submit(tokens, max_tokens, request.settings, self._grammar(request), request.conversation_id,
                            cancel)
-        guard, first, done = LeakGuard(request.stop), None, None
+        yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped)
+
+    def _remote(self, entry: ModelEntry, request: ChatRequest, cancel: threading.Event,
+                started: float) -> Iterator[StreamEvent]:
+        items = RemoteModel(entry).stream(request.messages, request.settings, request.stop,
+                                          request.response_format, cancel)
+        yield from self._relay(entry, None, items, request.stop, cancel, started, 0)
+
+    def _relay(self, entry: ModelEntry, path: Path | None, items: Iterator, stop: tuple[str, ...],
+               cancel: threading.Event, started: float, dropped: int) -> Iterator[StreamEvent]:
+        """Stream events from a backend's items: queue notes, visible text (template tokens and stop texts
+        held back), then "done" with the stats."""
+        guard, first, done = LeakGuard(stop), None, None
         try:
-            for item in job.results():
+            for item in items:
                 if isinstance(item, Queued):
-                    yield StreamEvent("queued", f"Waiting for {model.entry.display_name}: position {item.position}"
-                                                f" in the queue, about {item.wait_s:.0f} s.")
+                    yield StreamEvent("queued", f"Waiting for {entry.display_name}: position {item.position} in "
+                                                f"the queue, about {item.wait_s:.0f} s.")
                 elif isinstance(item, Piece):
                     text = guard.feed(item.text)
                     if text:
                         first = first or time.perf_counter()
                         yield StreamEvent("token", text)
                     if guard.stopped:
-                        cancel.set()  # a stop text: the slot is freed at the next step
+                        cancel.set()  # a stop text or template token: the backend stops at its next step
                 else:
                     done = item
         finally:
@@ -393,12 +416,12 @@ class Engine:
         if tail and finish != "cancelled":
             yield StreamEvent("token", tail)
         end = time.perf_counter()
-        log.info("%s: %s after %d tokens (%d of %d prompt tokens cached)", model.entry.id, finish, done.n_tokens,
+        log.info("%s: %s after %d tokens (%d of %d prompt tokens cached)", entry.id, finish, done.n_tokens,
                  done.reused, done.n_prompt)
         first = first or end
         rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
-        yield StreamEvent("done", stats=self._stats(model.entry, model.path, len(tokens), done.n_tokens,
-                                                    first - started, rate, finish, dropped))
+        yield StreamEvent("done", stats=self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate,
+                                                    finish, dropped))
 
     def _grammar(self, request: ChatRequest):
         if request.response_format is None:

@@ -3,15 +3,11 @@
 presentation orders under the schema; a dead endpoint and a server error are clear one-line errors
 that never show the key. No mock of HTTP."""
 
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from serving.resolve import package_file
 from tests.browser import free_port
+from tests.servers import openai_server
 from training.stages.judge import CRITERIA, endpoint_judge, judge_pair
 from training.stages.run import StageError
 
@@ -22,24 +18,8 @@ KEY = "sk-iris-test-secret-0123"
 def judge_url(registry, tmp_path_factory):
     gguf, why = package_file(registry.get("smollm2-135m-instruct"))
     assert gguf, why
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("judge") / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-                               "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/models", timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "llama_cpp.server did not start"
-                time.sleep(0.5)
+    with openai_server(gguf, tmp_path_factory.mktemp("judge") / "server.log") as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_endpoint_judge_scores_both_orders_under_the_schema(judge_url, monkeypatch):

@@ -222,7 +222,7 @@ class Chat:
             raise gr.Error("Nothing to retry yet: send a message first.")
         yield from self._edited(library, conversation, last, conversation.messages[last].content, values, progress)
 
-    def edit(self, store: dict, persona_id: str, model_id: str, *values: float, evt: gr.EditData,
+    def edit(self, evt: gr.EditData, store: dict, persona_id: str, model_id: str, *values: float,
              progress: gr.Progress = gr.Progress()):
         """A message was edited in the chat: answer from there; the old continuation stays as a branch."""
         library = Library.from_stored(store)

@@ -390,6 +390,9 @@ class ChatView:
     active: gr.State
     """[persona id, model id] of the open conversation (a page compares its pickers with it)."""
     answering: list
+    """Events that stream an answer (a page adds its own, and cancels them when it starts a new conversation)."""
+    followed: list
+    """Events that open a stored conversation and set the persona, model and settings to its own."""
 
     @property
     def outputs(self) -> list:
@@ -437,7 +440,7 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
     meter = gr.Markdown("", elem_id=f"{prefix}meter")
     stats = gr.Markdown("", elem_id=ids["footer"])
     view = ChatView(chatbot, store, message, stats, notice, status, more, conversations, branches, send, active,
-                    [])
+                    [], [])
     follow = [persona, model, active, *settings]
     state = [store, persona, model, *settings]
     measured = {"fn": chat.meter, "inputs": state, "outputs": meter, "show_progress": "hidden", **PRIVATE}
@@ -453,11 +456,13 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
     # Leaving the open conversation drops the running answer's UI updates (cancels) and frees the model (stop).
     leave = {"cancels": view.answering, **PRIVATE}
     gr.on([clear.click, chatbot.clear, new.click], chat.new, store, view.outputs, **leave).then(lambda: "", None, meter)
-    conversations.input(chat.select, [conversations, store], [*view.outputs, *follow], **leave).then(**measured)
+    view.followed.append(conversations.input(chat.select, [conversations, store], [*view.outputs, *follow], **leave))
     branches.input(chat.switch_branch, [branches, store], view.outputs, **leave).then(**measured)
     rename.click(chat.rename, [title, store], view.outputs, **PRIVATE)
     delete.click(chat.delete, store, view.outputs, **leave).then(lambda: "", None, meter)
     export.click(chat.export, store, [markdown_file, json_file], **PRIVATE)
-    upload.upload(chat.import_file, [upload, store], [*view.outputs, *follow], **leave).then(**measured)
-    Context.root_block.load(chat.restore, store, [*view.outputs, *follow], **PRIVATE).then(**measured)
+    view.followed.append(upload.upload(chat.import_file, [upload, store], [*view.outputs, *follow], **leave))
+    view.followed.append(Context.root_block.load(chat.restore, store, [*view.outputs, *follow], **PRIVATE))
+    for event in view.followed:
+        event.then(**measured)
     return view

@@ -95,11 +95,16 @@ class SupportChat(Chat):
             gr.Warning(f"{status.display_name} is unavailable: {status.reason}.")
         else:
             self._prepare(model_id, progress)
+        about, note, *examples = self.describe(persona_id, model_id)
+        return [*view, [persona_id, model_id], about, note, *[getattr(defaults, key) for key in SLIDERS], *examples]
+
+    def describe(self, persona_id: str, model_id: str) -> list:
+        """The persona's description, the model's note and the persona's example prompts."""
+        persona, status = self.persona(persona_id), self.model_status(model_id)
         examples = [gr.Button(value=p, visible=True) for p in persona.example_prompts[:N_EXAMPLES]]
         examples += [gr.Button(visible=False)] * (N_EXAMPLES - len(examples))
-        note = model_note(status, self.engine.registry.get(model_id).description)
-        return [*view, [persona_id, model_id], f"_{persona.description}_", note,
-                *[getattr(defaults, key) for key in SLIDERS], *examples]
+        return [f"_{persona.description}_", model_note(status, self.engine.registry.get(model_id).description),
+                *examples]
 
     def _prepare(self, model_id: str, progress: gr.Progress) -> None:
         """Load the model now, behind the dropdown's progress; a failure is a warning (the page stays usable)."""
@@ -143,4 +148,6 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     gr.on([persona.input, model.input], page.switch, [persona, model, chat.store, chat.active],
           [*chat.outputs, chat.active, about, model_info, *sliders, *examples], cancels=chat.answering,
           trigger_mode="always_last", **private)  # a second pick while the first loads is not lost
+    for event in chat.followed:  # an opened conversation may be with another persona or model
+        event.then(page.describe, [persona, model], [about, model_info, *examples], **private)
     gr.api(page.chat_api, api_name="chat")

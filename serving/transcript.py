@@ -187,10 +187,9 @@ class Library(BaseModel):
         return Library(active=conversation.id, conversations=[conversation, *others][:MAX_CONVERSATIONS])
 
     def remove(self, conversation_id: str) -> "Library":
-        """Without that conversation; the next one is opened (or none)."""
+        """Without that conversation (none is open when it was the open one)."""
         others = [c for c in self.conversations if c.id != conversation_id]
-        active = self.active if self.active != conversation_id else (others[0].id if others else None)
-        return Library(active=active, conversations=others)
+        return Library(active=self.active if self.active != conversation_id else None, conversations=others)
 
     def choices(self) -> list[tuple[str, str]]:
         return [(c.title, c.id) for c in self.conversations]

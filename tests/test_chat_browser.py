@@ -210,3 +210,43 @@ def test_the_pages_work_on_a_phone(app_url, phone_page):
     open_sidebar(page)
     expect(page.locator("#chat-list")).to_contain_text("Where is my order?")
     assert fits_the_screen(page)
+
+
+# Records every text the queue line (#chat-status) shows, so a short wait is not missed between polls.
+WATCH_STATUS = """() => {
+  window.__statuses = [];
+  const node = document.querySelector('#chat-status');
+  new MutationObserver(() => { const t = node.innerText.trim(); if (t) window.__statuses.push(t); })
+    .observe(node, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_a_visitor_waiting_for_a_busy_model_sees_the_queue(app_url, chromium_browser):
+    contexts = [chromium_browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    try:
+        first, second = (context.new_page() for context in contexts)
+        for page in (first, second):
+            page.set_default_timeout(60_000)
+            open_page(page, app_url, "/")
+        first.get_by_text("Generation settings").click()
+        for key, value in (("max_new_tokens", 1024), ("temperature", 1.5), ("repeat_penalty", 1.0)):
+            first.locator(f"#set-{key} input[type='number']").fill(str(value))
+            first.locator(f"#set-{key} input[type='number']").press("Enter")
+        send(first, "Explain every billing option you know in full detail.")
+        first.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= 1 && "
+                                f"document.querySelector(\"{BOT}\").innerText.length > 0", timeout=ANSWER_TIMEOUT_MS)
+        second.evaluate(WATCH_STATUS)
+        send(second, "Where is my order?")
+        second.wait_for_function("window.__statuses.length > 0 || "
+                                 "document.querySelector('#chat-footer').innerText.includes('tokens/s')",
+                                 timeout=ANSWER_TIMEOUT_MS)
+        first.locator("#stop").click()
+        answered(second, 1)
+        seen = second.evaluate("window.__statuses")
+        if not seen:
+            pytest.skip("the model answered both visitors at once: there was no queue to show")
+        assert all(text for text in seen)  # the engine's words: position and estimated wait
+        expect(second.locator("#chat-status")).to_have_text("")  # gone once the answer streams
+    finally:
+        for context in contexts:
+            context.close()

@@ -116,7 +116,7 @@ def test_the_library_keeps_the_newest_first_and_drops_bad_entries():
     again = Library.from_stored(json.loads(json.dumps(stored)))
     assert again.current() == second and len(again.conversations) == 2
     assert Library.from_stored(None).conversations == [] and Library.from_stored("junk").active is None
-    assert library.remove(second.id).active == first.id and library.remove(first.id).active == second.id
+    assert library.remove(second.id).active is None and library.remove(first.id).active == second.id
     many = Library()
     for i in range(MAX_CONVERSATIONS + 3):
         many = many.put(conversation(f"q{i}", "a"))

@@ -116,8 +116,8 @@ def worker_turns(args) -> dict:
     sampling = sampling.merged(max_new_tokens=args.reply_tokens)
     engine = Engine(registry_for(args.model, args.n_ctx), serving)
     engine.complete(ChatRequest("bench", [{"role": "user", "content": "warm up"}], sampling))
-    llm = engine.pool._loaded["bench"].model.llm  # the loaded llama_cpp.Llama, to clear its KV cache
-    llm.reset()  # turn 1 then evaluates its whole prompt on a warm model
+    scheduler = engine.pool._loaded["bench"].model.scheduler  # to clear the KV cache
+    scheduler.clear_cache()  # turn 1 then evaluates its whole prompt on a warm model
     messages, turns = [{"role": "system", "content": SYSTEM}], []
     for turn in range(1, args.turns + 1):
         messages.append({"role": "user", "content": f"Turn {turn}. {QUESTION}"})
@@ -125,7 +125,7 @@ def worker_turns(args) -> dict:
         text, stats = engine.complete(request)
         turns.append({"turn": turn, "ttft_s": stats.ttft_s, "n_prompt_tokens": stats.n_prompt_tokens})
         messages.append({"role": "assistant", "content": text})
-    llm.reset()  # forget the evaluated tokens: the naive no-reuse case
+    scheduler.clear_cache()  # forget the evaluated tokens: the naive no-reuse case
     text, stats = engine.complete(request)
     return {"turns": turns, "naive_last_ttft_s": stats.ttft_s}
 

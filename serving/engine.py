@@ -93,6 +93,8 @@ class GenerationStats:
     """"stop" | "length" | "cancelled"."""
     dropped_turns: int
     """Turns left out to fit the context."""
+    cached_prompt_tokens: int = 0
+    """Prompt tokens already in the KV cache (an earlier turn, or a shared prefix), not read again."""
 
 
 @dataclass(frozen=True)
@@ -420,8 +422,8 @@ class Engine:
                  done.reused, done.n_prompt)
         first = first or end
         rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
-        yield StreamEvent("done", stats=self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate,
-                                                    finish, dropped))
+        stats = self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate, finish, dropped)
+        yield StreamEvent("done", stats=dataclasses.replace(stats, cached_prompt_tokens=done.reused))
 
     def _grammar(self, request: ChatRequest):
         if request.response_format is None:

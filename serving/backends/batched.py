@@ -34,6 +34,8 @@ import llama_cpp as ll
 from serving.errors import Busy, ModelUnavailable
 
 log = logging.getLogger(__name__)
+_STEP_TARGET_S = 0.25  # how long one decode step should take at most while prompts are read
+_MIN_CHUNK = 8
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,9 @@ class Scheduler:
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._clear = False
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
+        self._token_s = 0.01  # running mean of seconds per prompt token (a cautious start until measured)
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._mem = ll.llama_get_memory(ctx)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"decode-{name}")
@@ -177,6 +181,14 @@ class Scheduler:
             saved = self._saved.get(conversation_id)
             return list(saved.tokens) if saved else None
 
+    def clear_cache(self) -> None:
+        """Forget every idle slot's KV cache and the RAM saves (done by the decode thread before its next step)."""
+        with self._cond:
+            self._clear = True
+            self._cond.notify_all()
+            while self._clear and not self._closed:
+                self._cond.wait(timeout=0.1)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -189,10 +201,12 @@ class Scheduler:
         try:
             while True:
                 with self._cond:
-                    while not self._closed and not self._waiting and not self._active():
+                    while not self._closed and not self._waiting and not self._active() and not self._clear:
                         self._cond.wait()
                     if self._closed:
                         break
+                    if self._clear:
+                        self._drop_idle()
                     self._admit()
                 if self._active():
                     self._step()
@@ -210,6 +224,15 @@ class Scheduler:
                 self._waiting.clear()
             for job in jobs:
                 job.events.put(ModelUnavailable("The model is restarting; please try again in a moment.", "closed"))
+
+    def _drop_idle(self) -> None:
+        for slot in self._slots:
+            if slot.job is None:
+                ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+                slot.tokens, slot.owner = [], None
+        self._saved.clear()
+        self._clear = False
+        self._cond.notify_all()
 
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.job is not None]
@@ -300,7 +323,8 @@ class Scheduler:
                 self._add(n, slot.job.next_token, len(slot.tokens), slot.seq, True)
                 rows.append((slot, 1, True))
                 n += 1
-        budget = max(self._chunk - n, 1) if n else self._chunk
+        chunk = self._chunk_now()
+        budget = max(chunk - n, 1) if n else chunk
         for slot in self._active():
             job = slot.job
             if job.next_token is None and budget > 0 and n < self._n_batch:
@@ -314,6 +338,7 @@ class Scheduler:
         if not rows:
             return
         self._batch.n_tokens = n
+        started = time.perf_counter()
         rc = ll.llama_decode(self._ctx, self._batch)
         if rc == 1:  # no room in the KV cache: idle conversations go to RAM, then once more
             for slot in self._slots:
@@ -322,7 +347,14 @@ class Scheduler:
             rc = ll.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {n} tokens")
+        if n >= _MIN_CHUNK:
+            self._token_s = 0.7 * self._token_s + 0.3 * (time.perf_counter() - started) / n
         self._after_decode(rows)
+
+    def _chunk_now(self) -> int:
+        """Prompt tokens for this step: at most `prefill_chunk`, fewer when this machine is slow (measured),
+        so one step stays near `_STEP_TARGET_S` and a cancel or the others' next tokens wait little."""
+        return max(_MIN_CHUNK, min(self._chunk, int(_STEP_TARGET_S / max(self._token_s, 1e-6))))
 
     def _add(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         b = self._batch

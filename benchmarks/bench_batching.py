@@ -1,0 +1,263 @@
+"""Benchmark of many visitors on one model (a script, not a test): continuous batching through the engine.
+
+Each measurement runs in a fresh process, in which the configurations being compared run one after
+the other on the same loaded model, so a ratio never mixes two processes:
+
+  visitors N   one visitor alone, then N visitors at the same moment (distinct questions, one shared
+               persona prompt, each its own conversation). (a) aggregate tokens/s of the N (all tokens
+               generated / wall time from the requests to the last answer's end) / the same for one
+               alone; (b) time to first token of the last of the N to get one / TTFT alone.
+  alternate K  one conversation of 6 turns alone, then K conversations taking turns (1, 2, .., K, 1, ..)
+               for 6 turns each. (c) TTFT of conversation 1's 6th turn with K / alone.
+
+(d), one visitor's decode speed through Iris vs raw llama.cpp, is `benchmarks/bench_serving.py`.
+(e) `--app`: (a) through the Gradio app over HTTP with gradio_client, N clients at once vs one (the API
+returns text, so this ratio is of characters per second).
+
+    python -m training random-model --like llama-3.2-1b --out /tmp/rand1b
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_batching.py --model /tmp/rand1b/llama-3.2-1b-random-Q4_K_M.gguf
+
+Prints a Markdown report (for benchmarks/RESULTS-batching.md) and writes the raw numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench_serving import REPO, SYSTEM, registry_for
+
+QUESTIONS = ["My order 48213 has not moved for three days; what should I do?",
+             "How do I return a kettle that arrived broken?",
+             "Can I change the delivery address of an order that has shipped?",
+             "What does express shipping to Norway cost?",
+             "The parcel came damaged and the box was wet. What now?",
+             "Please cancel order 5521, I ordered the wrong size.",
+             "Do you price-match if the item gets cheaper next week?",
+             "Where do I find the invoice for my last purchase?"]
+
+
+def make_engine(args, slots: int):
+    from serving.config import ServingSettings
+    from serving.engine import Engine
+
+    settings = ServingSettings(ram_budget_mb=16384, n_threads=args.threads, slots=slots, max_queue=16)
+    return Engine(registry_for(args.model, args.n_ctx), settings)
+
+
+def request(text: str, conversation: str | None, tokens: int, history: list | None = None):
+    from serving.engine import ChatRequest
+    from serving.generation import GenerationSettings
+
+    messages = [{"role": "system", "content": SYSTEM}, *(history or []), {"role": "user", "content": text}]
+    return ChatRequest("bench", messages, GenerationSettings(temperature=0.7, max_new_tokens=tokens, seed=1),
+                       conversation)
+
+
+def timed(engine, req) -> dict:
+    start, first, stats, text = time.perf_counter(), None, None, ""
+    for event in engine.stream(req):
+        if event.kind == "token":
+            first = first or time.perf_counter()
+            text += event.text
+        stats = event.stats or stats
+    end = time.perf_counter()
+    return {"start": start, "first": first or end, "end": end, "n_tokens": stats.n_tokens, "text": text}
+
+
+def at_once(engine, requests: list) -> list[dict]:
+    results: list = [None] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = timed(engine, requests[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def worker_visitors(args) -> dict:
+    engine = make_engine(args, max(args.visitors, 1))
+    engine.complete(request("warm up", None, 8))  # load; the persona prompt is now cached, as on a live Space
+    alone = timed(engine, request(QUESTIONS[0], "alone", args.tokens))
+    group = at_once(engine, [request(QUESTIONS[i % len(QUESTIONS)] + f" (visitor {i})", f"v{i}", args.tokens)
+                             for i in range(args.visitors)])
+    wall = max(r["end"] for r in group) - min(r["start"] for r in group)
+    alone_rate = alone["n_tokens"] / (alone["end"] - alone["start"])
+    group_rate = sum(r["n_tokens"] for r in group) / wall
+    last_ttft = max(r["first"] - r["start"] for r in group)
+    engine.close()
+    return {"alone_tokens_per_s": alone_rate, "together_tokens_per_s": group_rate,
+            "aggregate_ratio": group_rate / alone_rate, "alone_ttft_s": alone["first"] - alone["start"],
+            "last_ttft_s": last_ttft, "ttft_ratio": last_ttft / (alone["first"] - alone["start"]),
+            "tokens": [r["n_tokens"] for r in group]}
+
+
+def conversation_turns(engine, names: list[str], turns: int, tokens: int) -> dict[str, list[float]]:
+    """Each named conversation takes turns in order; the TTFT of every turn, by conversation."""
+    history = {name: [] for name in names}
+    ttfts = {name: [] for name in names}
+    for turn in range(turns):
+        for name in names:
+            result = timed(engine, request(f"Turn {turn + 1}. {QUESTIONS[turn % len(QUESTIONS)]}", name, tokens,
+                                           history[name]))
+            ttfts[name].append(result["first"] - result["start"])
+            history[name] += [{"role": "user", "content": f"Turn {turn + 1}. {QUESTIONS[turn % len(QUESTIONS)]}"},
+                              {"role": "assistant", "content": result["text"]}]
+    return ttfts
+
+
+def worker_alternate(args) -> dict:
+    engine = make_engine(args, 4)
+    engine.complete(request("warm up", None, 8))
+    alone = conversation_turns(engine, ["solo"], 6, args.reply_tokens)["solo"]
+    engine.pool._loaded["bench"].model.scheduler.clear_cache()
+    mixed = conversation_turns(engine, [f"c{i}" for i in range(args.conversations)], 6, args.reply_tokens)["c0"]
+    engine.close()
+    return {"alone_turn6_ttft_s": alone[-1], "mixed_turn6_ttft_s": mixed[-1],
+            "turn6_ratio": mixed[-1] / alone[-1], "alone_ttfts": alone, "mixed_ttfts": mixed}
+
+
+def worker_app(args) -> dict:
+    """(a) through the real Gradio app over HTTP: one client alone, then N clients at once."""
+    from gradio_client import Client
+
+    from tests.browser import free_port
+
+    registry = Path(tempfile.mkdtemp()) / "registry.yaml"
+    registry.write_text(json.dumps({"hub_owner": "bench", "models": [
+        {"id": "bench", "display_name": "bench", "kind": "base", "context_length": args.n_ctx,
+         "source": {"local": {"path": str(args.model)}}}],
+        "defaults": {"support": ["bench"], "study": ["bench"], "compare": ["bench", "bench"]}}))
+    port = free_port()
+    env = {**os.environ, "IRIS_REGISTRY": str(registry), "IRIS_SLOTS": str(max(args.visitors, 1)),
+           "IRIS_N_THREADS": str(args.threads or ""), "IRIS_MAX_QUEUE": "16"}
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = _connect(f"http://127.0.0.1:{port}/")
+        ask = _app_call(client, args)
+        ask(QUESTIONS[0], 8)  # load + warm up
+        t0 = time.perf_counter()
+        alone = ask(QUESTIONS[0], args.tokens)
+        alone_rate = alone / (time.perf_counter() - t0)
+        counts: list = []
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=lambda i=i: counts.append(
+            ask(QUESTIONS[i % len(QUESTIONS)] + f" (visitor {i})", args.tokens, _connect(client.src))))
+            for i in range(args.visitors)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        group_rate = sum(counts) / (time.perf_counter() - t0)
+        return {"alone_tokens_per_s": alone_rate, "together_tokens_per_s": group_rate,
+                "aggregate_ratio": group_rate / alone_rate}
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+
+def _connect(url: str):
+    from gradio_client import Client
+
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            return Client(url, verbose=False)
+        except Exception:  # the app is still starting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _app_call(client, args):
+    """The support page's API (`/chat`); it returns the answer's text, so the app figures count characters."""
+    def ask(question: str, tokens: int, own=None) -> int:
+        answer = (own or client).predict(question, "order_assistant", "bench", None, 0.7, 0.9, tokens, 1.1,
+                                         api_name="/chat")
+        return len(answer)
+    return ask
+
+
+WORKERS = {"visitors": worker_visitors, "alternate": worker_alternate, "app": worker_app}
+
+
+def run_worker(kind: str, args, *extra: str) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, __file__, "--worker", kind, "--json", out.name, *args.passthrough, *extra]
+        subprocess.run(cmd, check=True, cwd=REPO)
+        return json.loads(Path(out.name).read_text())
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=48, help="answer length for (a)/(b)")
+    parser.add_argument("--reply-tokens", type=int, default=24, help="answer length per turn for (c)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--app", action="store_true", help="also run (a) through the Gradio app with gradio_client")
+    parser.add_argument("--worker", choices=WORKERS)
+    parser.add_argument("--visitors", type=int, default=4)
+    parser.add_argument("--conversations", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.worker:
+        args.json.write_text(json.dumps(WORKERS[args.worker](args)))
+        return
+    args.passthrough = ["--model", str(args.model), "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
+                        "--tokens", str(args.tokens), "--reply-tokens", str(args.reply_tokens)]
+    runs: dict[str, list[dict]] = {}
+    plan = [("visitors 4", "visitors", "--visitors", "4"), ("visitors 8", "visitors", "--visitors", "8"),
+            ("alternate 2", "alternate", "--conversations", "2"), ("alternate 4", "alternate", "--conversations", "4")]
+    if args.app:
+        plan.append(("app visitors 4", "app", "--visitors", "4"))
+    for _ in range(args.repeats):
+        for name, kind, *extra in plan:
+            runs.setdefault(name, []).append(run_worker(kind, args, *extra))
+            print(name, json.dumps(runs[name][-1])[:300], file=sys.stderr, flush=True)
+    report(args, runs)
+
+
+def report(args, runs: dict[str, list[dict]]) -> None:
+    print(f"Model {args.model.name}, {args.threads} threads, {args.repeats} fresh processes each; "
+          "median (min–max).\n")
+    print("| measurement | alone | together | ratio | target |\n| --- | --- | --- | --- | --- |")
+    for name, rows in runs.items():
+        if "aggregate_ratio" in rows[0]:
+            print(f"| {name}: aggregate tokens/s | {spread([r['alone_tokens_per_s'] for r in rows])} | "
+                  f"{spread([r['together_tokens_per_s'] for r in rows])} | "
+                  f"**{spread([r['aggregate_ratio'] for r in rows])}** | ≥ 2.2 at 4 |")
+        if "ttft_ratio" in rows[0]:
+            print(f"| {name}: TTFT of the last visitor (s) | {spread([r['alone_ttft_s'] for r in rows])} | "
+                  f"{spread([r['last_ttft_s'] for r in rows])} | **{spread([r['ttft_ratio'] for r in rows])}** "
+                  "| ≤ 2 at 4 |")
+        if "turn6_ratio" in rows[0]:
+            print(f"| {name}: 6th-turn TTFT (s) | {spread([r['alone_turn6_ttft_s'] for r in rows])} | "
+                  f"{spread([r['mixed_turn6_ttft_s'] for r in rows])} | **{spread([r['turn6_ratio'] for r in rows])}**"
+                  " | ≤ 1.3 |")
+    out = REPO / "benchmarks" / "RESULTS-batching.json"
+    out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

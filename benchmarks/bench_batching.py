@@ -91,7 +91,7 @@ def at_once(engine, requests: list) -> list[dict]:
 
 def worker_visitors(args) -> dict:
     engine = make_engine(args, max(args.visitors, 1))
-    engine.complete(request("warm up", None, 8))  # load; the persona prompt is now cached, as on a live Space
+    engine.complete(request("warm up", "warm", 8))  # load; the persona prompt is now cached, as on a live Space
     alone = timed(engine, request(QUESTIONS[0], "alone", args.tokens))
     group = at_once(engine, [request(QUESTIONS[i % len(QUESTIONS)] + f" (visitor {i})", f"v{i}", args.tokens)
                              for i in range(args.visitors)])
@@ -122,7 +122,7 @@ def conversation_turns(engine, names: list[str], turns: int, tokens: int) -> dic
 
 def worker_alternate(args) -> dict:
     engine = make_engine(args, 4)
-    engine.complete(request("warm up", None, 8))
+    engine.complete(request("warm up", "warm", 8))
     alone = conversation_turns(engine, ["solo"], 6, args.reply_tokens)["solo"]
     engine.pool._loaded["bench"].model.scheduler.clear_cache()
     mixed = conversation_turns(engine, [f"c{i}" for i in range(args.conversations)], 6, args.reply_tokens)["c0"]

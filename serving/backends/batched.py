@@ -263,8 +263,8 @@ class Scheduler:
             own = next((s for s in free if s.owner == job.conversation_id), None)
             if own is not None:
                 return own
-        empty = [s for s in free if not s.tokens]
-        return empty[0] if empty else min(free, key=lambda s: s.used)
+        # an empty slot, else one no conversation owns, else the least recently used conversation's
+        return min(free, key=lambda s: (bool(s.tokens), s.owner is not None, s.used))
 
     def _place(self, job: Job, slot: _Slot) -> None:
         """Give `job` the slot, keeping the longest prefix of its prompt already cached anywhere."""
@@ -400,9 +400,6 @@ class Scheduler:
         job.events.put(Finished(reason, len(job.prompt), job.n_out, job.reused))
         self._job_s = 0.8 * self._job_s + 0.2 * (time.monotonic() - job.enqueued)
         job.sampler.close()
-        slot.job, slot.used = None, time.monotonic()
-        if job.conversation_id is None:  # nobody comes back for it; free the cells for others
-            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
-            slot.tokens = []
+        slot.job, slot.used = None, time.monotonic()  # its KV stays: a later prompt may share its prefix
         with self._cond:
             self._cond.notify_all()

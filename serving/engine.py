@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from serving.config import ServingSettings
 from serving.backends.batched import Finished, Piece, Queued
-from serving.backends.llamacpp import LlamaCppModel, estimate_bytes, kv_cells
+from serving.backends.llamacpp import LlamaCppLoader, LlamaCppModel, Loader
 from serving.backends.openai_remote import RemoteModel
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
@@ -152,9 +152,11 @@ def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEven
 class Engine:
     """Chat with registered models: catalog, streaming generation, one-shot completion."""
 
-    def __init__(self, registry: Registry, settings: ServingSettings | None = None):
+    def __init__(self, registry: Registry, settings: ServingSettings | None = None, loader: Loader | None = None):
         self.registry = registry
         self.settings = settings or ServingSettings.from_env()
+        self.loader = loader or LlamaCppLoader()
+        """Sizes and loads a GGUF entry; tests pass a fake one to check the engine without weights."""
         self.resolver = Resolver(registry, self.settings.cache_dir, self.settings.hub_probe_timeout_s,
                                  self.settings.hub_endpoint)
         self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.queue_timeout_s)
@@ -202,7 +204,7 @@ class Engine:
         def size() -> int:
             path_box.append(self._fetch(entry, progress))
             try:
-                return estimate_bytes(path_box[0], kv_cells(entry, self.settings))
+                return self.loader.size(entry, path_box[0], self.settings)
             except (ValueError, RuntimeError, OSError) as err:  # llama.cpp cannot even read the header
                 raise self._unloadable(entry, path_box[0], err) from err
 
@@ -233,7 +235,7 @@ class Engine:
                  self.settings.threads())
         start = time.perf_counter()
         try:
-            model = LlamaCppModel(entry, path, self.settings)
+            model = self.loader.load(entry, path, self.settings)
         except ServingError:
             raise
         except (ValueError, RuntimeError, OSError) as err:

@@ -157,3 +157,22 @@ def test_a_waiting_visitor_hears_their_place_in_the_queue(registry, demo_paths):
         holder.close()
     finally:
         engine.close()
+
+
+def test_a_failed_decode_is_a_visible_restart_and_the_next_request_reloads_the_model(registry, demo_paths):
+    from serving.backends.batched import Job
+    from serving.errors import ModelUnavailable
+
+    engine = make(registry, slots=2)
+    try:
+        engine.prepare("demo-support")
+        broken = engine.pool._loaded["demo-support"].model
+        bad = Job([broken.n_vocab + 7], 4, broken.sampler(GREEDY), broken.stop_ids, threading.Event())
+        broken.scheduler.submit(bad)  # a token id llama.cpp refuses: llama_decode fails, the decode thread stops
+        with pytest.raises(ModelUnavailable) as err:
+            list(bad.results())
+        assert "stopped unexpectedly" in err.value.user_message and not broken.alive
+        text, stats = engine.complete(ask(QUESTIONS[0]))  # "model restarting": loaded again, answers
+        assert stats.n_tokens > 0 and engine.pool._loaded["demo-support"].model is not broken
+    finally:
+        engine.close()

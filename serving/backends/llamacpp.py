@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from pathlib import Path
+from typing import Protocol
 
 import llama_cpp as ll
 from llama_cpp import _internals as internals
@@ -182,3 +183,21 @@ class LlamaCppModel:
         self.scheduler.close()
         self.ctx.close()
         self.model.close()
+
+
+class Loader(Protocol):
+    """How the engine sizes and loads a model file (the pool budgets with `size`)."""
+
+    def size(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> int: ...
+
+    def load(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> LlamaCppModel: ...
+
+
+class LlamaCppLoader:
+    """The real loader: llama.cpp reads the GGUF."""
+
+    def size(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> int:
+        return estimate_bytes(path, kv_cells(entry, settings))
+
+    def load(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> LlamaCppModel:
+        return LlamaCppModel(entry, path, settings)

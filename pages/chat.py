@@ -402,25 +402,14 @@ class ChatView:
 
 def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings: list[gr.Component],
                storage_key: str, ids: Mapping[str, str], label: str = "Conversation",
-               placeholder: str = "Type your question and press Enter") -> ChatView:
+               placeholder: str = "Type your question and press Enter",
+               senders: list[gr.Button] = ()) -> ChatView:
     """The chat's layout and events. `ids` names the elements (keys: chatbot, message, send, stop, retry,
-    clear, footer, notice and a `prefix` for the rest); `settings` are values in `SLIDERS` order."""
+    clear, footer, notice and a `prefix` for the rest); `settings` are values in `SLIDERS` order; `senders`
+    are buttons (the page renders them) that send their own text."""
     prefix = ids["prefix"]
     store = gr.BrowserState({}, storage_key=storage_key, secret=browser_secret(chat.engine.settings))
-    active = gr.State([persona.value, model.value])
-    with gr.Sidebar(label="Conversations", open=False, elem_id=f"{prefix}sidebar"):
-        new = gr.Button("New conversation", variant="primary", elem_id=f"{prefix}new")
-        conversations = gr.Radio([], label="Your conversations (kept in this browser)", elem_id=f"{prefix}list")
-        title = gr.Textbox(label="Name", placeholder="A name for the open conversation", max_length=80,
-                           elem_id=f"{prefix}title")
-        with gr.Row():
-            rename = gr.Button("Rename", size="sm", elem_id=f"{prefix}rename")
-            delete = gr.Button("Delete", size="sm", variant="stop", elem_id=f"{prefix}delete")
-        export = gr.Button("Export", size="sm", elem_id=f"{prefix}export")
-        with gr.Row():
-            markdown_file = gr.DownloadButton("Markdown", visible=False, size="sm", elem_id=f"{prefix}export-md")
-            json_file = gr.DownloadButton("JSON", visible=False, size="sm", elem_id=f"{prefix}export-json")
-        upload = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id=f"{prefix}import")
+    side = _sidebar(prefix)
     notice = gr.Markdown("", elem_id=ids["notice"])
     branches = gr.Dropdown([], label="Other versions of this conversation (from edits and retries)",
                            visible=False, elem_id=f"{prefix}branches")
@@ -438,31 +427,49 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
         clear = gr.Button("Clear", size="sm", min_width=60, elem_id=ids["clear"])
         more = gr.Button("Continue", size="sm", min_width=60, visible=False, elem_id=f"{prefix}continue")
     meter = gr.Markdown("", elem_id=f"{prefix}meter")
-    stats = gr.Markdown("", elem_id=ids["footer"])
-    view = ChatView(chatbot, store, message, stats, notice, status, more, conversations, branches, send, active,
-                    [], [])
-    follow = [persona, model, active, *settings]
+    view = ChatView(chatbot, store, message, gr.Markdown("", elem_id=ids["footer"]), notice, status, more,
+                    side["list"], branches, send, gr.State([persona.value, model.value]), [], [])
     state = [store, persona, model, *settings]
+    follow = [persona, model, view.active, *settings]
     measured = {"fn": chat.meter, "inputs": state, "outputs": meter, "show_progress": "hidden", **PRIVATE}
+    unmeasured = {"fn": lambda: "", "inputs": None, "outputs": meter, **PRIVATE}
 
-    view.answering.append(gr.on([send.click, message.submit], chat.respond, [message, *state], view.outputs,
-                                **PRIVATE))
-    view.answering.append(gr.on([retry.click, chatbot.retry], chat.retry, state, view.outputs, **PRIVATE))
-    view.answering.append(chatbot.edit(chat.edit, state, view.outputs, **PRIVATE))
-    view.answering.append(more.click(chat.continue_answer, state, view.outputs, **PRIVATE))
-    for event in view.answering:
-        event.then(**measured)
+    view.answering += [gr.on([send.click, message.submit], chat.respond, [message, *state], view.outputs, **PRIVATE),
+                       gr.on([retry.click, chatbot.retry], chat.retry, state, view.outputs, **PRIVATE),
+                       chatbot.edit(chat.edit, state, view.outputs, **PRIVATE),
+                       more.click(chat.continue_answer, state, view.outputs, **PRIVATE)]
+    view.answering += [button.click(chat.respond, [button, *state], view.outputs, **PRIVATE) for button in senders]
     stop.click(chat.stop, store, None, queue=False, **PRIVATE)
     # Leaving the open conversation drops the running answer's UI updates (cancels) and frees the model (stop).
     leave = {"cancels": view.answering, **PRIVATE}
-    gr.on([clear.click, chatbot.clear, new.click], chat.new, store, view.outputs, **leave).then(lambda: "", None, meter)
-    view.followed.append(conversations.input(chat.select, [conversations, store], [*view.outputs, *follow], **leave))
-    branches.input(chat.switch_branch, [branches, store], view.outputs, **leave).then(**measured)
-    rename.click(chat.rename, [title, store], view.outputs, **PRIVATE)
-    delete.click(chat.delete, store, view.outputs, **leave).then(lambda: "", None, meter)
-    export.click(chat.export, store, [markdown_file, json_file], **PRIVATE)
-    view.followed.append(upload.upload(chat.import_file, [upload, store], [*view.outputs, *follow], **leave))
-    view.followed.append(Context.root_block.load(chat.restore, store, [*view.outputs, *follow], **PRIVATE))
+    gr.on([clear.click, chatbot.clear, side["new"].click], chat.new, store, view.outputs, **leave).then(**unmeasured)
+    side["delete"].click(chat.delete, store, view.outputs, **leave).then(**unmeasured)
+    side["rename"].click(chat.rename, [side["title"], store], view.outputs, **PRIVATE)
+    side["export"].click(chat.export, store, side["files"], **PRIVATE)
+    for event in [*view.answering, branches.input(chat.switch_branch, [branches, store], view.outputs, **leave)]:
+        event.then(**measured)
+    view.followed += [side["list"].input(chat.select, [side["list"], store], [*view.outputs, *follow], **leave),
+                      side["import"].upload(chat.import_file, [side["import"], store], [*view.outputs, *follow],
+                                            **leave),
+                      Context.root_block.load(chat.restore, store, [*view.outputs, *follow], **PRIVATE)]
     for event in view.followed:
         event.then(**measured)
     return view
+
+
+def _sidebar(prefix: str) -> dict:
+    """The conversations sidebar (closed at first: on a phone it would cover the chat)."""
+    with gr.Sidebar(label="Conversations", open=False, elem_id=f"{prefix}sidebar"):
+        side = {"new": gr.Button("New conversation", variant="primary", elem_id=f"{prefix}new"),
+                "list": gr.Radio([], label="Your conversations (kept in this browser)", elem_id=f"{prefix}list"),
+                "title": gr.Textbox(label="Name", placeholder="A name for the open conversation", max_length=80,
+                                    elem_id=f"{prefix}title")}
+        with gr.Row():
+            side["rename"] = gr.Button("Rename", size="sm", elem_id=f"{prefix}rename")
+            side["delete"] = gr.Button("Delete", size="sm", variant="stop", elem_id=f"{prefix}delete")
+        side["export"] = gr.Button("Export", size="sm", elem_id=f"{prefix}export")
+        with gr.Row():
+            side["files"] = [gr.DownloadButton(name, visible=False, size="sm", elem_id=f"{prefix}export-{ext}")
+                             for name, ext in (("Markdown", "md"), ("JSON", "json"))]
+        side["import"] = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id=f"{prefix}import")
+    return side

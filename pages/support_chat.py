@@ -132,19 +132,17 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
         model_info = gr.Markdown(model_note(engine.status(model_id), engine.registry.get(model_id).description),
                                  elem_id="model-info")
     sliders = [slider(key, getattr(defaults, key), f"set-{key}").unrender() for key in SLIDERS]
-    chat = build_chat(page, persona, model, sliders, "iris-support-chats", IDS)
+    prompts = [*first.example_prompts[:N_EXAMPLES], *[None] * N_EXAMPLES][:N_EXAMPLES]
+    examples = [gr.Button(text, visible=text is not None, size="sm", elem_classes="example-prompt", render=False)
+                for text in prompts]
+    chat = build_chat(page, persona, model, sliders, "iris-support-chats", IDS, senders=examples)
     with gr.Row():
-        examples = [gr.Button(text, size="sm", elem_classes="example-prompt")
-                    for text in first.example_prompts[:N_EXAMPLES]]
-        examples += [gr.Button(visible=False, size="sm", elem_classes="example-prompt")
-                     for _ in range(N_EXAMPLES - len(examples))]
+        for button in examples:
+            button.render()
     with gr.Accordion("Generation settings", open=False):
         for control in sliders:
             control.render()
-    state = [chat.store, persona, model, *sliders]
     private = {"api_visibility": "private"}
-    chat.answering += [button.click(page.respond, [button, *state], chat.outputs, **private)
-                       for button in examples]
     gr.on([persona.input, model.input], page.switch, [persona, model, chat.store, chat.active],
           [*chat.outputs, chat.active, about, model_info, *sliders, *examples], cancels=chat.answering,
           trigger_mode="always_last", **private)  # a second pick while the first loads is not lost

@@ -256,3 +256,18 @@ def test_a_visitor_waiting_for_a_busy_model_sees_the_queue(app_url, chromium_bro
     finally:
         for context in contexts:
             context.close()
+
+
+def test_the_study_tutor_keeps_its_conversation_too(app_url, chromium_page):
+    page = chromium_page
+    open_page(page, app_url, "/study")
+    page.get_by_role("tab", name="Study chat").click()
+    page.locator("#study-message textarea").fill("What is osmosis, in one line?")
+    page.locator("#study-send").click()
+    expect(page.locator("#study-footer")).to_contain_text("tokens/s", timeout=ANSWER_TIMEOUT_MS)
+    page.reload()
+    open_page(page, app_url, "/study")
+    page.get_by_role("tab", name="Study chat").click()
+    expect(page.locator("#study-chatbot")).to_contain_text("What is osmosis, in one line?")
+    open_page(page, app_url, "/")  # each chat keeps its own list: the support chat does not show the tutor's
+    expect(page.locator(USER)).to_have_count(0)

@@ -1,6 +1,7 @@
 """The speed defaults a machine picks when the recipe is silent (`training.sft.speed`), on CPU:
 flex attention and Liger only on a GPU and only where the recipe leaves them unset, flex only for
-runs long enough to pay its compile, one padded batch shape with flex, and a CPU build untouched."""
+runs long enough to pay its compile, one padded batch shape with flex, and on a CPU only bf16 autocast,
+where the CPU has native bf16."""
 
 from __future__ import annotations
 
@@ -74,3 +75,30 @@ def test_trainer_on_cpu_keeps_sdpa_and_a_gpu_run_would_switch_to_flex(tmp_path):
     assert use_attention(trainer, speed.AUTO, cuda=True) == speed.FLEX
     assert model.config._attn_implementation == speed.FLEX
     assert trainer.data_collator.pad_to_multiple_of == 2 * 128
+
+
+def test_cpu_default_is_bf16_autocast_where_the_cpu_multiplies_bf16_natively():
+    assert speed.cpu_bf16({"avx2", "avx512_bf16"}) and speed.cpu_bf16({"amx_bf16", "amx_tile"})
+    assert not speed.cpu_bf16({"avx2", "avx512f", "avx512_vnni"})
+    assert speed.sft_defaults({"packing": True}, cuda=False, liger=True, cpu_bf16=True) == {
+        "bf16": True, "use_cpu": True, "packing": True}
+    assert speed.sft_defaults({"bf16": False}, cuda=False, liger=True, cpu_bf16=True) == {"bf16": False}  # recipe wins
+    assert speed.sft_defaults({}, cuda=False, liger=False, cpu_bf16=False) == {}
+
+
+def test_a_cpu_run_follows_this_cpus_flags_and_trains(tmp_path):
+    """The real trainer on this machine: bf16 autocast exactly when its CPU has native bf16; steps train."""
+    import math
+
+    from serving.cpu import cpu_flags
+    from tests.test_training_pipeline import build_tiny_base
+    from training.sft.trainer import TrainPlan, build_trainer
+
+    base = build_tiny_base(tmp_path / "base")
+    rows = [{"messages": [{"role": "user", "content": f"question {i}?"},
+                          {"role": "assistant", "content": f"answer {i}."}]} for i in range(8)]
+    plan = TrainPlan(base_checkpoint=str(base), method="lora", lora={"r": 4}, seed=0, output_dir=tmp_path / "out",
+                     sft={"max_length": 128, "per_device_train_batch_size": 2, "max_steps": 2, "save_strategy": "no"})
+    trainer = build_trainer(plan, rows)
+    assert trainer.args.bf16 == speed.cpu_bf16(cpu_flags())
+    assert math.isfinite(trainer.train().training_loss)

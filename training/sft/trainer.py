@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from serving.cpu import cpu_flags
 from training.families import of_tokenizer
 from training.sft import speed
 from training.sft.config import lora_config, quantization_config, sft_config
@@ -96,7 +97,7 @@ def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict]
 
     set_seed(plan.seed)
     cuda = torch.cuda.is_available()
-    recipe_sft = speed.sft_defaults(plan.sft, cuda, speed.liger_installed())
+    recipe_sft = speed.sft_defaults(plan.sft, cuda, speed.liger_installed(), speed.cpu_bf16(cpu_flags()))
     recipe_sft = {**EVAL_DEFAULTS, **recipe_sft} if eval_rows else recipe_sft
     args = sft_config(recipe_sft, str(plan.output_dir), seed=plan.seed, **plan.overrides)
     tokenizer = tokenizer or load_tokenizer(plan.base_checkpoint)

@@ -36,6 +36,7 @@ from serving.errors import Busy, ModelUnavailable
 log = logging.getLogger(__name__)
 _STEP_TARGET_S = 0.25  # how long one decode step should take at most while prompts are read
 _MIN_CHUNK = 8
+_MIN_BORROW = 32  # prompt tokens worth copying another slot's KV stream for (the copy moves a whole stream)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Scheduler:
         self._closed = False
         self._clear = False
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
-        self._token_s = 0.01  # running mean of seconds per prompt token (a cautious start until measured)
+        self._chunk_now = min(self._chunk, 64)  # prompt tokens per step now: adapted to the measured step time
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._mem = ll.llama_get_memory(ctx)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"decode-{name}")
@@ -277,7 +278,7 @@ class Scheduler:
                     default=slot)
         borrowed = common_prefix(donor.tokens, job.prompt)
         limit = len(job.prompt) - 1  # the last prompt token is always evaluated: it gives the first logits
-        if borrowed > keep:  # slots are separate KV streams: copy the donor's whole stream, then trim it
+        if borrowed >= keep + _MIN_BORROW:  # slots are separate KV streams: copy the donor's whole stream, trim it
             ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
             ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
             slot.tokens, keep = list(donor.tokens), borrowed
@@ -323,7 +324,7 @@ class Scheduler:
                 self._add(n, slot.job.next_token, len(slot.tokens), slot.seq, True)
                 rows.append((slot, 1, True))
                 n += 1
-        chunk = self._chunk_now()
+        chunk, decoding = self._chunk_now, n
         budget = max(chunk - n, 1) if n else chunk
         for slot in self._active():
             job = slot.job
@@ -347,14 +348,18 @@ class Scheduler:
             rc = ll.llama_decode(self._ctx, self._batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {n} tokens")
-        if n >= _MIN_CHUNK:
-            self._token_s = 0.7 * self._token_s + 0.3 * (time.perf_counter() - started) / n
+        if n > decoding:  # the step read prompt tokens: adapt how many the next one reads
+            self._adapt_chunk(n, time.perf_counter() - started, chunk)
         self._after_decode(rows)
 
-    def _chunk_now(self) -> int:
-        """Prompt tokens for this step: at most `prefill_chunk`, fewer when this machine is slow (measured),
-        so one step stays near `_STEP_TARGET_S` and a cancel or the others' next tokens wait little."""
-        return max(_MIN_CHUNK, min(self._chunk, int(_STEP_TARGET_S / max(self._token_s, 1e-6))))
+    def _adapt_chunk(self, n: int, seconds: float, chunk: int) -> None:
+        """Halve the prompt chunk after a step over `_STEP_TARGET_S`, double it after a full one well under:
+        the largest chunk (at most `prefill_chunk`) whose step keeps a cancel and the others' tokens waiting
+        little, whatever this machine's speed and load."""
+        if seconds > _STEP_TARGET_S:
+            self._chunk_now = max(_MIN_CHUNK, chunk // 2)
+        elif n >= chunk and seconds < _STEP_TARGET_S / 2:
+            self._chunk_now = min(self._chunk, chunk * 2)
 
     def _add(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         b = self._batch

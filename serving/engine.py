@@ -123,6 +123,23 @@ class _ConversationState:
     noticed: bool = False
 
 
+class Cancel:
+    """A cancel flag of the engine's own, also set while the caller's event is: the engine may stop one answer
+    (a stop text, a consumer gone) without touching an event the caller shares between several answers."""
+
+    def __init__(self, caller: "threading.Event | Cancel | None" = None):
+        self._own, self._caller = threading.Event(), caller
+
+    def is_set(self) -> bool:
+        return self._own.is_set() or (self._caller is not None and self._caller.is_set())
+
+    def set(self) -> None:
+        self._own.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._own.wait(timeout) or self.is_set()
+
+
 def _prompt(model: LlamaCppModel, messages: Messages) -> list[int]:
     """Prompt ids of `messages`; a last assistant message is an answer to continue (its text ends the prompt)."""
     if messages[-1]["role"] == "assistant":
@@ -262,7 +279,7 @@ class Engine:
                progress: Progress | None = None) -> Iterator[StreamEvent]:
         """Token events as they are generated, maybe a "notice", then one "done" with stats."""
         entry, request = self._validate(request)
-        cancel = cancel or threading.Event()
+        cancel = Cancel(cancel)  # the engine stops its own work without setting the caller's event
         started = time.perf_counter()
         if entry.source.remote is not None:
             yield from self._remote(entry, request, cancel, started)
@@ -281,7 +298,7 @@ class Engine:
         stalls the model: each batch holds what was generated since the last one, at most one
         batch per `interval_s`. Errors are raised here; closing this iterator cancels generation.
         """
-        cancel = cancel or threading.Event()
+        cancel = Cancel(cancel)
         events: queue.Queue = queue.Queue()
         context = contextvars.copy_context()  # so progress callbacks see the caller's context
 

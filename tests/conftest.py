@@ -13,6 +13,9 @@ from pathlib import Path
 # No test may reach the internet: the Hub is off unless a test points huggingface_hub at a loopback server.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# As app.py and the training CLI do: llama.cpp's OpenMP threads sleep instead of spinning, which a shared CPU
+# needs (spinning threads make a busy 2-core box 10x slower); read once when the runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

@@ -79,3 +79,15 @@ def test_the_pool_unloads_the_least_recently_used_fake_to_fit(tmp_path):
     engine.complete(ask(model="fake-b"))
     assert [m.entry.id for m in loader.loaded] == ["fake-a", "fake-b"] and loader.loaded[0].closed
     assert engine.pool.loaded_ids() == ["fake-b"]
+
+
+def test_the_callers_cancel_event_is_left_alone(tmp_path):
+    """One event may stop several answers (compare's two panes): ending one answer must not set it."""
+    engine, _ = engine_for(tmp_path, ["Done", " END", " more"])
+    shared = threading.Event()
+    engine.complete(ask(stop=("END",)), shared)  # ended by a stop text
+    batches = engine.stream_batches(ask(), shared)
+    next(batches)
+    batches.close()  # a consumer that went away
+    assert not shared.is_set()
+    assert engine.complete(ask(), shared)[1].finish_reason == "stop"

@@ -84,6 +84,7 @@ class Job:
     next_token: int | None = None  # sampled, not yet decoded
     n_out: int = 0
     position: int = 0  # last queue position told
+    awaits: tuple | None = None  # (slot, its job, tokens): another job reading our prompt's prefix, to copy from
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
 
     def results(self, poll_s: float = 0.05) -> Iterator[Queued | Piece | Finished]:
@@ -143,7 +144,7 @@ class Scheduler:
         self._closed = False
         self._clear = False
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
-        self._chunk_now = min(self._chunk, 64)  # prompt tokens per step now: adapted to the measured step time
+        self._chunk_now = min(self._chunk, 2 * _MIN_CHUNK)  # prompt tokens per step: grows while steps are quick
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._mem = ll.llama_get_memory(ctx)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"decode-{name}")
@@ -287,6 +288,26 @@ class Scheduler:
         del slot.tokens[keep:]
         job.cursor = job.reused = keep
         slot.owner, slot.job, slot.used = job.conversation_id, job, time.monotonic()
+        reading = max((s for s in self._active() if s is not slot),
+                      key=lambda s: common_prefix(s.job.prompt, job.prompt[:limit]), default=None)
+        wanted = common_prefix(reading.job.prompt, job.prompt[:limit]) if reading is not None else 0
+        if wanted >= keep + _MIN_BORROW and reading.job.awaits is None:
+            job.awaits = (reading, reading.job, wanted)  # another visitor reads the same prefix now: copy it after
+
+    def _take_awaited(self, slot: _Slot) -> bool:
+        """For a job waiting on another slot's prefix: True while it should keep waiting (copied once ready)."""
+        job = slot.job
+        donor, donor_job, wanted = job.awaits
+        shared = common_prefix(donor.tokens, job.prompt[:wanted])
+        if shared < wanted and donor.job is donor_job:
+            return True
+        job.awaits = None
+        if shared >= job.cursor + _MIN_BORROW:
+            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
+            ll.llama_memory_seq_rm(self._mem, slot.seq, shared, -1)
+            slot.tokens, job.cursor, job.reused = donor.tokens[:shared], shared, shared
+        return False
 
     def _save(self, slot: _Slot) -> None:
         """Keep the departing conversation's KV state in RAM (bounded, least recently used dropped first)."""
@@ -328,6 +349,8 @@ class Scheduler:
         budget = max(chunk - n, 1) if n else chunk
         for slot in self._active():
             job = slot.job
+            if job.awaits is not None and self._take_awaited(slot):
+                continue
             if job.next_token is None and budget > 0 and n < self._n_batch:
                 take = min(len(job.prompt) - job.cursor, budget, self._n_batch - n)
                 for i in range(take):

@@ -128,8 +128,8 @@ def test_lora_rebuild_records_every_stage_and_loss_falls(lora_run):
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0, losses
     assert train["tokens_per_s"] > 0 and train["peak_cpu_rss_gib"] > 0
     assert (lora_run / "train" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    evals = read_loss_csv(lora_run / "train" / "loss.csv", "eval_loss")  # held-out loss at each quarter of the run
-    assert [int(r["step"]) for r in evals] == [3, 6, 9, 12] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    evals = read_loss_csv(lora_run / "train" / "loss.csv", "eval_loss")  # held-out loss half-way and at the end (CPU)
+    assert [int(r["step"]) for r in evals] == [6, 12] and evals[-1]["eval_loss"] < evals[0]["eval_loss"]
     assert all(r["cpu_rss_gib"] > 0.1 for r in evals) and train["eval_runtime_s"] > 0
 
 
@@ -304,7 +304,7 @@ def test_resume_after_kill_reaches_the_same_step_with_optimizer_state(workspace)
     logged = [int(row["step"]) for row in read_loss_csv(run_dir / "train" / "loss.csv")]
     assert logged == list(range(1, 13))
     evals = [int(row["step"]) for row in read_loss_csv(run_dir / "train" / "loss.csv", "eval_loss")]
-    assert evals == [3, 6, 9, 12]  # every quarter of the run, once each although the run was resumed
+    assert evals == [6, 12]  # half-way and at the end (CPU default), once each although the run was resumed
 
 
 def test_packed_padding_free_batches_keep_sequences_apart(lora_run, workspace):

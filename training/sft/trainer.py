@@ -26,9 +26,7 @@ from training.sft.template import TEMPLATE_KWARGS, check_renders_like
 
 CSV_FIELDS = ["step", "loss", "eval_loss", "learning_rate", "num_tokens", "tokens_per_s",
               "cpu_rss_gib", "gpu_allocated_gib", "gpu_peak_allocated_gib", "gpu_reserved_gib"]
-EVAL_DEFAULTS = {"eval_strategy": "steps", "eval_steps": 0.25}
-"""With a held-out split: evaluate at each quarter of the run (TrainingArguments reads eval_steps < 1 as a
-fraction of the steps), four points of the eval curve whatever the run length; a recipe's own keys win."""
+
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict]
     set_seed(plan.seed)
     cuda = torch.cuda.is_available()
     recipe_sft = speed.sft_defaults(plan.sft, cuda, speed.liger_installed(), speed.cpu_bf16(cpu_flags()))
-    recipe_sft = {**EVAL_DEFAULTS, **recipe_sft} if eval_rows else recipe_sft
+    recipe_sft = {**eval_defaults(cuda), **recipe_sft} if eval_rows else recipe_sft
     args = sft_config(recipe_sft, str(plan.output_dir), seed=plan.seed, **plan.overrides)
     tokenizer = tokenizer or load_tokenizer(plan.base_checkpoint)
     trainer = SFTTrainer(
@@ -112,6 +110,13 @@ def build_trainer(plan: TrainPlan, train_rows: list[dict], eval_rows: list[dict]
     )
     use_attention(trainer, plan.attn_implementation, cuda)
     return trainer
+
+
+def eval_defaults(cuda: bool) -> dict[str, Any]:
+    """With a held-out split, evaluate every `eval_steps` (< 1: a fraction of the run) and at the last step: five
+    points of the eval curve on a GPU, where an eval pass is cheap; on a CPU two (half-way and end), since each pass
+    over the eval rows costs about one optimizer step there. A recipe's own keys win."""
+    return {"eval_strategy": "steps", "eval_steps": 0.25 if cuda else 0.5}
 
 
 def use_attention(trainer, requested: str, cuda: bool) -> str:

@@ -112,4 +112,5 @@ def test_one_at_a_time_varies_one_key_around_the_recipe():
     assert runs == [{}, {"lora.r": 64}, {"datasets[0].rows": 1000}, {"datasets[0].rows": 3000},
                     {"method": "qlora"}, {"sft.learning_rate": 2e-4}, {"sft.learning_rate": 5e-5}]
     assert [run_name(r) for r in runs[:3]] == ["recipe", "lora.r-64", "datasets0.rows-1000"]
+    assert run_name({"sft.learning_rate": 2e-4, "method": "qlora"}) == "sft.learning_rate-0.0002_method-qlora"
     assert len(plan_runs(grid, recipe, one_at_a_time=False)) == 2 * 2 * 2 * 3

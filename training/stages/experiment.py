@@ -171,7 +171,7 @@ def run_name(overrides: dict[str, Any]) -> str:
     """A folder name for a run: `recipe` for no override, else e.g. `lora.r-16_datasets0.rows-1000`."""
     if not overrides:
         return "recipe"
-    return "_".join(re.sub(r"[^A-Za-z0-9.-]", "", f"{k}-{v}") for k, v in overrides.items())
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]", "", f"{k}-{v}") for k, v in overrides.items())
 
 
 # ---------------------------------------------------------------- one run

@@ -12,6 +12,8 @@ the other on the same loaded model, so a ratio never mixes two processes:
   alternate K  one conversation of 6 turns alone, then K conversations taking turns (1, 2, .., K, 1, ..)
                for 6 turns each. (c) TTFT of conversation 1's 6th turn with K / alone.
 
+ceiling      llama.cpp's batch API alone: one decode of one token for each of N sequences vs one token;
+             what (a) can at most reach on this machine.
 (d), one visitor's decode speed through Iris vs raw llama.cpp, is `benchmarks/bench_serving.py`.
 (e) `--app`: (a) through the Gradio app over HTTP with gradio_client, N clients at once vs one (the API
 returns text, so this ratio is of characters per second).
@@ -153,12 +155,13 @@ def worker_app(args) -> dict:
     registry.write_text(json.dumps({"hub_owner": "bench", "models": [
         {"id": "bench", "display_name": "bench", "kind": "base", "context_length": args.n_ctx,
          "source": {"local": {"path": str(args.model)}}}],
-        "defaults": {"support": ["bench"], "study": ["bench"], "compare": ["bench", "bench"]}}))
+        "defaults": {"support": ["bench"], "study": ["bench"], "compare": [["bench", "bench"]]}}))
     port = free_port()
     env = {**os.environ, "IRIS_REGISTRY": str(registry), "IRIS_SLOTS": str(max(args.visitors, 1)),
            "IRIS_N_THREADS": str(args.threads or ""), "IRIS_MAX_QUEUE": "16"}
-    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(registry.parent / "app.log", "w")
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, stdout=log,
+                           stderr=log)
     try:
         client = _connect(f"http://127.0.0.1:{port}/")
         ask = _app_call(client, args)
@@ -205,7 +208,42 @@ def _app_call(client, args):
     return ask
 
 
-WORKERS = {"visitors": worker_visitors, "alternate": worker_alternate, "app": worker_app}
+def worker_ceiling(args) -> dict:
+    """What llama.cpp's batch API itself gives on this machine: one `llama_decode` holding one token of each
+    of N sequences vs one token alone (the issue's reference figure), without Iris."""
+    import llama_cpp as ll
+    from llama_cpp import _internals as internals
+    from llama_cpp._logger import set_verbose
+
+    set_verbose(False)
+    model = internals.LlamaModel(path_model=str(args.model), params=ll.llama_model_default_params(), verbose=False)
+    params = ll.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch, params.n_seq_max = 1024 * 8, 256, 256, 8
+    params.n_threads = params.n_threads_batch = args.threads
+    ctx = internals.LlamaContext(model=model, params=params, verbose=False)
+    batch, pos = ll.llama_batch_init(256, 0, 1), [0] * 8
+
+    def decode(seqs: list[int]) -> float:
+        for i, seq in enumerate(seqs):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 100 + i, pos[seq], 1, True
+            batch.seq_id[i][0] = seq
+            pos[seq] += 1
+        batch.n_tokens = len(seqs)
+        start = time.perf_counter()
+        ll.llama_decode(ctx.ctx, batch)
+        return time.perf_counter() - start
+
+    for seq in range(8):
+        decode([seq] * 32)  # a prompt in each sequence
+    steps = {n: statistics.median(decode(list(range(n))) for _ in range(args.tokens)) for n in (1, 4, 8)}
+    ll.llama_batch_free(batch)
+    ctx.close()
+    return {f"ceiling_{n}": n * steps[1] / steps[n] for n in (4, 8)} | {"step_ms": {n: 1000 * t for n, t in
+                                                                                     steps.items()}}
+
+
+WORKERS = {"visitors": worker_visitors, "alternate": worker_alternate, "app": worker_app,
+           "ceiling": worker_ceiling}
 
 
 def run_worker(kind: str, args, *extra: str) -> dict:
@@ -239,7 +277,7 @@ def main() -> None:
     args.passthrough = ["--model", str(args.model), "--n-ctx", str(args.n_ctx), "--threads", str(args.threads),
                         "--tokens", str(args.tokens), "--reply-tokens", str(args.reply_tokens)]
     runs: dict[str, list[dict]] = {}
-    plan = [("visitors 4", "visitors", "--visitors", "4"), ("visitors 8", "visitors", "--visitors", "8"),
+    plan = [("llama.cpp batch API", "ceiling"), ("visitors 4", "visitors", "--visitors", "4"), ("visitors 8", "visitors", "--visitors", "8"),
             ("alternate 2", "alternate", "--conversations", "2"), ("alternate 4", "alternate", "--conversations", "4")]
     if args.app:
         plan.append(("app visitors 4", "app", "--visitors", "4"))
@@ -255,6 +293,12 @@ def report(args, runs: dict[str, list[dict]]) -> None:
           "median (min–max).\n")
     print("| measurement | alone | together | ratio | target |\n| --- | --- | --- | --- | --- |")
     for name, rows in runs.items():
+        if "ceiling_4" in rows[0]:
+            for n in (4, 8):
+                print(f"| {name}: {n} tokens of {n} sequences per decode vs 1 (no Iris) | "
+                      f"{spread([r['step_ms'][1] if 1 in r['step_ms'] else r['step_ms']['1'] for r in rows])} ms | "
+                      f"{spread([r['step_ms'][n] if n in r['step_ms'] else r['step_ms'][str(n)] for r in rows])} ms "
+                      f"| **{spread([r[f'ceiling_{n}'] for r in rows])}** | (the ceiling) |")
         if "aggregate_ratio" in rows[0]:
             print(f"| {name}: aggregate tokens/s | {spread([r['alone_tokens_per_s'] for r in rows])} | "
                   f"{spread([r['together_tokens_per_s'] for r in rows])} | "

@@ -28,7 +28,6 @@ from serving.selfcheck import run_selfcheck
 # llama.cpp is loaded.
 OMP_WAIT_POLICY = "PASSIVE"
 QUEUE_MAX_SIZE = 64  # events waiting in Gradio's queue before visitors get "queue full"
-CONCURRENCY = 4  # workers per event; each model still serves one request at a time (engine pool)
 # Every file an event returns is copied into Gradio's cache; sweep copies older than an hour, every 30 minutes
 # (and all of them at start), so downloads do not fill the disk of a long-running Space.
 DELETE_CACHE = (1800, 3600)
@@ -46,7 +45,10 @@ def build_app(engine: Engine) -> gr.Blocks:
         with app.route(title, path):
             gr.Navbar(main_page_name=MAIN_PAGE)  # a Navbar sets the bar of its own page only
             page.build(engine)
-    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    # Workers per event: enough for every slot of a model plus the engine's own queue, so a waiting visitor
+    # hears their place and wait from the engine ("queued"), and more than that get "busy, try again".
+    workers = engine.settings.slots + engine.settings.max_queue
+    app.queue(default_concurrency_limit=workers, max_size=QUEUE_MAX_SIZE)
     return app
 
 

@@ -15,10 +15,10 @@ def test_launch_is_loopback_unless_in_a_space():
 
 def test_build_app_mounts_the_pages_and_configures_the_queue(registry, demo_paths, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    blocks = app.build_app(Engine(registry, ServingSettings(ram_budget_mb=512)))
+    blocks = app.build_app(Engine(registry, ServingSettings(ram_budget_mb=512, slots=3, max_queue=5)))
     assert [path for path, *_ in blocks.pages] == ["", "study", "compare"]
     assert blocks._queue.max_size == app.QUEUE_MAX_SIZE
-    assert blocks._queue.default_concurrency_limit == app.CONCURRENCY
+    assert blocks._queue.default_concurrency_limit == 3 + 5  # every slot, plus the engine's own queue
     api_names = {dep.api_name for dep in blocks.fns.values() if dep.api_visibility != "private"}
     assert "chat" in api_names  # the support chat's validated API endpoint
 

@@ -3,8 +3,9 @@
 A `Scheduler` owns one llama.cpp context with `n_slots` sequences and is the only thread that ever
 touches it. Requests (`Job`s) join and leave the running batch between steps: each step holds one
 token of every answer being decoded plus a bounded chunk of prompt tokens of answers still reading
-their prompt, so a long prompt neither stalls the others nor delays a cancel for long. Each job has
-its own sampler chain (settings, seed, grammar, logit bias).
+their prompt, so a long prompt does not stall the others for long; a cancel stops even a step in
+progress (llama.cpp's abort callback). Each job has its own sampler chain (settings, seed, grammar,
+logit bias).
 
 Each slot remembers the tokens its sequence holds in the KV cache and the conversation they belong
 to, so a conversation's next turn re-reads only what is new. A new prompt may also borrow the
@@ -34,7 +35,7 @@ import llama_cpp as ll
 from serving.errors import Busy, ModelUnavailable
 
 log = logging.getLogger(__name__)
-_STEP_TARGET_S = 0.25  # how long one decode step should take at most while prompts are read
+_STEP_TARGET_S = 1.0  # how long a step reading prompt tokens may take (others' next tokens wait that long)
 _MIN_CHUNK = 8
 _MIN_BORROW = 32  # prompt tokens worth copying another slot's KV stream for (the copy moves a whole stream)
 
@@ -144,9 +145,12 @@ class Scheduler:
         self._closed = False
         self._clear = False
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
-        self._chunk_now = min(self._chunk, 2 * _MIN_CHUNK)  # prompt tokens per step: grows while steps are quick
+        self._chunk_now = min(self._chunk, 64)  # prompt tokens per step: adapted to the measured step time
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
         self._mem = ll.llama_get_memory(ctx)
+        self._step_jobs: list[Job] = []  # jobs in the step being computed, for the abort check
+        self._abort = ll.ggml_abort_callback(lambda _data: any(job.cancel.is_set() for job in self._step_jobs))
+        self._no_abort = ll.ggml_abort_callback()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"decode-{name}")
         self._thread.start()
 
@@ -363,22 +367,37 @@ class Scheduler:
             return
         self._batch.n_tokens = n
         started = time.perf_counter()
-        rc = ll.llama_decode(self._ctx, self._batch)
+        rc = self._decode(rows, prompt=n > decoding)
         if rc == 1:  # no room in the KV cache: idle conversations go to RAM, then once more
             for slot in self._slots:
                 if slot.job is None:
                     self._save(slot)
-            rc = ll.llama_decode(self._ctx, self._batch)
+            rc = self._decode(rows, prompt=n > decoding)
+        if rc == 2:  # a job of this step was cancelled mid-step: llama.cpp rolled the step back
+            return
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {n} tokens")
         if n > decoding:  # the step read prompt tokens: adapt how many the next one reads
             self._adapt_chunk(n, time.perf_counter() - started, chunk)
         self._after_decode(rows)
 
+    def _decode(self, rows: list, prompt: bool) -> int:
+        """llama_decode of the batch; a step reading a prompt stops within one graph node when one of its jobs
+        is cancelled (llama.cpp then removes the step's positions, so every slot is as before the step)."""
+        if not prompt:
+            return ll.llama_decode(self._ctx, self._batch)
+        self._step_jobs = [slot.job for slot, _, _ in rows]
+        ll.llama_set_abort_callback(self._ctx, self._abort, None)
+        try:
+            return ll.llama_decode(self._ctx, self._batch)
+        finally:
+            ll.llama_set_abort_callback(self._ctx, self._no_abort, None)
+            self._step_jobs = []
+
     def _adapt_chunk(self, n: int, seconds: float, chunk: int) -> None:
         """Halve the prompt chunk after a step over `_STEP_TARGET_S`, double it after a full one well under:
-        the largest chunk (at most `prefill_chunk`) whose step keeps a cancel and the others' tokens waiting
-        little, whatever this machine's speed and load."""
+        the largest chunk (at most `prefill_chunk`) whose step keeps the others' next tokens waiting little,
+        whatever this machine's speed and load (a cancel does not wait for the step: see `_decode`)."""
         if seconds > _STEP_TARGET_S:
             self._chunk_now = max(_MIN_CHUNK, chunk // 2)
         elif n >= chunk and seconds < _STEP_TARGET_S / 2:

@@ -326,7 +326,8 @@ def report(args, runs: dict[str, list[dict]]) -> None:
                   f"{spread([r['together_decode_tokens_per_s'] for r in rows])} | "
                   f"**{spread([r['decode_ratio'] for r in rows])}** | ≥ 2.2 at 4 |")
         if "aggregate_ratio" in rows[0]:
-            print(f"| {name}: end-to-end tokens/s (prompt reading included) | "
+            unit = "characters/s over HTTP" if name.startswith("app") else "tokens/s (prompt reading included)"
+            print(f"| {name}: end-to-end {unit} | "
                   f"{spread([r['alone_tokens_per_s'] for r in rows])} | "
                   f"{spread([r['together_tokens_per_s'] for r in rows])} | "
                   f"**{spread([r['aggregate_ratio'] for r in rows])}** | |")

@@ -39,8 +39,8 @@ class ServingSettings(BaseModel):
     slots: int = Field(4, ge=1, le=64)
     """Conversations one loaded model decodes together; each keeps its own KV cache."""
     prefill_chunk: int = Field(256, ge=1, le=8192)
-    """Most prompt tokens read per step; fewer when the measured speed says a step would take over 0.25 s,
-    so others' next tokens (and a cancel) never wait long behind a long prompt."""
+    """Most prompt tokens read per step; fewer while steps take over 1 s, so others' next tokens never wait long
+    behind a long prompt (a cancel stops a step at once)."""
     kv_ram_mb: float = Field(256.0, ge=0)
     """RAM for KV states of conversations pushed out of their slot, per model (restored when they return)."""
     cache_dir: Path | None = None

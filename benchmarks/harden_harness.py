@@ -272,13 +272,19 @@ def is_busy(text: str) -> bool:
     return "busy" in text or "queue" in text or "503" in text
 
 
-def load_case(q: Queue, probe: Probe, n: int = 72) -> Result:
-    """`n` /chat requests at once, each its own client. /chat has 4 Gradio workers, which fill the model's 4 slots
-    (IRIS_SLOTS), so the engine's own queue (IRIS_MAX_QUEUE) is never reached from this one endpoint: 4 decode
-    together, 64 wait in Gradio's queue (QUEUE_MAX_SIZE) and the rest are refused "queue full" at once. Every one
-    gets an answer or a quick clear refusal, and the page config still loads fast meanwhile."""
+def load_case(q: Queue, probe: Probe) -> Result:
+    """More /chat requests at once than the app takes: each event has `IRIS_SLOTS + IRIS_MAX_QUEUE` Gradio workers
+    (app.py; 4 + 4 by default), so 4 decode together and 4 wait in the engine's queue (told their place), 64 wait in
+    Gradio's queue (QUEUE_MAX_SIZE), and the 8 beyond are refused "queue full" at once. Every one gets an answer
+    or a quick clear refusal, and the page config still loads fast meanwhile."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from app import QUEUE_MAX_SIZE
+    from serving.config import ServingSettings
+
+    defaults = ServingSettings()
+    taken = defaults.slots + defaults.max_queue + QUEUE_MAX_SIZE
+    n = taken + 8
     data = ["Where is my order?", *CHAT, [], 0.0, 0.9, 16, 1.1]
 
     def run() -> tuple[bool, str]:
@@ -293,33 +299,35 @@ def load_case(q: Queue, probe: Probe, n: int = 72) -> Result:
         refused_s = [s for ok, text, s in outcomes if not ok and is_busy(text)]
         other = n - len(answered) - len(refused_s)
         slowest_refusal = max(refused_s, default=0.0)
-        ok = not other and slowest_refusal < QUICK_REFUSAL_S and config_s < 5.0
+        ok = (not other and len(refused_s) == n - taken and slowest_refusal < QUICK_REFUSAL_S and config_s < 5.0)
         return ok, (f"{len(answered)} answered (last after {max(answered, default=0):.1f} s), {len(refused_s)} "
                     f"refused as busy / queue full (slowest refusal {slowest_refusal:.2f} s), {other} other; "
                     f"/config took {config_s:.2f} s under load")
 
     return timed(probe, f"load: {n} /chat requests at once",
-                 "4 decode at once (4 slots), 64 wait in Gradio's queue, the rest refused \"queue full\" within "
+                 f"{defaults.slots} decode at once, {defaults.max_queue} wait in the engine's queue, "
+                 f"{QUEUE_MAX_SIZE} in Gradio's, the {n - taken} beyond refused \"queue full\" within "
                  f"{QUICK_REFUSAL_S:.0f} s; nothing else; /config under 5 s", run, lambda ok, text: ok)
 
 
 def engine_queue_case(q: Queue, probe: Probe) -> Result:
-    """On an app with IRIS_SLOTS=1 and IRIS_MAX_QUEUE=2, /chat's 4 workers reach the engine at once: one answer
-    decodes, two wait for the slot (the engine's queue), the fourth is refused "busy" at once."""
+    """On an app with IRIS_SLOTS=1 and IRIS_MAX_QUEUE=2, /chat has 3 workers: of 4 requests at once one decodes,
+    two wait in the engine's queue, the fourth in Gradio's; all four are answered in turn, none is lost. (The
+    engine's own "busy" beyond IRIS_MAX_QUEUE needs several endpoints on one model at once; the engine tests
+    check it.)"""
     chat = q.api_index("chat")
 
     def run() -> tuple[bool, str]:
         q.call(chat, ["hi", *CHAT, [], 0.0, 0.9, 8, 1.1])  # the model is loaded before the burst
         outcomes = at_once(q, chat, LONG, 4)
         answered = sorted(s for ok, _, s in outcomes if ok)
-        busy = [(s, text) for ok, text, s in outcomes if not ok and "busy" in text.lower()]
-        ok = len(answered) == 3 and len(busy) == 1 and busy[0][0] < QUICK_REFUSAL_S
-        said = f"{busy[0][1][:90]} after {busy[0][0]:.2f} s" if busy else "none refused"
+        ok = len(answered) == 4
         return ok, (f"{len(answered)} answered, done after {', '.join(f'{s:.2f}' for s in answered)} s; "
-                    f"{len(busy)} busy ({said}); {4 - len(answered) - len(busy)} other")
+                    f"{4 - len(answered)} other")
 
     return timed(probe, "engine queue: 4 /chat at once, IRIS_SLOTS=1, IRIS_MAX_QUEUE=2",
-                 "1 decodes, 2 wait for the slot then answer, 1 refused busy at once", run, lambda ok, text: ok)
+                 "1 decodes, 2 wait in the engine's queue, 1 in Gradio's; all 4 answered in turn", run,
+                 lambda ok, text: ok)
 
 
 def vote_kill_case(folder: Path) -> Result:

@@ -17,7 +17,8 @@ WATCH_STREAM = """() => {
     const bots = document.querySelectorAll("#chatbot [data-testid='bot']");
     if (bots.length) window.__lengths.push(bots[bots.length - 1].innerText.length);
   });
-  observer.observe(document.querySelector('#chatbot'), {subtree: true, childList: true, characterData: true});
+  // the whole page: the chat may still be (re)rendering when this starts (conversations load from the browser)
+  observer.observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 
 

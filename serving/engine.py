@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import json
 import logging
 import queue
 import threading
@@ -42,7 +41,6 @@ log = logging.getLogger(__name__)
 _MAX_CONVERSATIONS = 2000
 _MAX_STOPS, _MAX_STOP_CHARS = 4, 64
 _CHARS_PER_TOKEN = 4  # a remote model's context use is estimated, having no tokenizer here
-_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 _FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
 
 
@@ -401,7 +399,7 @@ class Engine:
             state.noticed = True
             yield StreamEvent("notice", f"The earliest {dropped} messages were left out so the conversation "
                                         f"fits {model.entry.display_name}'s context window.")
-        job = model.submit(tokens, max_tokens, request.settings, self._grammar(request), request.conversation_id,
+        job = model.submit(tokens, max_tokens, request.settings, request.response_format, request.conversation_id,
                            cancel)
         yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped)
 
@@ -441,32 +439,17 @@ class Engine:
                  done.reused, done.n_prompt)
         first = first or end
         rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
-        stats = self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate, finish, dropped)
-        yield StreamEvent("done", stats=dataclasses.replace(stats, cached_prompt_tokens=done.reused))
-
-    def _grammar(self, request: ChatRequest):
-        if request.response_format is None:
-            return None
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-        schema = request.response_format.get("schema")
-        try:
-            if schema is None:
-                return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-            gbnf = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)._grammar
-            # llama-cpp-python's converter lets raw control characters into strings, which JSON forbids
-            return LlamaGrammar.from_string(gbnf.replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR), verbose=False)
-        except (ValueError, TypeError, RuntimeError) as err:
-            raise InvalidInput(f"Invalid response_format schema: {err}.") from None
+        yield StreamEvent("done", stats=self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate,
+                                                    finish, dropped, done.reused))
 
     def _stats(self, entry: ModelEntry, path: Path | None, n_prompt: int, n_tokens: int, ttft: float,
-               rate: float, finish: str, dropped: int) -> GenerationStats:
+               rate: float, finish: str, dropped: int, cached: int = 0) -> GenerationStats:
         hub = entry.source.hub
         return GenerationStats(
             model_id=entry.id, quant=entry.quant, source=str(path) if path else entry.source.kind,
             revision=hub.revision if hub else None, sha256=self.resolver.expected_sha(entry),
             n_prompt_tokens=n_prompt, n_tokens=n_tokens, ttft_s=ttft, tokens_per_s=rate,
-            finish_reason=finish, dropped_turns=dropped)
+            finish_reason=finish, dropped_turns=dropped, cached_prompt_tokens=cached)
 
     def close(self) -> None:
         self.pool.close()

@@ -36,7 +36,7 @@ class FakeModel:
     def prompt_tokens(self, messages: list[dict]) -> list[int]:
         return prompt_tokens(self.render, messages, self.tokenize)
 
-    def submit(self, prompt, max_tokens, settings, grammar, conversation_id, cancel) -> Job:
+    def submit(self, prompt, max_tokens, settings, response_format, conversation_id, cancel) -> Job:
         self.prompts.append(prompt)
         job = Job(prompt, max_tokens, _NoSampler(), frozenset(), cancel, conversation_id)
         threading.Thread(target=self._answer, args=(job,), daemon=True).start()

@@ -10,6 +10,7 @@ visitors typed is plain text). Knows nothing of the registry's other sources, po
 from __future__ import annotations
 
 import ctypes
+import json
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -18,11 +19,12 @@ import llama_cpp as ll
 from llama_cpp import _internals as internals
 from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from serving.backends.batched import Job, Scheduler
 from serving.config import ServingSettings
 from serving.conversation import MARKER_RE, Messages
-from serving.errors import ModelUnavailable
+from serving.errors import InvalidInput, ModelUnavailable
 from serving.generation import GenerationSettings
 from serving.prompt import TemplateError, prompt_tokens
 from serving.registry import ModelEntry
@@ -31,6 +33,8 @@ _KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
 _COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
 _PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repetition penalty
 _MIN_P = 0.05  # llama-cpp-python's create_completion default, kept so answers read as before
+# llama-cpp-python's JSON-schema converter lets raw control characters into strings, which JSON forbids
+_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 # Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
 _PROBE = [{"role": "system", "content": " S "}, {"role": "user", "content": "U\n"},
           {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
@@ -41,6 +45,20 @@ class Sampler(internals.LlamaSampler):
 
     def sample_at(self, ctx, index: int) -> int:
         return ll.llama_sampler_sample(self.sampler, ctx, index)
+
+
+def json_grammar(response_format: dict | None) -> LlamaGrammar | None:
+    """The llama.cpp grammar of a `{"type": "json_object", "schema": ...}` request (any JSON without a schema)."""
+    if response_format is None:
+        return None
+    schema = response_format.get("schema")
+    try:
+        if schema is None:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        gbnf = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)._grammar
+        return LlamaGrammar.from_string(gbnf.replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR), verbose=False)
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise InvalidInput(f"Invalid response_format schema: {err}.") from None
 
 
 def kv_cells(entry: ModelEntry, settings: ServingSettings) -> int:
@@ -165,10 +183,12 @@ class LlamaCppModel:
         chain.add_dist(ll.LLAMA_DEFAULT_SEED if settings.seed is None else settings.seed)
         return chain
 
-    def submit(self, prompt: list[int], max_tokens: int, settings: GenerationSettings, grammar,
+    def submit(self, prompt: list[int], max_tokens: int, settings: GenerationSettings, response_format: dict | None,
                conversation_id: str | None, cancel: threading.Event) -> Job:
-        """Start an answer to `prompt`; read it from the returned job's `results()`."""
-        job = Job(prompt, max_tokens, self.sampler(settings, grammar), self.stop_ids, cancel, conversation_id)
+        """Start an answer to `prompt` (constrained to JSON by `response_format`, see `json_grammar`); read it
+        from the returned job's `results()`."""
+        sampler = self.sampler(settings, json_grammar(response_format))
+        job = Job(prompt, max_tokens, sampler, self.stop_ids, cancel, conversation_id)
         try:
             return self.scheduler.submit(job)
         except BaseException:

@@ -118,6 +118,13 @@ class _Saved:
     state: bytes
 
 
+def _longest(slots: list[_Slot], tokens_of, prompt: list[int]) -> tuple[_Slot | None, int]:
+    """The slot whose `tokens_of(slot)` shares the longest prefix with `prompt`, and that length."""
+    scored = [(common_prefix(tokens_of(s), prompt), i) for i, s in enumerate(slots)]
+    length, i = max(scored, default=(0, -1))
+    return (slots[i] if scored else None), length
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -216,14 +223,14 @@ class Scheduler:
                     self._admit()
                 if self._active():
                     self._step()
-        except BaseException as err:  # a broken context: every job hears it, new ones are refused
+        except BaseException as err:  # a broken context: the running jobs hear it, new ones are refused
             log.exception("decode thread failed")
             with self._cond:
                 self._closed = True
-                jobs = [s.job for s in self._slots if s.job] + list(self._waiting)
+                jobs = [s.job for s in self._slots if s.job]
             for job in jobs:
                 job.events.put(ModelUnavailable("The model stopped unexpectedly; please try again.", repr(err)))
-        finally:
+        finally:  # the waiting jobs, whether closed or broken
             with self._cond:
                 self._closed = True
                 jobs = list(self._waiting)
@@ -278,25 +285,29 @@ class Scheduler:
             self._save(slot)
             if job.conversation_id in self._saved:
                 self._restore(slot, job.conversation_id)
-        keep = common_prefix(slot.tokens, job.prompt)
-        donor = max((s for s in self._slots if s is not slot), key=lambda s: common_prefix(s.tokens, job.prompt),
-                    default=slot)
-        borrowed = common_prefix(donor.tokens, job.prompt)
         limit = len(job.prompt) - 1  # the last prompt token is always evaluated: it gives the first logits
-        if borrowed >= keep + _MIN_BORROW:  # slots are separate KV streams: copy the donor's whole stream, trim it
-            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
-            ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
-            slot.tokens, keep = list(donor.tokens), borrowed
-        keep = min(keep, limit)
-        ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
-        del slot.tokens[keep:]
+        others = [s for s in self._slots if s is not slot]
+        keep = min(common_prefix(slot.tokens, job.prompt), limit)
+        donor, cached = _longest(others, lambda s: s.tokens, job.prompt[:limit])
+        if cached >= keep + _MIN_BORROW:
+            self._copy_prefix(donor, slot, cached)
+            keep = cached
+        else:
+            ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+            del slot.tokens[keep:]
         job.cursor = job.reused = keep
         slot.owner, slot.job, slot.used = job.conversation_id, job, time.monotonic()
-        reading = max((s for s in self._active() if s is not slot),
-                      key=lambda s: common_prefix(s.job.prompt, job.prompt[:limit]), default=None)
-        wanted = common_prefix(reading.job.prompt, job.prompt[:limit]) if reading is not None else 0
+        reading, wanted = _longest([s for s in others if s.job], lambda s: s.job.prompt, job.prompt[:limit])
         if wanted >= keep + _MIN_BORROW and reading.job.awaits is None:
             job.awaits = (reading, reading.job, wanted)  # another visitor reads the same prefix now: copy it after
+
+    def _copy_prefix(self, donor: _Slot, slot: _Slot, n: int) -> None:
+        """Make `slot` hold the first `n` tokens of `donor`'s KV. Slots are separate KV streams, so llama.cpp copies
+        the donor's whole stream (one memory copy, far cheaper than reading the tokens again), then it is trimmed."""
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
+        ll.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
+        slot.tokens = donor.tokens[:n]
 
     def _take_awaited(self, slot: _Slot) -> bool:
         """For a job waiting on another slot's prefix: True while it should keep waiting (copied once ready)."""
@@ -307,10 +318,8 @@ class Scheduler:
             return True
         job.awaits = None
         if shared >= job.cursor + _MIN_BORROW:
-            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
-            ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
-            ll.llama_memory_seq_rm(self._mem, slot.seq, shared, -1)
-            slot.tokens, job.cursor, job.reused = donor.tokens[:shared], shared, shared
+            self._copy_prefix(donor, slot, shared)
+            job.cursor = job.reused = shared
         return False
 
     def _save(self, slot: _Slot) -> None:

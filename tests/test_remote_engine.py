@@ -106,3 +106,29 @@ def test_server_down_and_timeout_are_visitor_messages(server_url, keyed):
     with pytest.raises(ModelUnavailable) as err:
         list(slow.stream(ask()))
     assert "did not answer within 0.001 s" in err.value.user_message
+
+
+def test_a_server_that_streams_garbage_is_a_visitor_message(monkeypatch):
+    """A real (if broken) HTTP server on loopback that answers 200 with a stream that is not JSON."""
+    import http.server
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b"data: {not json\n\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(KEY_ENV, KEY)
+    try:
+        with pytest.raises(ModelUnavailable) as err:
+            list(remote_engine(f"http://127.0.0.1:{server.server_port}/v1").stream(ask()))
+        assert "could not read" in err.value.user_message and "try again" in err.value.user_message
+    finally:
+        server.shutdown()

@@ -86,7 +86,10 @@ class RemoteModel:
                 break
             if not line.startswith("data:") or line[5:].strip() == "[DONE]":
                 continue
-            chunk = json.loads(line[5:])
+            try:
+                chunk = json.loads(line[5:])
+            except json.JSONDecodeError:
+                raise self._unavailable("sent a reply Iris could not read", line[:200]) from None
             usage = chunk.get("usage") or usage
             for choice in chunk.get("choices") or ():
                 text = (choice.get("delta") or {}).get("content")

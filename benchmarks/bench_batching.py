@@ -169,8 +169,6 @@ def worker_alternate(args) -> dict:
 
 def worker_app(args) -> dict:
     """(a) through the real Gradio app over HTTP: one client alone, then N clients at once."""
-    from gradio_client import Client
-
     from tests.browser import free_port
 
     registry = Path(tempfile.mkdtemp()) / "registry.yaml"
@@ -186,7 +184,7 @@ def worker_app(args) -> dict:
                            stderr=log)
     try:
         client = _connect(f"http://127.0.0.1:{port}/")
-        ask = _app_call(client, args)
+        ask = _app_call(client)
         ask(QUESTIONS[0], 8)  # load + warm up
         t0 = time.perf_counter()
         alone = ask(QUESTIONS[0], args.tokens)
@@ -221,7 +219,7 @@ def _connect(url: str):
             time.sleep(1)
 
 
-def _app_call(client, args):
+def _app_call(client):
     """The support page's API (`/chat`); it returns the answer's text, so the app figures count characters."""
     def ask(question: str, tokens: int, own=None) -> int:
         answer = (own or client).predict(question, "order_assistant", "bench", None, 0.7, 0.9, tokens, 1.1,

@@ -1,9 +1,10 @@
 """The engine: the one API pages (and any CLI or server) use to chat with registered models.
 
-It validates a `ChatRequest`, resolves and loads the model through the pool, renders the
-conversation with the chat template embedded in the GGUF (llama-cpp-python's Jinja2
-formatter), trims history that would overflow the context, and streams tokens with
-cancel support. It never imports Gradio; visitor-safe messages travel in `ServingError`.
+It validates a `ChatRequest`, resolves and loads the model through the pool, trims history that
+would overflow the context, hands the prompt to the entry's backend (`serving/backends/`: a GGUF
+decoded by the batching scheduler, or a remote OpenAI-compatible server), and streams what comes
+back with the leak guard, stop texts, cancel and stats. It never imports Gradio; visitor-safe
+messages travel in `ServingError`.
 """
 
 from __future__ import annotations

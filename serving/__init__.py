@@ -2,5 +2,6 @@
 
 Nothing in this package imports Gradio; the pages in `pages/` call it, and so can
 a CLI or another server. `training/` reads only `serving.registry` and the file helpers of
-`serving.files` (and resolves base GGUFs through `serving.resolve`).
+`serving.files` (and resolves base GGUFs through `serving.resolve`), and `serving.context` for
+retrieved passages and demo orders, so training data carries the same context the app sends.
 """

@@ -1,14 +1,16 @@
 """Personas: one YAML file per persona in `personas/`, parsed into typed, validated objects.
 
-A persona is data (a system prompt, example prompts, default generation settings) used by
-pages; this module only reads and validates the files. Duplicate ids are refused at load,
+A persona is data (a system prompt, example prompts, default generation settings, and for support
+personas the knowledge folder they answer from) used by pages and the context layer; this module only
+reads and validates the files (a knowledge folder must exist; its articles are checked when
+`serving.context` loads them at start-up). Duplicate ids are refused at load,
 and errors name the file and the field.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -46,12 +48,26 @@ class Persona(BaseModel):
     """Overrides of `GenerationSettings` keys on top of the model's defaults."""
     position: int = 100
     """Place in its group's picker (lower first, then by name)."""
+    knowledge: str | None = None
+    """Folder of Markdown help-center articles this persona answers from, relative to the personas folder."""
+    order_lookup: bool = False
+    """Look up the order numbers a visitor names and give the records (or "not found") to the model."""
 
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
         if not _ID_RE.match(value):
             raise ValueError(f"id {value!r} must be 2-64 chars of a-z, 0-9, '_' or '-'")
+        return value
+
+    @field_validator("knowledge")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise ValueError(f"{value!r} must be a folder inside the personas folder, for example 'knowledge/shop'")
         return value
 
     @field_validator("generation")
@@ -63,6 +79,10 @@ class Persona(BaseModel):
     def settings(self, base: GenerationSettings) -> GenerationSettings:
         """`base` (usually the model's defaults) with this persona's overrides applied."""
         return base.merged(**self.generation)
+
+    def knowledge_dir(self, personas_dir: Path = PERSONAS_DIR) -> Path | None:
+        """The knowledge folder, resolved against `personas_dir`; None if the persona has none."""
+        return None if self.knowledge is None else Path(personas_dir) / self.knowledge
 
 
 class PersonaBook(BaseModel):
@@ -93,9 +113,13 @@ def load_persona(path: Path) -> Persona:
     if not isinstance(data, dict):
         raise PersonaError(f"{path.name}: top level must be a mapping of persona fields")
     try:
-        return Persona(**data)
+        persona = Persona(**data)
     except ValidationError as err:
         raise PersonaError(validation_message(err, f"{path.name}:")) from None
+    folder = persona.knowledge_dir(path.parent)
+    if folder is not None and not folder.is_dir():
+        raise PersonaError(f"{path.name}: field 'knowledge': folder {folder} not found")
+    return persona
 
 
 def load_personas(folder: Path = PERSONAS_DIR) -> PersonaBook:

@@ -1,0 +1,131 @@
+"""One call per request: a persona's knowledge and order lookup turned into context text and sources.
+
+Built once at start-up (`ContextLayer.from_personas`): every knowledge folder a persona names is
+loaded, validated and indexed then, so a bad article stops the app naming the file instead of failing
+a visitor's question. Which persona gets what is persona data (`knowledge:`, `order_lookup:`);
+nothing here knows a persona by name. Budget order: order records first (short, and the answer
+depends on them), then passages in what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.context.articles import KnowledgeSettings, Passage
+from serving.context.orders import (LookupUnavailable, Order, OrderLookup, SqliteOrders, ensure_orders_db,
+                                    malformed_order_ids, order_ids_in)
+from serving.context.render import KNOWLEDGE_HEADER, OrderFindings, RequestContext, format_context
+from serving.context.retrieval import CountTokens, Knowledge
+from serving.personas import PERSONAS_DIR, Persona
+
+log = logging.getLogger(__name__)
+SUPPORT_DATA = Path(__file__).resolve().parents[2] / "data" / "support"
+
+
+class ContextSettings(BaseModel):
+    """Where the context layer finds its data, and its limits."""
+
+    model_config = ConfigDict(frozen=True)
+
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    """Limits of every knowledge folder."""
+    orders_db: Path | None = SUPPORT_DATA / "orders.sqlite"
+    """SQLite order store read by order lookup; None: no store (order numbers get "unavailable")."""
+    orders_csv: Path | None = SUPPORT_DATA / "orders.csv"
+    """CSV the store is (re)built from at start-up when it is missing or older; None: use the store as is."""
+    busy_timeout_s: float = Field(0.5, gt=0, le=10)
+    """How long a lookup waits for a locked database before answering "unavailable"."""
+    max_orders: int = Field(3, ge=1, le=20)
+    """Most order numbers looked up for one message."""
+
+    def order_lookup(self) -> SqliteOrders | None:
+        """The SQLite store, built from the CSV first when one is given and exists."""
+        if self.orders_db is None:
+            return None
+        if self.orders_csv is not None and self.orders_csv.is_file():
+            ensure_orders_db(self.orders_csv, self.orders_db)
+        return SqliteOrders(self.orders_db, self.busy_timeout_s)
+
+
+class ContextLayer:
+    """Per-persona knowledge and one order store; `for_request` is the engine's (and trainer's) entry."""
+
+    def __init__(self, knowledge: Mapping[str, Knowledge], orders: OrderLookup | None,
+                 settings: ContextSettings = ContextSettings()):
+        self._knowledge = dict(knowledge)
+        self._orders = orders
+        self.settings = settings
+
+    @classmethod
+    def from_personas(cls, personas: Iterable[Persona], personas_dir: Path = PERSONAS_DIR,
+                      settings: ContextSettings = ContextSettings()) -> ContextLayer:
+        """Load each knowledge folder the personas name once (raises `KnowledgeError` naming a bad file)."""
+        folders: dict[Path, Knowledge] = {}
+        by_persona = {}
+        for persona in personas:
+            folder = persona.knowledge_dir(personas_dir)
+            if folder is not None:
+                key = folder.resolve()
+                if key not in folders:
+                    folders[key] = Knowledge.load(folder, settings.knowledge)
+                by_persona[persona.id] = folders[key]
+        return cls(by_persona, settings.order_lookup(), settings)
+
+    def knowledge(self, persona: Persona) -> Knowledge | None:
+        """The persona's indexed knowledge, or None if it names none."""
+        return self._knowledge.get(persona.id)
+
+    def shared_text(self, persona: Persona, count_tokens: CountTokens, budget_tokens: int) -> str | None:
+        """The context every visitor of `persona` gets when its whole knowledge fits (to pre-read as a
+        prefix when a model loads); None when it does not fit or the persona has no knowledge."""
+        knowledge = self.knowledge(persona)
+        if knowledge is None:
+            return None
+        text = format_context(knowledge.passages).text
+        return text if count_tokens(text) <= budget_tokens else None
+
+    def for_request(self, persona: Persona, question: str, count_tokens: CountTokens,
+                    budget_tokens: int) -> RequestContext:
+        """Context for `question` (the visitor's message; include earlier user turns to catch an order
+        number given before) whose text has at most `budget_tokens` tokens when passages are involved."""
+        orders = self.find_orders(persona, question)
+        knowledge = self.knowledge(persona)
+        if knowledge is None:
+            return format_context(None, orders)
+        fixed = count_tokens(format_context((), orders).text) + count_tokens(KNOWLEDGE_HEADER) + 2
+        passages = knowledge.retrieve(question, budget_tokens - fixed, count_tokens)
+        return _trimmed(passages, orders, count_tokens, budget_tokens)
+
+    def find_orders(self, persona: Persona, question: str) -> OrderFindings:
+        """Records, unknown and malformed numbers for the order numbers `question` names."""
+        if not persona.order_lookup:
+            return OrderFindings()
+        ids = tuple(order_ids_in(question)[: self.settings.max_orders])
+        malformed = tuple(malformed_order_ids(question))
+        try:
+            records = [(i, self._find(i)) for i in ids]
+        except LookupUnavailable as err:
+            log.warning("order lookup unavailable: %s", err)
+            return OrderFindings(malformed=malformed, unavailable=ids)
+        return OrderFindings(found=tuple(o for _, o in records if o), malformed=malformed,
+                             unknown=tuple(i for i, o in records if o is None))
+
+    def _find(self, order_id: str) -> Order | None:
+        if self._orders is None:
+            raise LookupUnavailable("no order store configured")
+        return self._orders.find(order_id)
+
+
+def _trimmed(passages: list[Passage], orders: OrderFindings, count_tokens: CountTokens,
+             budget: int) -> RequestContext:
+    """The formatted context, dropping the lowest-ranked passage until it fits `budget`
+    (the header and joins can cost a token or two more than estimated)."""
+    context = format_context(passages, orders)
+    while passages and count_tokens(context.text) > budget:
+        passages = passages[:-1]
+        context = format_context(passages, orders)
+    return context

@@ -304,3 +304,29 @@ def test_a_bad_knowledge_field_is_refused(tmp_path, value, problem):
     path.write_text(f"id: p1\nname: P\ngroup: support\nsystem_prompt: Hi.\nknowledge: {value}\n", encoding="utf-8")
     with pytest.raises(PersonaError, match=problem):
         load_persona(path)
+
+
+def test_a_matching_article_cut_by_the_budget_is_not_called_missing(layer):
+    persona = load_personas().get("order_assistant")
+    tight = layer.for_request(persona, "how do I return an item", words, 10)
+    assert "no article matches" not in tight.text and tight.sources == ()
+    unmatched = layer.for_request(persona, "zebra quantum", words, 400)
+    assert "no article matches" in unmatched.text
+
+
+def test_order_records_read_like_replies():
+    order = {o.id: o for o in read_orders_csv(ORDERS_CSV)}["BL-11840"]
+    line = order.describe()
+    assert line.startswith("Order BL-11840: status shipped; items 1 x Drift office chair")
+    assert "shipped Saturday 30 May 2026; carrier FedEx" in line and "expected delivery Wednesday 3 June 2026" in line
+    assert "standard shipping free; total $342.00 paid with Mastercard." in line
+
+
+def test_a_row_that_is_not_an_order_is_unavailable_not_a_crash(tmp_path):
+    db_path = tmp_path / "theirs.sqlite"
+    with closing(sqlite3.connect(db_path)) as db:
+        db.execute("CREATE TABLE orders (id, status)")
+        db.execute("INSERT INTO orders VALUES ('BL-12345', 'lost')")
+        db.commit()
+    with pytest.raises(LookupUnavailable, match="BL-12345: field 'status'"):
+        SqliteOrders(db_path).find("BL-12345")

@@ -97,8 +97,11 @@ class ContextLayer:
         if knowledge is None:
             return format_context(None, orders)
         fixed = count_tokens(format_context((), orders).text) + count_tokens(KNOWLEDGE_HEADER) + 2
-        passages = knowledge.retrieve(question, budget_tokens - fixed, count_tokens)
-        return _trimmed(passages, orders, count_tokens, budget_tokens)
+        passages = _fitting(knowledge.retrieve(question, budget_tokens - fixed, count_tokens), orders,
+                            count_tokens, budget_tokens)
+        if not passages and knowledge.rank(question):  # articles match but none fits: never say "no article"
+            return format_context(None, orders)
+        return format_context(passages, orders)
 
     def find_orders(self, persona: Persona, question: str) -> OrderFindings:
         """Records, unknown and malformed numbers for the order numbers `question` names."""
@@ -120,12 +123,10 @@ class ContextLayer:
         return self._orders.find(order_id)
 
 
-def _trimmed(passages: list[Passage], orders: OrderFindings, count_tokens: CountTokens,
-             budget: int) -> RequestContext:
-    """The formatted context, dropping the lowest-ranked passage until it fits `budget`
+def _fitting(passages: list[Passage], orders: OrderFindings, count_tokens: CountTokens,
+             budget: int) -> list[Passage]:
+    """`passages` less the lowest-ranked ones until the formatted context fits `budget`
     (the header and joins can cost a token or two more than estimated)."""
-    context = format_context(passages, orders)
-    while passages and count_tokens(context.text) > budget:
+    while passages and count_tokens(format_context(passages, orders).text) > budget:
         passages = passages[:-1]
-        context = format_context(passages, orders)
-    return context
+    return passages

@@ -85,13 +85,21 @@ class Order(BaseModel):
         return None if value == "" else value
 
     def describe(self) -> str:
-        """The record as one plain-text line for a prompt (only the fields it has)."""
-        parts = [f"Order {self.id}: status {self.status}", f"items {self.items}", f"ordered {self.ordered}"]
-        parts += [f"{name} {value}" for name, value in (("shipped", self.shipped), ("carrier", self.carrier),
-                  ("tracking number", self.tracking), ("expected delivery", self.expected),
-                  ("delivered", self.delivered)) if value]
-        parts += [f"{self.shipping_method} shipping ${self.shipping}", f"total ${self.total} paid with {self.payment}"]
+        """The record as one plain-text line for a prompt (only the fields it has; dates with their
+        weekday, as customers and replies name them)."""
+        fields = (("ordered", day(self.ordered)), ("shipped", day(self.shipped)), ("carrier", self.carrier),
+                  ("tracking number", self.tracking), ("expected delivery", day(self.expected)),
+                  ("delivered", day(self.delivered)))
+        cost = f"${self.shipping}" if self.shipping else "free"
+        parts = [f"Order {self.id}: status {self.status}", f"items {self.items}"]
+        parts += [f"{name} {value}" for name, value in fields if value]
+        parts += [f"{self.shipping_method} shipping {cost}", f"total ${self.total} paid with {self.payment}"]
         return "; ".join(parts) + "."
+
+
+def day(date: dt.date | None) -> str | None:
+    """`date` as "Wednesday 3 June 2026"."""
+    return None if date is None else f"{date:%A} {date.day} {date:%B %Y}"
 
 
 class OrderLookup(Protocol):
@@ -141,7 +149,10 @@ class SqliteOrders:
                 row = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
         except sqlite3.Error as err:
             raise LookupUnavailable(f"order database {self.path}: {err}") from err
-        return None if row is None else Order(**dict(row))
+        try:
+            return None if row is None else Order(**dict(row))
+        except ValidationError as err:
+            raise LookupUnavailable(validation_message(err, f"order database {self.path}, {order_id}:")) from err
 
 
 COLUMNS = tuple(Order.model_fields)

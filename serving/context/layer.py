@@ -96,7 +96,7 @@ class ContextLayer:
         knowledge = self.knowledge(persona)
         if knowledge is None:
             return format_context(None, orders)
-        fixed = count_tokens(format_context((), orders).text) + count_tokens(KNOWLEDGE_HEADER) + 2
+        fixed = count_tokens(format_context(None, orders).text) + count_tokens(KNOWLEDGE_HEADER) + 2
         passages = _fitting(knowledge.retrieve(question, budget_tokens - fixed, count_tokens), orders,
                             count_tokens, budget_tokens)
         if not passages and knowledge.rank(question):  # articles match but none fits: never say "no article"

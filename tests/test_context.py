@@ -330,3 +330,20 @@ def test_a_row_that_is_not_an_order_is_unavailable_not_a_crash(tmp_path):
         db.commit()
     with pytest.raises(LookupUnavailable, match="BL-12345: field 'status'"):
         SqliteOrders(db_path).find("BL-12345")
+
+
+def test_budgets_hold_with_the_real_smollm2_tokenizer(smollm2_gguf, layer):
+    from llama_cpp import Llama
+
+    vocab = Llama(str(smollm2_gguf), vocab_only=True, verbose=False)
+
+    def count(text: str) -> int:
+        return len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    persona = load_personas().get("order_assistant")
+    whole = layer.shared_text(persona, count, 10**6)
+    assert 3000 < count(whole) < 8000  # the help center today: about 5,000 tokens
+    for budget in (150, 400, 1500):
+        context = layer.for_request(persona, "My order BL-11840 has not arrived, can I get a refund?", count, budget)
+        assert count(context.text) <= budget and "Order BL-11840" in context.text
+    assert layer.for_request(persona, "refund", count, count(whole) + 100).text == whole

@@ -23,6 +23,10 @@ PASSAGE_SEPARATOR = "\n\n"
 # Column weights of bm25(): a match in a section heading says most about what the section answers.
 _WEIGHTS = (2.0, 4.0, 1.0)
 _MAX_TERMS = 32
+# Prose averages 3 to 5 characters a token, so a whole knowledge longer than this many characters per budget
+# token is not counted, only ranked from (counting SmolLM2's 5,000-token help center takes ~30 ms). Were a
+# tokenizer ever denser, the cost is retrieved passages instead of all of them, never a broken budget.
+_MAX_CHARS_PER_TOKEN = 10
 _STOPWORDS = frozenset("""
 a about after all am an and any are as at be been but by can could did do does doing for from get got had has
 have hello hey hi how i if im in into is it its just me much my no not of on or our please pls so some than
@@ -80,7 +84,8 @@ class Knowledge:
         `max_passages`) whose `passages_text` fits it."""
         if budget_tokens <= 0:
             return []
-        if count_tokens(self.whole_text()) <= budget_tokens:
+        whole = self.whole_text()
+        if len(whole) <= budget_tokens * _MAX_CHARS_PER_TOKEN and count_tokens(whole) <= budget_tokens:
             return list(self.passages)
         return _fit(self.rank(question), budget_tokens, count_tokens, self.max_passages)
 
@@ -96,8 +101,10 @@ def _fit(ranked: list[Passage], budget: int, count_tokens: CountTokens, most: in
     picked, used = [], 0
     separator = count_tokens(PASSAGE_SEPARATOR)
     for passage in ranked:
+        if len(picked) == most:
+            break
         cost = count_tokens(passage.render()) + separator
-        if len(picked) < most and used + cost <= budget:
+        if used + cost <= budget:
             picked.append(passage)
             used += cost
     while picked and count_tokens(passages_text(picked)) > budget:

@@ -239,7 +239,7 @@ class Chat:
             changed = edit(conversation, index, text)
         if len(conversation.messages) == index + 1:  # nothing was answered yet: no branch worth keeping
             changed = changed.model_copy(update={"branches": conversation.branches})
-        self.engine.forget(conversation.id)  # the history changed: the engine's cut starts again
+        self.engine.history_changed(conversation.id)  # the engine's cut starts again; the KV prefix is reused
         settings = self._chosen(changed.persona, changed.model.id, values)
         yield from self._answer(library.put(changed), changed, settings, progress)
 
@@ -259,13 +259,15 @@ class Chat:
             return self.view(library, conversation)
         with shown_errors(self.page):
             switched = switch_branch(conversation, int(number))
-        self.engine.forget(conversation.id)
+        self.engine.history_changed(conversation.id)
         return self.view(library.put(switched), switched, notice="Switched to another version of the conversation.")
 
     def new(self, store: dict) -> list:
         """Close the open conversation (it stays in the list); the next message starts a new one."""
         library = Library.from_stored(store)
         self.stop(store)
+        if library.active:
+            self.engine.forget(library.active)  # its KV (the visitor's text) leaves the server's memory
         return self.view(library.model_copy(update={"active": None}), None)
 
     def restart(self, store: dict, notice: str) -> list:

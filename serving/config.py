@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from serving.cpu import memory_limit_bytes, usable_cpus
 
@@ -62,6 +62,13 @@ class ServingSettings(BaseModel):
     browser_secret: SecretStr | None = None
     """Key of the conversations kept in visitors' browsers; fixed so a restart can still read them. None: a key
     made once and kept in `browser_secret_file()`."""
+
+    @model_validator(mode="after")
+    def _batch_holds_every_slot(self) -> "ServingSettings":
+        if self.n_batch < self.slots:
+            raise ValueError(f"n_batch ({self.n_batch}) must be at least slots ({self.slots}): every decode step "
+                             "holds one token of each slot's answer; raise IRIS_N_BATCH or lower IRIS_SLOTS")
+        return self
 
     def browser_secret_file(self) -> Path:
         """Where the made-once browser key lives when `browser_secret` is not set (beside the HF cache)."""

@@ -31,6 +31,7 @@ from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, 
                             validation_message)
 from serving.generation import GenerationSettings
 from serving.pool import Cancelled, ModelPool
+from serving.prompt import TemplateError
 from serving.registry import ModelEntry, Registry, UnknownModelId
 from serving.resolve import Progress, Resolver
 
@@ -140,10 +141,16 @@ class Cancel:
 
 
 def _prompt(model: LlamaCppModel, messages: Messages) -> list[int]:
-    """Prompt ids of `messages`; a last assistant message is an answer to continue (its text ends the prompt)."""
-    if messages[-1]["role"] == "assistant":
-        return model.prompt_tokens(messages[:-1]) + model.tokenize(messages[-1]["content"], False)
-    return model.prompt_tokens(messages)
+    """Prompt ids of `messages`; a last assistant message is an answer to continue (its text ends the prompt).
+    A conversation the model's chat template refuses (a `raise_exception` branch, or content it would rewrite)
+    is the visitor's to change, said as such."""
+    try:
+        if messages[-1]["role"] == "assistant":
+            return model.prompt_tokens(messages[:-1]) + model.tokenize(messages[-1]["content"], False)
+        return model.prompt_tokens(messages)
+    except TemplateError as err:
+        raise InvalidInput(f"{model.entry.display_name} cannot take this conversation ({err}); "
+                           "start a new conversation or pick another model.") from None
 
 
 def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEvent]]:
@@ -326,7 +333,16 @@ class Engine:
         return "".join(parts), stats
 
     def forget(self, conversation_id: str) -> None:
-        """Drop what the engine remembers about a conversation (its history cut)."""
+        """Drop everything the engine holds of a conversation: its history cut and, in every loaded model, its
+        KV cache slot and RAM save (a deleted or cleared chat, a one-off API call)."""
+        self.history_changed(conversation_id)
+        for model in self.pool.loaded_models():
+            forget = getattr(model, "forget", None)
+            if forget is not None:
+                forget(conversation_id)
+
+    def history_changed(self, conversation_id: str) -> None:
+        """The conversation's history was edited: its cut starts again (its KV prefix stays, for reuse)."""
         with self._lock:
             self._conversations.pop(conversation_id, None)
 

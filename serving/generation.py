@@ -33,6 +33,9 @@ class GenerationSettings(BaseModel):
     """llama.cpp repetition penalty (1.0 disables)."""
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     """Sampling seed; None picks a fresh one per request."""
+    ignore_eos: bool = False
+    """Never end the answer before `max_new_tokens` (llama-server's `ignore_eos`): end-of-generation and
+    template tokens are banned. For registry entries and personas only (benchmarks, tests); not a visitor knob."""
 
     def merged(self, **overrides: object) -> "GenerationSettings":
         """A copy with the given non-None fields replaced (and validated again)."""

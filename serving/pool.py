@@ -6,8 +6,9 @@ context is the model's business (`serving.backends.batched` gives each model one
 Loaded models are evicted least-recently-used first when a new one would not fit the budget; a
 model that is in use or has requests waiting for it is never evicted, and a model being loaded
 holds its reservation from before its load starts, so two first loads cannot both overrun the
-budget. A loaded model whose `alive` is False (its decode thread died) is closed and loaded
-again by the next request. What a "model" is, and how it is loaded, is the caller's business
+budget. A loaded model whose `alive` is False (its decode thread died) is loaded again by the
+next request; the dead one is closed when the last request still holding it leaves (a request may
+be tokenizing with it), never under it. What a "model" is, and how it is loaded, is the caller's business
 (`load` returns any object with `close()`).
 """
 
@@ -40,10 +41,15 @@ class _Gate:
     """Requests using the model or waiting for it to load."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Loaded:
     model: Any
     size_bytes: int
+    users: int = 0
+    """Requests holding this model now (it may have been retired from the pool meanwhile)."""
+    retired: bool = False
+    """Replaced (its decode thread died): closed when its last user leaves, never under one."""
+    closed: bool = False
 
 
 class ModelPool:
@@ -61,6 +67,10 @@ class ModelPool:
         with self._lock:
             return list(self._loaded)
 
+    def loaded_models(self) -> list[Any]:
+        with self._lock:
+            return [item.model for item in self._loaded.values()]
+
     def used_bytes(self) -> int:
         with self._lock:
             return sum(item.size_bytes for item in self._loaded.values())
@@ -69,17 +79,21 @@ class ModelPool:
     def use(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any],
             cancel: threading.Event | None = None) -> Iterator[Any]:
         """Yield `model_id`'s loaded model (loading it first if needed); it stays loaded until the block ends."""
-        gate = self._enter(model_id)
+        gate, item = self._enter(model_id), None
         try:
             self._acquire(gate, model_id, cancel)
             try:
-                model = self._ensure_loaded(model_id, size_bytes, load)
+                item = self._ensure_loaded(model_id, size_bytes, load)
             finally:
                 gate.lock.release()
-            yield model
+            yield item.model
         finally:
             with self._lock:
                 gate.users -= 1
+                if item is not None:
+                    item.users -= 1
+            if item is not None:
+                self._close_if_retired(item)
 
     def users(self, model_id: str) -> int:
         """Requests using `model_id` now (or waiting for it to load)."""
@@ -102,17 +116,20 @@ class ModelPool:
                 raise Busy("The model is still loading after a long wait; please try again in a moment.",
                            f"{model_id}: waited {self.queue_timeout_s:.0f}s for the model to load")
 
-    def _ensure_loaded(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any]) -> Any:
+    def _ensure_loaded(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any]) -> _Loaded:
+        """The loaded model, its user count raised (called with the model's gate held)."""
         with self._lock:
             item = self._loaded.get(model_id)
             if item is not None and getattr(item.model, "alive", True):
                 self._loaded.move_to_end(model_id)
-                return item.model
+                item.users += 1
+                return item
             if item is not None:  # its decode thread died: load it afresh ("model restarting")
                 log.warning("pool: %s stopped working; loading it again", model_id)
                 del self._loaded[model_id]
+                item.retired = True
         if item is not None:
-            item.model.close()
+            self._close_if_retired(item)  # requests still holding it (tokenizing, say) close it when they leave
         need = size_bytes()
         if need > self.budget_bytes:
             raise ModelUnavailable(
@@ -124,10 +141,19 @@ class ModelPool:
         finally:
             with self._lock:
                 self._reserved.pop(model_id, None)
+        item = _Loaded(model, need, users=1)
         with self._lock:
-            self._loaded[model_id] = _Loaded(model, need)
+            self._loaded[model_id] = item
         log.info("pool: %s loaded (~%.0f MiB); pool holds %s", model_id, need / 2**20, ", ".join(self.loaded_ids()))
-        return model
+        return item
+
+    def _close_if_retired(self, item: _Loaded) -> None:
+        """Close a retired model once nobody holds it (exactly once: whoever sees the last user leave)."""
+        with self._lock:
+            if not item.retired or item.users > 0 or item.closed:
+                return
+            item.closed = True
+        item.model.close()
 
     def _reserve(self, model_id: str, need: int) -> list[tuple[str, _Loaded]]:
         """Reserve `need` bytes for `model_id` before it loads, picking idle models to unload for it.

@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -115,7 +115,8 @@ class _Slot:
 @dataclass(frozen=True)
 class _Saved:
     tokens: list[int]
-    state: bytes
+    state: bytearray
+    """llama.cpp's sequence state, written straight into this buffer (never through a Python list of ints)."""
 
 
 def _longest(slots: list[_Slot], tokens_of, prompt: list[int]) -> tuple[_Slot | None, int]:
@@ -123,6 +124,11 @@ def _longest(slots: list[_Slot], tokens_of, prompt: list[int]) -> tuple[_Slot | 
     scored = [(common_prefix(tokens_of(s), prompt), i) for i, s in enumerate(slots)]
     length, i = max(scored, default=(0, -1))
     return (slots[i] if scored else None), length
+
+
+def _c_bytes(buffer: bytearray):
+    """A ctypes view of `buffer` for llama.cpp to read or write in place (no copy)."""
+    return (ctypes.c_uint8 * len(buffer)).from_buffer(buffer)
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -151,6 +157,15 @@ class Scheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._clear = False
+        self._forget: set[str] = set()  # conversations whose KV (slot and RAM save) is to be dropped
+        # Sequences that are the source or target of a KV copy llama.cpp has queued but not done yet: a copy
+        # between two KV streams is only recorded by llama_memory_seq_cp and done at the start of the next
+        # llama_decode (llama-kv-cache.cpp seq_cp: "enqueue the copy operation - the buffer copy will be performed
+        # during the next update"), while llama_state_seq_set_data writes at once. Restoring into such a
+        # sequence before that decode would let the queued copy carry the restored conversation elsewhere.
+        self._pending_copy: set[int] = set()
+        self.counts: Counter[str] = Counter()
+        """Events so far, for logs and tests: copies, saves, restores, restores_skipped, aborted_steps, forgotten."""
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
         self._chunk_now = min(self._chunk, 64)  # prompt tokens per step: adapted to the measured step time
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
@@ -167,7 +182,8 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise ModelUnavailable("The model is restarting; please try again in a moment.", "scheduler closed")
-            free = sum(s.job is None or s.job.cancel.is_set() for s in self._slots)  # cancelled: free next step
+            jobs = [s.job for s in self._slots]  # read once: the decode thread may end a job meanwhile
+            free = sum(job is None or job.cancel.is_set() for job in jobs)  # cancelled: free next step
             if len(self._waiting) >= free + self._max_queue:
                 ahead = len(self._waiting) - free
                 raise Busy(f"The model is busy ({ahead} requests ahead); please try again in a moment.",
@@ -202,7 +218,19 @@ class Scheduler:
             while self._clear and not self._closed:
                 self._cond.wait(timeout=0.1)
 
+    def forget(self, conversation_id: str) -> None:
+        """Drop a conversation's KV: its idle slot is emptied and its RAM save deleted (by the decode thread)."""
+        with self._cond:
+            self._forget.add(conversation_id)
+            self._cond.notify_all()
+
+    def saved_bytes(self) -> int:
+        """RAM the saved KV states hold now."""
+        with self._cond:
+            return sum(len(saved.state) for saved in self._saved.values())
+
     def close(self) -> None:
+        """Stop the decode thread; running and waiting jobs hear that the model is restarting."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -214,29 +242,35 @@ class Scheduler:
         try:
             while True:
                 with self._cond:
-                    while not self._closed and not self._waiting and not self._active() and not self._clear:
+                    while (not self._closed and not self._waiting and not self._active() and not self._clear
+                           and not self._forget):
                         self._cond.wait()
                     if self._closed:
                         break
                     if self._clear:
                         self._drop_idle()
+                    if self._forget:
+                        self._drop_forgotten()
                     self._admit()
                 if self._active():
                     self._step()
         except BaseException as err:  # a broken context: the running jobs hear it, new ones are refused
             log.exception("decode thread failed")
-            with self._cond:
-                self._closed = True
-                jobs = [s.job for s in self._slots if s.job]
-            for job in jobs:
-                job.events.put(ModelUnavailable("The model stopped unexpectedly; please try again.", repr(err)))
-        finally:  # the waiting jobs, whether closed or broken
-            with self._cond:
-                self._closed = True
-                jobs = list(self._waiting)
-                self._waiting.clear()
-            for job in jobs:
-                job.events.put(ModelUnavailable("The model is restarting; please try again in a moment.", "closed"))
+            self._end_jobs(ModelUnavailable("The model stopped unexpectedly; please try again.", repr(err)))
+        finally:  # running and waiting jobs, whether closed or broken (a broken one's have heard already)
+            self._end_jobs(ModelUnavailable("The model is restarting; please try again in a moment.", "closed"))
+
+    def _end_jobs(self, error: ModelUnavailable) -> None:
+        """Close for good: every running and waiting job gets `error` (their result loops end)."""
+        with self._cond:
+            self._closed = True
+            jobs = [s.job for s in self._slots if s.job] + list(self._waiting)
+            self._waiting.clear()
+            for slot in self._slots:
+                slot.job = None
+        for job in jobs:
+            job.sampler.close()
+            job.events.put(error)
 
     def _drop_idle(self) -> None:
         for slot in self._slots:
@@ -246,6 +280,20 @@ class Scheduler:
         self._saved.clear()
         self._clear = False
         self._cond.notify_all()
+
+    def _drop_forgotten(self) -> None:
+        """Empty the idle slots of forgotten conversations and delete their RAM saves; a forgotten conversation
+        whose answer still runs loses its ownership (its KV is never saved, and is reused first)."""
+        for slot in self._slots:
+            if slot.owner in self._forget:
+                if slot.job is None:
+                    ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+                    slot.tokens = []
+                slot.owner = None
+        for conversation_id in self._forget:
+            self._saved.pop(conversation_id, None)
+        self.counts["forgotten"] += len(self._forget)
+        self._forget.clear()
 
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.job is not None]
@@ -276,8 +324,11 @@ class Scheduler:
             own = next((s for s in free if s.owner == job.conversation_id), None)
             if own is not None:
                 return own
-        # an empty slot, else one no conversation owns, else the least recently used conversation's
-        return min(free, key=lambda s: (bool(s.tokens), s.owner is not None, s.used))
+        # an empty slot, else one no conversation owns, else the least recently used conversation's; a
+        # conversation coming back from RAM avoids slots a queued copy still involves (see `_pending_copy`)
+        restoring = job.conversation_id in self._saved
+        return min(free, key=lambda s: (restoring and s.seq in self._pending_copy, bool(s.tokens),
+                                        s.owner is not None, s.used))
 
     def _place(self, job: Job, slot: _Slot) -> None:
         """Give `job` the slot, keeping the longest prefix of its prompt already cached anywhere."""
@@ -308,6 +359,8 @@ class Scheduler:
         ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
         ll.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
         slot.tokens = donor.tokens[:n]
+        self._pending_copy |= {donor.seq, slot.seq}
+        self.counts["copies"] += 1
 
     def _take_awaited(self, slot: _Slot) -> bool:
         """For a job waiting on another slot's prefix: True while it should keep waiting (copied once ready)."""
@@ -323,26 +376,37 @@ class Scheduler:
         return False
 
     def _save(self, slot: _Slot) -> None:
-        """Keep the departing conversation's KV state in RAM (bounded, least recently used dropped first)."""
-        if slot.owner is None or not slot.tokens:
-            return
-        size = ll.llama_state_seq_get_size(self._ctx, slot.seq)
-        buf = (ctypes.c_uint8 * size)()
-        written = ll.llama_state_seq_get_data(self._ctx, buf, size, slot.seq)
-        if 0 < written <= self._saved_budget:
-            self._saved[slot.owner] = _Saved(list(slot.tokens), bytes(buf[:written]))
-            self._saved.move_to_end(slot.owner)
-            while sum(len(s.state) for s in self._saved.values()) > self._saved_budget:
-                self._saved.popitem(last=False)
+        """Keep the departing conversation's KV state in RAM (bounded, least recently used dropped first).
+        A slot a queued copy still writes to holds no data yet: nothing is saved from it."""
+        if slot.owner is not None and slot.tokens and slot.seq not in self._pending_copy:
+            size = ll.llama_state_seq_get_size(self._ctx, slot.seq)
+            if 0 < size <= self._saved_budget:
+                state = bytearray(size)  # llama.cpp writes straight into it: no per-byte Python objects
+                written = ll.llama_state_seq_get_data(self._ctx, _c_bytes(state), size, slot.seq)
+                del state[written:]
+                if written:
+                    self._keep(slot.owner, _Saved(list(slot.tokens), state))
+                    self.counts["saves"] += 1
         ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         slot.tokens, slot.owner = [], None
 
+    def _keep(self, conversation_id: str, saved: _Saved) -> None:
+        self._saved[conversation_id] = saved
+        self._saved.move_to_end(conversation_id)
+        while sum(len(s.state) for s in self._saved.values()) > self._saved_budget:
+            self._saved.popitem(last=False)
+
     def _restore(self, slot: _Slot, conversation_id: str) -> None:
+        """Put a saved conversation back into `slot`, unless a queued copy involves the slot (then it is read
+        again: restoring there would be overwritten by, or leak into, that copy)."""
         saved = self._saved.pop(conversation_id)
-        buf = (ctypes.c_uint8 * len(saved.state)).from_buffer_copy(saved.state)
         ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
-        if ll.llama_state_seq_set_data(self._ctx, buf, len(saved.state), slot.seq):
+        if slot.seq in self._pending_copy:
+            log.info("a queued KV copy involves the only free slot: a returning conversation is read again")
+            self.counts["restores_skipped"] += 1
+        elif ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
             slot.tokens = list(saved.tokens)
+            self.counts["restores"] += 1
         else:
             log.warning("could not restore the KV state of a conversation; it is read again")
 
@@ -354,7 +418,7 @@ class Scheduler:
         rows: list[tuple[_Slot, int, bool]] = []  # (slot, n tokens added, logits wanted)
         n = 0
         for slot in self._active():
-            if slot.job.next_token is not None:
+            if slot.job.next_token is not None and n < self._n_batch:
                 self._add(n, slot.job.next_token, len(slot.tokens), slot.seq, True)
                 rows.append((slot, 1, True))
                 n += 1
@@ -382,7 +446,10 @@ class Scheduler:
                 if slot.job is None:
                     self._save(slot)
             rc = self._decode(rows, prompt=n > decoding)
-        if rc == 2:  # a job of this step was cancelled mid-step: llama.cpp rolled the step back
+        if rc != 0:
+            self._roll_back(rows)
+            self.counts["aborted_steps" if rc == 2 else "failed_steps"] += 1
+        if rc == 2:  # a job of this step was cancelled mid-step: the step is undone, the next one runs without it
             return
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {n} tokens")
@@ -392,16 +459,32 @@ class Scheduler:
 
     def _decode(self, rows: list, prompt: bool) -> int:
         """llama_decode of the batch; a step reading a prompt stops within one graph node when one of its jobs
-        is cancelled (llama.cpp then removes the step's positions, so every slot is as before the step)."""
+        is cancelled (then `_roll_back` undoes what it wrote). Queued KV copies are done at its start."""
         if not prompt:
-            return ll.llama_decode(self._ctx, self._batch)
+            return self._decode_now()
         self._step_jobs = [slot.job for slot, _, _ in rows]
         ll.llama_set_abort_callback(self._ctx, self._abort, None)
         try:
-            return ll.llama_decode(self._ctx, self._batch)
+            return self._decode_now()
         finally:
             ll.llama_set_abort_callback(self._ctx, self._no_abort, None)
             self._step_jobs = []
+
+    def _decode_now(self) -> int:
+        rc = ll.llama_decode(self._ctx, self._batch)
+        self._pending_copy.clear()  # llama_decode's memory update ran the queued copies before anything else
+        return rc
+
+    def _roll_back(self, rows: list[tuple[_Slot, int, bool]]) -> None:
+        """Make every slot of a failed or aborted step hold exactly what its bookkeeping says.
+
+        llama.cpp splits one decode into ubatches (one KV stream per slot: `split_equal`) and on failure or
+        abort removes only the positions of the ubatch that was running (llama-context.cpp, decode: "the last
+        ubatch failed or was aborted -> remove all positions of that ubatch from the memory module"); earlier
+        ubatches of the step stay in the cache. `slot.tokens` was not advanced for this step, so every position
+        from its length on goes."""
+        for slot, _, _ in rows:
+            ll.llama_memory_seq_rm(self._mem, slot.seq, len(slot.tokens), -1)
 
     def _adapt_chunk(self, n: int, seconds: float, chunk: int) -> None:
         """Halve the prompt chunk after a step over `_STEP_TARGET_S`, double it after a full one well under:
@@ -456,6 +539,6 @@ class Scheduler:
         job.events.put(Finished(reason, len(job.prompt), job.n_out, job.reused))
         self._job_s = 0.8 * self._job_s + 0.2 * (time.monotonic() - job.enqueued)
         job.sampler.close()
-        slot.job, slot.used = None, time.monotonic()  # its KV stays: a later prompt may share its prefix
         with self._cond:
+            slot.job, slot.used = None, time.monotonic()  # its KV stays: a later prompt may share its prefix
             self._cond.notify_all()

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
+import jinja2
 import llama_cpp as ll
 from llama_cpp import _internals as internals
 from llama_cpp._logger import set_verbose
@@ -59,6 +60,15 @@ def json_grammar(response_format: dict | None) -> LlamaGrammar | None:
         return LlamaGrammar.from_string(gbnf.replace(_LOOSE_JSON_CHAR, _STRICT_JSON_CHAR), verbose=False)
     except (ValueError, TypeError, RuntimeError) as err:
         raise InvalidInput(f"Invalid response_format schema: {err}.") from None
+
+
+def render_chat(formatter: Jinja2ChatFormatter, messages: Messages, **template_args) -> str:
+    """The prompt text of `messages` by a GGUF chat template; a template that refuses them (its `raise_exception`
+    branch, e.g. "roles must alternate", which llama-cpp-python raises as ValueError) raises `TemplateError`."""
+    try:
+        return formatter(messages=messages, **template_args).prompt
+    except (ValueError, jinja2.TemplateError) as err:
+        raise TemplateError(f"its chat template refused it: {err}") from None
 
 
 def kv_cells(entry: ModelEntry, settings: ServingSettings) -> int:
@@ -137,7 +147,7 @@ class LlamaCppModel:
     # ---- prompts ---------------------------------------------------------------------------
     def render(self, messages: Messages) -> str:
         """The prompt text of `messages` by the GGUF's own chat template (which writes the BOS itself)."""
-        return self.formatter(messages=messages, **self.template_args).prompt
+        return render_chat(self.formatter, messages, **self.template_args)
 
     def tokenize(self, text: str, special: bool) -> list[int]:
         """Token ids of `text`; `special` parses control-token text (template text only, never content)."""
@@ -166,10 +176,14 @@ class LlamaCppModel:
 
     # ---- generation ------------------------------------------------------------------------
     def sampler(self, settings: GenerationSettings, grammar=None) -> Sampler:
-        """A fresh sampler chain for one answer (with `grammar`, control tokens that do not end it are banned)."""
+        """A fresh sampler chain for one answer (with `grammar`, control tokens that do not end it are banned;
+        with `ignore_eos`, every token that would end it)."""
         chain = Sampler()
+        banned = {i: float("-inf") for i in self.stop_ids} if settings.ignore_eos else {}
         if grammar is not None:
-            chain.add_logit_bias(self.n_vocab, self.grammar_bias)
+            banned |= self.grammar_bias
+        if banned:
+            chain.add_logit_bias(self.n_vocab, banned)
         chain.add_penalties(self.n_vocab, _PENALTY_LAST_N, settings.repeat_penalty, 0.0, 0.0)
         if grammar is not None:
             chain.add_grammar(self.model, grammar)
@@ -195,6 +209,10 @@ class LlamaCppModel:
             job.sampler.close()
             raise
 
+    def forget(self, conversation_id: str) -> None:
+        """Drop the conversation's KV (its slot and its RAM save)."""
+        self.scheduler.forget(conversation_id)
+
     @property
     def alive(self) -> bool:
         return self.scheduler.alive
@@ -217,7 +235,8 @@ class LlamaCppLoader:
     """The real loader: llama.cpp reads the GGUF."""
 
     def size(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> int:
-        return estimate_bytes(path, kv_cells(entry, settings))
+        """Weights, KV cache and compute slack, plus the RAM its scheduler may fill with saved KV states."""
+        return estimate_bytes(path, kv_cells(entry, settings)) + int(settings.kv_ram_mb * 2**20)
 
     def load(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> LlamaCppModel:
         return LlamaCppModel(entry, path, settings)

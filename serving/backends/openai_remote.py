@@ -55,6 +55,8 @@ class RemoteModel:
                 "stream_options": {"include_usage": True}}
         if settings.seed is not None:
             body["seed"] = settings.seed
+        if settings.ignore_eos:  # llama-server's and vLLM's name; an OpenAI server refuses it, as it should
+            body["ignore_eos"] = True
         if stop:
             body["stop"] = list(stop)
         fmt = _response_format(self.source, self.entry, response_format)

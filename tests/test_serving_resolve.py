@@ -1,5 +1,6 @@
 """Resolving registry entries to verified GGUF files: local paths, a pre-filled offline HF cache,
-sha256 checks, a real download from a Hub-compatible endpoint on 127.0.0.1, and availability reasons.
+sha256 and size checks (a refused Hub download leaves the cache), a real download from a Hub-compatible
+endpoint on 127.0.0.1, and availability reasons.
 
 No internet: the Hub is either disabled (HF_HUB_OFFLINE=1) or a loopback HTTP server.
 """
@@ -92,6 +93,7 @@ def test_sha256_mismatch_refuses_the_file_and_marks_it_unavailable(tmp_path, hub
         assert engine.pool.loaded_ids() == []  # the file was never loaded
         status = engine.status("cached-bad-sha")
         assert not status.available and "integrity" in status.reason
+        assert engine.resolver.cached_path(hub_registry.get("cached-bad-sha")) is None  # not kept as if valid
     finally:
         engine.close()
 
@@ -156,7 +158,8 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def loopback_hub(demo_paths):
-    _HubHandler.files = {f"/{REPO_ID}/resolve/main/{FILENAME}": demo_paths["demo-support"].read_bytes()}
+    body = demo_paths["demo-support"].read_bytes()
+    _HubHandler.files = {f"/{REPO_ID}/resolve/{revision}/{FILENAME}": body for revision in ("main", COMMIT)}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -184,3 +187,37 @@ def test_download_from_a_loopback_hub_reports_progress_and_verifies(tmp_path, hu
     assert not missing.available and "other.gguf@main not found on the Hub" in missing.reason
     unreachable = Resolver(hub_registry, cache_dir=tmp_path / "hf2", endpoint="http://127.0.0.1:9")  # closed port
     assert "Hub unreachable" in unreachable.availability(hub_registry.get("cached")).reason
+
+
+def pinned_entry(model_id: str, size: int, sha: str) -> dict:
+    """A Hub entry pinned as the public bases are: a commit, the file's size and its sha256."""
+    entry = hub_entry(model_id, sha)
+    entry["source"]["hub"].update(revision=COMMIT, size=size)
+    return entry
+
+
+@pytest.mark.parametrize("pin", ["size", "sha256"])
+def test_a_download_that_fails_its_pin_is_refused_with_the_reason_and_dropped(pin, tmp_path, loopback_hub, demo_paths,
+                                                                             monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    gguf = demo_paths["demo-support"]
+    size, sha = gguf.stat().st_size, sha256(gguf)
+    if pin == "size":  # the size is checked first: a wrong one fails without hashing the file
+        bad, what = pinned_entry("bad", size + 1, sha), "wrong size"
+        detail = f"expected {size + 1:,} bytes, got {size:,} bytes"
+    else:
+        bad, what, detail = pinned_entry("bad", size, WRONG_SHA), "sha256 mismatch", f"expected {WRONG_SHA}, got {sha}"
+    registry = write_registry(tmp_path, [bad, pinned_entry("good", size, sha)])
+    resolver = Resolver(registry, cache_dir=tmp_path / "hf", endpoint=loopback_hub)
+    seen = []
+    with pytest.raises(ModelUnavailable) as err:
+        resolver.fetch(registry.get("bad"), lambda fraction, text: seen.append(text))
+    assert f"bad: {what} for " in str(err.value) and detail in str(err.value)
+    assert "removed from the Hugging Face cache, so the next use downloads it again" in str(err.value)
+    assert f"failed the integrity check ({what})" in err.value.user_message
+    assert any(text.startswith("Downloading bad") for text in seen)  # it was downloaded from the loopback Hub ...
+    assert any(text.startswith("Verifying") for text in seen) == (pin == "sha256")  # ... and hashed only for sha256
+    assert resolver.cached_path(registry.get("bad")) is None and not list((tmp_path / "hf").rglob("blobs/*"))
+    path = resolver.fetch(registry.get("good"))  # the same file, pinned right: downloaded afresh, and it passes
+    assert f"snapshots/{COMMIT}" in str(path) and sha256(path) == sha

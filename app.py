@@ -20,6 +20,7 @@ from serving.config import ServingSettings
 from serving.engine import Engine
 from serving.registry import load_registry
 from serving.selfcheck import run_selfcheck
+from serving.transcript import MAX_FILE_BYTES
 
 # llama.cpp's OpenMP threads spin while waiting by default; on a small shared CPU box (a Space, two
 # models generating at once) spinning threads fight the web server and each other: decode fell from
@@ -72,7 +73,9 @@ def main() -> None:
         sys.exit(f"Iris cannot serve models on this machine: {check.message}")
     logging.getLogger(__name__).info("llama.cpp self-check: %s", check.message)
     engine = Engine(load_registry(settings.registry_path), settings)
-    build_app(engine).launch(**options)
+    # The largest file the app reads is an imported chat transcript: Gradio refuses a bigger upload (HTTP 413)
+    # while receiving it, before it is stored (tests/test_upload_limit.py).
+    build_app(engine).launch(**options, max_file_size=MAX_FILE_BYTES)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,15 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 import gradio as gr
 
 from pages import compare, study, support_chat
 from serving.config import ServingSettings
+from serving.context.layer import ContextLayer, ContextSettings
 from serving.engine import Engine
+from serving.personas import PERSONAS_DIR, PersonaBook, load_personas
 from serving.registry import load_registry
 from serving.selfcheck import run_selfcheck
 from serving.transcript import MAX_FILE_BYTES
@@ -53,6 +56,15 @@ def build_app(engine: Engine) -> gr.Blocks:
     return app
 
 
+def load_context(personas_dir: Path = PERSONAS_DIR,
+                 settings: ContextSettings = ContextSettings()) -> tuple[PersonaBook, ContextLayer]:
+    """The personas and their context layer, built once: every knowledge folder is read, checked and indexed now
+    (and the orders database built from its CSV), so a bad article stops the app naming the file instead of failing
+    a visitor's question. Raises `PersonaError`/`KnowledgeError` (ValueErrors) naming the file."""
+    personas = load_personas(personas_dir)
+    return personas, ContextLayer.from_personas(personas.personas.values(), personas_dir, settings)
+
+
 def launch_options(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> dict:
     """`launch()` arguments: loopback unless in a Space (SPACE_ID set), port from --port or GRADIO_SERVER_PORT."""
     environ = os.environ if environ is None else environ
@@ -72,7 +84,11 @@ def main() -> None:
     if not check.ok:
         sys.exit(f"Iris cannot serve models on this machine: {check.message}")
     logging.getLogger(__name__).info("llama.cpp self-check: %s", check.message)
-    engine = Engine(load_registry(settings.registry_path), settings)
+    try:
+        personas, context = load_context()
+    except ValueError as err:  # a persona, article or orders CSV row that cannot be used, named
+        sys.exit(f"Iris cannot start: {err}")
+    engine = Engine(load_registry(settings.registry_path), settings, personas=personas, context=context)
     # The largest file the app reads is an imported chat transcript: Gradio refuses a bigger upload (HTTP 413)
     # while receiving it, before it is stored (tests/test_upload_limit.py).
     build_app(engine).launch(**options, max_file_size=MAX_FILE_BYTES)

@@ -4,6 +4,8 @@ UI only. Answers come from `serving.engine.Engine` (one validation path: `Engine
 `serving.transcript` objects kept in the visitor's browser (`gr.BrowserState`; the server stores none), listed
 in a sidebar (new, rename, delete, switch), exported as Markdown/JSON and imported back. A user message can be
 edited (the old continuation stays as a branch), a cut-off answer continued, and a meter shows the context used.
+Under each answer a collapsed "Sources" block lists the help-center passages and order records it was given
+(kept with the answer; shown in the Chatbot only, never sent back to the model as history).
 A page makes one `Chat` with its personas and calls `build_chat` with its own persona and model pickers (a
 Dropdown, or a fixed `gr.State`) and settings (sliders or fixed states). `SLIDERS`, `slider`, `model_label`
 and `footer` are also what the compare page uses.
@@ -13,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from html import escape
 
 import gradio as gr
 from gradio.context import Context
@@ -22,15 +25,15 @@ from gradio.context import Context
 from pages.errors import shown_errors
 from serving.config import ServingSettings
 from serving.downloads import write_download
-from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus
+from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, Source
 from serving.files import write_text_atomic
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_settings
 from serving.personas import Persona
 from serving.stops import StopFlags
 from serving.study.export import safe_filename
 from serving.transcript import (
-    MAX_FILE_BYTES, AnswerStats, Conversation, Library, Message, ModelRef, edit, load_transcript, switch_branch, to_json,
-    to_markdown,
+    MAX_FILE_BYTES, MAX_SOURCES, AnswerStats, Conversation, Library, Message, ModelRef, edit, load_transcript,
+    switch_branch, to_json, to_markdown,
 )
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,29 @@ def footer(stats: GenerationStats | AnswerStats | None) -> str:
         return ""
     return (f"Model `{stats.model_id}` · {stats.quant} · {stats.tokens_per_s:.1f} tokens/s · "
             f"{stats.n_tokens} tokens · first token after {stats.ttft_s:.2f}s")
+
+
+def sources_html(sources: Sequence[Source]) -> str:
+    """What an answer was given, as one collapsed HTML block to put under it: "Sources: 2 passages, 1 order
+    record", opening to each title, which opens to its excerpt and reference. One line (Markdown ends an HTML
+    block at a blank line), every text escaped."""
+    if not sources:
+        return ""
+    articles = sum(s.kind == "article" for s in sources)
+    counts = [f"{n} {name}{'s' if n > 1 else ''}" for n, name in ((articles, "passage"),
+                                                                  (len(sources) - articles, "order record")) if n]
+    items = "".join(f'<details class="iris-source"><summary>{escape(s.title)}</summary><p>{_lines(s.excerpt)}</p>'
+                    f'<p><code>{escape(s.ref)}</code></p></details>' for s in sources)
+    return f'\n\n<details class="iris-sources"><summary>Sources: {", ".join(counts)}</summary>{items}</details>'
+
+
+def _lines(text: str) -> str:
+    return "<br>".join(escape(line) for line in text.splitlines() if line.strip())
+
+
+def displayed(messages: Sequence[Message]) -> list[dict]:
+    """The Chatbot's messages: each answer with its sources under it (the engine gets `Message.chat()`)."""
+    return [{"role": m.role, "content": m.content + sources_html(m.sources)} for m in messages]
 
 
 def context_line(used: int, limit: int, dropped: int, reserve: int) -> str:
@@ -118,13 +144,13 @@ class Chat:
 
     def request(self, messages: list[dict], persona_id: str, model_id: str, settings: GenerationSettings,
                 conversation_id: str) -> ChatRequest:
-        """The checked request for `messages` (without the system prompt) as `persona_id` on `model_id`."""
+        """The checked request for `messages` (no system message: the engine writes the persona's) as `persona_id`
+        on `model_id`."""
         persona, status = self.persona(persona_id), self.model_status(model_id)
         if not status.available:
             raise gr.Error(f"{status.display_name} is unavailable: {status.reason}.")
         with shown_errors(self.page):
-            return self.engine.check(ChatRequest(model_id, [{"role": "system", "content": persona.system_prompt},
-                                                            *messages], settings, conversation_id))
+            return self.engine.check(ChatRequest(model_id, messages, settings, conversation_id, persona_id=persona.id))
 
     # ---- generation ----------------------------------------------------------------------
     def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[list[tuple[str, object]]]:
@@ -155,7 +181,8 @@ class Chat:
             yield self.view(library, before, message=typed)
             raise
         continuing = conversation.messages[-1].role == "assistant"
-        shown = conversation.chat() + ([] if continuing else [{"role": "assistant", "content": ""}])
+        shown = displayed(conversation.messages[:-1] if continuing else conversation.messages)
+        shown.append({"role": "assistant", "content": conversation.messages[-1].content if continuing else ""})
         notice, status = "", ""
         yield [shown, gr.skip(), "", gr.skip(), notice, status, gr.update(visible=False), gr.skip(), gr.skip()]
         try:
@@ -183,7 +210,8 @@ class Chat:
                 settings: GenerationSettings, notice: str) -> list:
         if stats.finish_reason == "cancelled":
             text += " [stopped]"
-        answer = Message(role="assistant", content=text, stats=AnswerStats.of(stats))
+        answer = Message(role="assistant", content=text, stats=AnswerStats.of(stats),
+                         sources=list(stats.sources[:MAX_SOURCES]))
         kept = conversation.messages[:-1] if conversation.messages[-1].role == "assistant" else conversation.messages
         done = conversation.model_copy(update={
             "messages": [*kept, answer], "model": ModelRef(id=stats.model_id, sha256=stats.sha256),
@@ -355,8 +383,8 @@ class Chat:
         try:
             persona = self.persona(persona_id)
             settings = self._chosen(persona_id, model_id, values)
-            messages = [{"role": "system", "content": persona.system_prompt}, *conversation.chat()]
-            found = self.engine.context_usage(ChatRequest(model_id, messages, settings, conversation.id))
+            found = self.engine.context_usage(ChatRequest(model_id, conversation.chat(), settings, conversation.id,
+                                                          persona_id=persona.id))
         except Exception as err:  # noqa: BLE001 - the meter is a hint: whatever fails, it shows nothing
             log.info("%s: no context meter: %s", self.page, err)
             return ""
@@ -367,7 +395,7 @@ class Chat:
              notice: str = "") -> list:
         """The chat's outputs (`ChatView.outputs`) for `conversation` open in `library`."""
         branches = conversation.branches if conversation else []
-        return [conversation.chat() if conversation else [], library.stored(), message,
+        return [displayed(conversation.messages) if conversation else [], library.stored(), message,
                 footer(conversation.last_stats() if conversation else None), notice, "",
                 gr.update(visible=bool(conversation and conversation.cut_off())),
                 gr.update(choices=library.choices(), value=library.active),

@@ -1,8 +1,8 @@
 """Support chat page (`/`): persona and model pickers, the shared chat (`pages/chat.py`), a `/chat` API.
 
 UI only: every model call goes through `serving.engine.Engine`, personas come from `serving.personas`,
-the chat itself (streaming, stop, retry, kept conversations, edit and branch, export) is the shared
-component. The UI events and the `/chat` API endpoint share one validation path (`Engine.check`), so a
+the chat itself (streaming, stop, retry, kept conversations, edit and branch, export, sources under each
+answer) is the shared component. The UI events and the `/chat` API endpoint share one validation path (`Engine.check`), so a
 bad persona/model id, message or setting gets the same short `gr.Error` from both.
 """
 
@@ -16,7 +16,7 @@ import gradio as gr
 
 from pages.chat import SLIDERS, Chat, build_chat, model_label, slider
 from serving.engine import Engine, ModelStatus, ServingError
-from serving.personas import PersonaBook, load_personas
+from serving.personas import PersonaBook
 from serving.transcript import Library
 
 log = logging.getLogger(__name__)
@@ -42,13 +42,15 @@ class SupportChat(Chat):
     # ---- API -----------------------------------------------------------------------------
     def chat_api(self, message: str, persona_id: str = "order_assistant", model_id: str = "",
                  history: list | None = None, temperature: float | None = None, top_p: float | None = None,
-                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> Iterator[str]:
+                 max_new_tokens: int | None = None, repeat_penalty: float | None = None) -> Iterator[dict]:
         """Answer `message` as the support persona `persona_id` with `model_id` (empty: the default model).
 
         `history` is earlier turns as [{"role": "user"|"assistant", "content": str}, ...]; unset settings
-        take the persona's defaults, chosen ones must lie in the UI sliders' ranges. The answer streams
-        (the last value is the whole answer); a client that disconnects stops the generation. Invalid
-        input returns a short error naming what was wrong.
+        take the persona's defaults, chosen ones must lie in the UI sliders' ranges. Streams
+        {"answer": str, "sources": [...], "notice": str | None}; the last value has the whole answer and the
+        sources it was given ({"kind": "article"|"order", "title", "ref", "excerpt"} each), and `notice` says
+        what could not be looked up (order lookup unavailable). A client that disconnects stops the
+        generation. Invalid input returns a short error naming what was wrong.
         """
         model_id = model_id or self.default_model()
         history = self._api_history(history)
@@ -56,11 +58,17 @@ class SupportChat(Chat):
                                  max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request([*history, {"role": "user", "content": message}], persona_id, model_id, settings,
                                f"api-{uuid.uuid4().hex}")
-        answer = ""
+        result = {"answer": "", "sources": [], "notice": None}
         try:
             for batch in self.stream(request):  # a generator: Gradio closes it when the client goes away
-                answer += "".join(text for kind, text in batch if kind == "token")
-                yield answer
+                for kind, value in batch:
+                    if kind == "token":
+                        result["answer"] += value
+                    elif kind == "notice":
+                        result["notice"] = value
+                    elif kind == "done":
+                        result["sources"] = [source.model_dump() for source in value.sources]
+                yield dict(result)
         finally:
             self.engine.forget(request.conversation_id)  # API calls carry their whole history each time
 
@@ -117,7 +125,7 @@ class SupportChat(Chat):
 
 def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     """Create the support chat page inside the current Blocks/route context and wire its events."""
-    page = SupportChat(engine, personas or load_personas())
+    page = SupportChat(engine, personas or engine.personas)
     first, model_id = page.personas[0], page.default_model()
     defaults = page.defaults(first.id, model_id)
 

@@ -1,10 +1,11 @@
 """The engine: the one API pages (and any CLI or server) use to chat with registered models.
 
-It validates a `ChatRequest`, resolves and loads the model through the pool, trims history that
-would overflow the context, hands the prompt to the entry's backend (`serving/backends/`: a GGUF
-decoded by the batching scheduler, or a remote OpenAI-compatible server), and streams what comes
-back with the leak guard, stop texts, cancel and stats. It never imports Gradio; visitor-safe
-messages travel in `ServingError`.
+It validates a `ChatRequest`, resolves and loads the model through the pool, writes a persona's system
+turn (its prompt, then the knowledge passages and order records `serving.context` gives the question),
+trims history that would overflow the context, hands the prompt to the entry's backend
+(`serving/backends/`: a GGUF decoded by the batching scheduler, or a remote OpenAI-compatible server),
+and streams what comes back with the leak guard, stop texts, cancel, stats and sources. It never imports
+Gradio; visitor-safe messages travel in `ServingError`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from serving.config import ServingSettings
 from serving.backends.batched import Finished, Piece, Queued
 from serving.backends.llamacpp import LlamaCppLoader, LlamaCppModel, Loader
 from serving.backends.openai_remote import RemoteModel
+from serving.context.layer import ContextLayer, question_of
+from serving.context.render import RequestContext, Source, system_text
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
                             validation_message)
 from serving.generation import GenerationSettings
+from serving.personas import Persona, PersonaBook, load_personas
 from serving.pool import Cancelled, ModelPool
 from serving.prompt import TemplateError
 from serving.registry import ModelEntry, Registry, UnknownModelId
@@ -37,13 +41,16 @@ from serving.resolve import Progress, Resolver
 
 __all__ = [
     "Busy", "ChatRequest", "ContextUsage", "Engine", "GenerationStats", "InputTooLong", "InvalidInput", "ModelStatus",
-    "ModelUnavailable", "ServingError", "StreamEvent", "UnknownModel",
+    "ModelUnavailable", "ServingError", "Source", "StreamEvent", "UnknownModel",
 ]
 log = logging.getLogger(__name__)
 _MAX_CONVERSATIONS = 2000
 _MAX_STOPS, _MAX_STOP_CHARS = 4, 64
 _CHARS_PER_TOKEN = 4  # a remote model's context use is estimated, having no tokenizer here
 _FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
+PREFIX_OWNER = "prefix:"
+"""Conversation id prefix of the pre-read persona prefixes (`prefix:<persona id>`) a loaded model keeps as donors."""
+_PREREAD = GenerationSettings(temperature=0.0, max_new_tokens=1)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,10 @@ class ChatRequest:
     """{"type": "json_object", "schema": {...}} constrains the answer with a llama.cpp grammar."""
     stop: tuple[str, ...] = ()
     """Texts that end the answer where they appear (not shown)."""
+    persona_id: str | None = None
+    """A persona (`personas/*.yaml`) that writes the system turn: its prompt, then the help-center passages and
+    order records its knowledge and order lookup give the latest question. `messages` then hold no system message.
+    None: `messages` are sent as given."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,8 @@ class GenerationStats:
     """Turns left out to fit the context."""
     cached_prompt_tokens: int = 0
     """Prompt tokens already in the KV cache (an earlier turn, or a shared prefix), not read again."""
+    sources: tuple[Source, ...] = ()
+    """The help-center passages and order records the answer was given (a persona request's context)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,11 @@ def _prompt(model: LlamaCppModel, messages: Messages) -> list[int]:
                            "start a new conversation or pick another model.") from None
 
 
+def _estimate(text: str) -> int:
+    """Tokens of `text` for a remote model, whose tokenizer is not here: about four characters a token."""
+    return len(text) // _CHARS_PER_TOKEN + 1
+
+
 def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEvent]]:
     """Group queued events (ended by None, or an exception to raise) into batches `interval_s` apart."""
     while True:
@@ -175,11 +193,17 @@ def _batches(events: queue.Queue, interval_s: float) -> Iterator[list[StreamEven
 class Engine:
     """Chat with registered models: catalog, streaming generation, one-shot completion."""
 
-    def __init__(self, registry: Registry, settings: ServingSettings | None = None, loader: Loader | None = None):
+    def __init__(self, registry: Registry, settings: ServingSettings | None = None, loader: Loader | None = None,
+                 personas: PersonaBook | None = None, context: ContextLayer | None = None):
         self.registry = registry
         self.settings = settings or ServingSettings.from_env()
         self.loader = loader or LlamaCppLoader()
         """Sizes and loads a GGUF entry; tests pass a fake one to check the engine without weights."""
+        self.personas = personas if personas is not None else load_personas()
+        """The personas a request may name (`ChatRequest.persona_id`)."""
+        self.context = context
+        """Knowledge and order lookup of the personas (built once at start-up); None: personas answer from their
+        prompt alone and nothing is pre-read."""
         self.resolver = Resolver(registry, self.settings.cache_dir, self.settings.hub_probe_timeout_s,
                                  self.settings.hub_endpoint)
         self.pool = ModelPool(int(self.settings.ram_budget_mb * 2**20), self.settings.queue_timeout_s)
@@ -264,9 +288,32 @@ class Engine:
         except (ValueError, RuntimeError, OSError) as err:
             raise self._unloadable(entry, path, err) from err
         log.info("loaded %s in %.1fs", entry.id, time.perf_counter() - start)
+        self._preread(model)
         if progress:
             progress(1.0, f"Loaded {entry.display_name}")
         return model
+
+    def _preread(self, model: LlamaCppModel) -> None:
+        """Start reading what every visitor of a grounded persona shares (its prompt, then its whole knowledge when
+        that fits, else the passages' header) into a slot of the new `model`, as a one-token answer owned by
+        `prefix:<persona>`: the scheduler then copies that prefix to a new conversation instead of reading it.
+
+        One slot stays free for visitors (so the first persona's prefix is not the first thing they evict). The
+        scheduler evicts the least recently used slot, and these donors are the oldest, so under load they give way
+        to visitors' conversations, which hold the same prefixes by then. The first persona is read last (it stays
+        longest)."""
+        if self.context is None:
+            return
+        grounded = sorted((p for p in self.personas.personas.values() if self.context.grounds(p)),
+                          key=lambda p: (p.position, p.id))
+        count, budget = self._counter(model), self.context.settings.budget_tokens(model.n_ctx)
+        for persona in reversed(grounded[: self.settings.slots - 1]):
+            text = system_text(persona.system_prompt, self.context.prefix_text(persona, count, budget))
+            try:
+                tokens = model.prompt_tokens([{"role": "system", "content": text}])
+                model.submit(tokens, 1, _PREREAD, None, PREFIX_OWNER + persona.id, threading.Event())
+            except (ServingError, TemplateError) as err:  # a template that wants a user turn, a full queue
+                log.warning("%s: the prefix of persona %s is not pre-read: %s", model.entry.id, persona.id, err)
 
     # ---- generation ----------------------------------------------------------------------
     def context_usage(self, request: ChatRequest) -> ContextUsage:
@@ -274,10 +321,12 @@ class Engine:
         entry, request = self._validate(request)
         reserve = min(request.settings.max_new_tokens, entry.context_length // 4)
         if entry.source.remote is not None:  # no tokenizer here: about four characters a token
+            request, _ = self._grounded(request, _estimate, entry.context_length)
             used = sum(len(m["content"]) for m in request.messages) // _CHARS_PER_TOKEN + 4 * len(request.messages)
             return ContextUsage(used, entry.context_length, 0, reserve)
         state = self._conversation(request.conversation_id)
         with self._use(entry, None, None) as model:
+            request, _ = self._grounded(request, self._counter(model), model.n_ctx)
             tokens, _, dropped = self._fit(model, request, dataclasses.replace(state))
             return ContextUsage(len(tokens), model.n_ctx, dropped, reserve)
 
@@ -377,7 +426,38 @@ class Engine:
         fmt = request.response_format
         if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "json_object"):
             raise InvalidInput('Invalid response_format: only {"type": "json_object", "schema": ...} is supported.')
+        if request.persona_id is not None:
+            self._persona(request.persona_id)
+            if any(m["role"] == "system" for m in request.messages):
+                raise InvalidInput("Invalid message: with a persona, the persona writes the system message; "
+                                   "send only user and assistant messages.")
         return entry, request
+
+    def _persona(self, persona_id: object) -> Persona:
+        persona = self.personas.personas.get(persona_id) if isinstance(persona_id, str) else None
+        if persona is None:
+            raise InvalidInput(f"Unknown persona {persona_id!r}; choose one of: {', '.join(self.personas.personas)}.")
+        return persona
+
+    def _grounded(self, request: ChatRequest, count_tokens: Callable[[str], int],
+                  n_ctx: int) -> tuple[ChatRequest, RequestContext]:
+        """The request with its persona's system turn first (the prompt, then the context the latest question
+        gets within the context layer's share of `n_ctx`), and that context; a request without a persona as is."""
+        if request.persona_id is None:
+            return request, RequestContext()
+        persona = self._persona(request.persona_id)
+        context = RequestContext()
+        if self.context is not None:
+            asked = [m["content"] for m in request.messages if m["role"] == "user"]
+            context = self.context.for_request(persona, question_of(asked), count_tokens,
+                                               self.context.settings.budget_tokens(n_ctx))
+        system = {"role": "system", "content": system_text(persona.system_prompt, context.text)}
+        return dataclasses.replace(request, messages=[system, *request.messages]), context
+
+    @staticmethod
+    def _counter(model: LlamaCppModel) -> Callable[[str], int]:
+        """Tokens of a text by `model`'s tokenizer, as plain text (how the context goes into a prompt)."""
+        return lambda text: len(model.tokenize(text, False))
 
     def _conversation(self, conversation_id: str | None) -> _ConversationState:
         if conversation_id is None:
@@ -411,23 +491,31 @@ class Engine:
     def _generate(self, model: LlamaCppModel, request: ChatRequest, cancel: threading.Event,
                   started: float) -> Iterator[StreamEvent]:
         state = self._conversation(request.conversation_id)
+        request, context = self._grounded(request, self._counter(model), model.n_ctx)
         tokens, max_tokens, dropped = self._fit(model, request, state)
+        if context.notice:
+            yield StreamEvent("notice", context.notice)
         if dropped and not state.noticed:
             state.noticed = True
             yield StreamEvent("notice", f"The earliest {dropped} messages were left out so the conversation "
                                         f"fits {model.entry.display_name}'s context window.")
         job = model.submit(tokens, max_tokens, request.settings, request.response_format, request.conversation_id,
                            cancel)
-        yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped)
+        yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped,
+                               context.sources)
 
     def _remote(self, entry: ModelEntry, request: ChatRequest, cancel: threading.Event,
                 started: float) -> Iterator[StreamEvent]:
+        request, context = self._grounded(request, _estimate, entry.context_length)
+        if context.notice:
+            yield StreamEvent("notice", context.notice)
         items = RemoteModel(entry).stream(request.messages, request.settings, request.stop,
                                           request.response_format, cancel)
-        yield from self._relay(entry, None, items, request.stop, cancel, started, 0)
+        yield from self._relay(entry, None, items, request.stop, cancel, started, 0, context.sources)
 
     def _relay(self, entry: ModelEntry, path: Path | None, items: Iterator, stop: tuple[str, ...],
-               cancel: threading.Event, started: float, dropped: int) -> Iterator[StreamEvent]:
+               cancel: threading.Event, started: float, dropped: int,
+               sources: tuple[Source, ...] = ()) -> Iterator[StreamEvent]:
         """Stream events from a backend's items: queue notes, visible text (template tokens and stop texts
         held back), then "done" with the stats."""
         guard, first, done = LeakGuard(stop), None, None
@@ -457,16 +545,17 @@ class Engine:
         first = first or end
         rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
         yield StreamEvent("done", stats=self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate,
-                                                    finish, dropped, done.reused))
+                                                    finish, dropped, done.reused, sources))
 
     def _stats(self, entry: ModelEntry, path: Path | None, n_prompt: int, n_tokens: int, ttft: float,
-               rate: float, finish: str, dropped: int, cached: int = 0) -> GenerationStats:
+               rate: float, finish: str, dropped: int, cached: int = 0,
+               sources: tuple[Source, ...] = ()) -> GenerationStats:
         hub = entry.source.hub
         return GenerationStats(
             model_id=entry.id, quant=entry.quant, source=str(path) if path else entry.source.kind,
             revision=hub.revision if hub else None, sha256=self.resolver.expected_sha(entry),
             n_prompt_tokens=n_prompt, n_tokens=n_tokens, ttft_s=ttft, tokens_per_s=rate,
-            finish_reason=finish, dropped_turns=dropped, cached_prompt_tokens=cached)
+            finish_reason=finish, dropped_turns=dropped, cached_prompt_tokens=cached, sources=sources)
 
     def close(self) -> None:
         self.pool.close()

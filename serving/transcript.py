@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from serving.config import ServingSettings
+from serving.context.render import Source
 from serving.conversation import validate_messages
 from serving.errors import InvalidInput, validation_message
 
@@ -28,6 +29,8 @@ MAX_BRANCHES = 10
 MAX_CONVERSATIONS = 30
 """Conversations kept in one browser (localStorage holds a few MB); the least recently used goes first."""
 MAX_TITLE = 80
+MAX_SOURCES = 100
+"""Sources kept with one answer (the whole help center of a persona is about 75 passages)."""
 _SHORT = 60  # characters of a message quoted in a title or a branch label
 
 
@@ -57,13 +60,14 @@ class AnswerStats(BaseModel):
 
 
 class Message(BaseModel):
-    """One visible turn; an answer carries the stats of the run that wrote it."""
+    """One visible turn; an answer carries the stats of the run that wrote it and the sources it was given."""
 
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
     content: str
     stats: AnswerStats | None = None
+    sources: list[Source] = Field(default_factory=list, max_length=MAX_SOURCES)
 
     def chat(self) -> dict:
         """The {"role", "content"} dict the engine and the Chatbot take."""
@@ -216,6 +220,8 @@ def to_markdown(conversation: Conversation, persona_name: str | None = None) -> 
             s = message.stats
             lines += ["", f"_{s.model_id} · {s.n_tokens} tokens · {s.tokens_per_s:.1f} tokens/s · "
                           f"finished: {s.finish_reason}_"]
+        if message.sources:
+            lines += ["", "Sources: " + "; ".join(f"{src.title} (`{src.ref}`)" for src in message.sources)]
     return "\n".join(lines) + "\n"
 
 

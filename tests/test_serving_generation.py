@@ -44,6 +44,7 @@ def test_seeds_are_whole_numbers_in_range_or_empty():
 
 
 def test_the_support_chat_api_refuses_what_its_sliders_cannot_reach(registry):
-    page = support_chat.SupportChat(Engine(registry, ServingSettings(ram_budget_mb=64)), support_chat.load_personas())
+    engine = Engine(registry, ServingSettings(ram_budget_mb=64))
+    page = support_chat.SupportChat(engine, engine.personas)
     with pytest.raises(gr.Error, match="8192 is outside 8–1024"):
         next(page.chat_api("Hi", "order_assistant", "demo-support", max_new_tokens=8192))

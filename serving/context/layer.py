@@ -10,7 +10,7 @@ depends on them), then passages in what is left.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +41,13 @@ class ContextSettings(BaseModel):
     """How long a lookup waits for a locked database before answering "unavailable"."""
     max_orders: int = Field(3, ge=1, le=20)
     """Most order numbers looked up for one message."""
+    budget_share: float = Field(0.375, gt=0, le=0.75)
+    """Share of a model's context the context text may take (SmolLM2's 4,096: 1,536 tokens; the 1,024-token demo
+    models: 384), leaving the rest to the persona prompt, the history and the answer."""
+
+    def budget_tokens(self, n_ctx: int) -> int:
+        """Tokens of context text a model with an `n_ctx`-token context gets."""
+        return int(n_ctx * self.budget_share)
 
     def order_lookup(self) -> SqliteOrders | None:
         """The SQLite store, built from the CSV first when one is given and exists."""
@@ -78,6 +85,17 @@ class ContextLayer:
     def knowledge(self, persona: Persona) -> Knowledge | None:
         """The persona's indexed knowledge, or None if it names none."""
         return self._knowledge.get(persona.id)
+
+    def grounds(self, persona: Persona) -> bool:
+        """True when `persona` answers from knowledge or order lookup (its requests get context)."""
+        return persona.id in self._knowledge or persona.order_lookup
+
+    def prefix_text(self, persona: Persona, count_tokens: CountTokens, budget_tokens: int) -> str:
+        """How every request's context text of `persona` starts: its whole knowledge when that fits, else the
+        passages' header; "" without knowledge. What the engine pre-reads after the persona prompt."""
+        if self.knowledge(persona) is None:
+            return ""
+        return self.shared_text(persona, count_tokens, budget_tokens) or KNOWLEDGE_HEADER
 
     def shared_text(self, persona: Persona, count_tokens: CountTokens, budget_tokens: int) -> str | None:
         """The context every visitor of `persona` gets when its whole knowledge fits (to pre-read as a
@@ -121,6 +139,13 @@ class ContextLayer:
         if self._orders is None:
             raise LookupUnavailable("no order store configured")
         return self._orders.find(order_id)
+
+
+def question_of(user_turns: Sequence[str]) -> str:
+    """The question to retrieve and look up for: the latest user turn, then the order numbers earlier turns
+    named (a visitor who gave the number before asks "and when will it arrive?")."""
+    earlier = [order_id for turn in user_turns[:-1] for order_id in order_ids_in(turn)]
+    return " ".join([user_turns[-1] if user_turns else "", *dict.fromkeys(earlier)])
 
 
 def _fitting(passages: list[Passage], orders: OrderFindings, count_tokens: CountTokens,

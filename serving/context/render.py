@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from serving.context.articles import Passage
 from serving.context.orders import ORDER_ID_FORMAT, Order
@@ -22,6 +22,7 @@ NO_PASSAGE = "Help center: no article matches this question; say that you do not
 ORDERS_HEADER = "Order records:"
 UNAVAILABLE = "Order lookup is unavailable right now."
 EXCERPT_CHARS = 240
+MAX_TITLE, MAX_EXCERPT = 300, 1000  # bounds of a kept `Source` (a visitor's browser stores them with the answer)
 
 
 class Source(BaseModel):
@@ -31,11 +32,11 @@ class Source(BaseModel):
 
     kind: Literal["article", "order"]
     """What it is."""
-    title: str
+    title: str = Field(max_length=MAX_TITLE)
     """Article title and section, or "Order BL-12345"."""
-    ref: str
+    ref: str = Field(max_length=MAX_TITLE)
     """Article path and anchor (`shop/shipping.md#delivery-times`), or the order number."""
-    excerpt: str
+    excerpt: str = Field(max_length=MAX_EXCERPT)
     """The start of the passage, or the order record line."""
 
 
@@ -73,6 +74,11 @@ class RequestContext(BaseModel):
     """A short message for the visitor when something could not be looked up."""
 
 
+def system_text(prompt: str, context_text: str) -> str:
+    """A system turn: the persona prompt, then the request's context (shared part first, see the module doc)."""
+    return f"{prompt}\n\n{context_text}" if context_text else prompt
+
+
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """`text` cut at a word boundary to about `limit` characters."""
     if len(text) <= limit:
@@ -82,11 +88,13 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 
 def passage_source(passage: Passage) -> Source:
     title = passage.title if passage.heading == passage.title else f"{passage.title} > {passage.heading}"
-    return Source(kind="article", title=title, ref=passage.ref, excerpt=excerpt(passage.text))
+    return Source(kind="article", title=excerpt(title, MAX_TITLE - 2), ref=passage.ref[:MAX_TITLE],
+                  excerpt=excerpt(passage.text))
 
 
 def order_source(order: Order) -> Source:
-    return Source(kind="order", title=f"Order {order.id}", ref=order.id, excerpt=order.describe())
+    return Source(kind="order", title=f"Order {order.id}", ref=order.id,
+                  excerpt=excerpt(order.describe(), MAX_EXCERPT - 2))
 
 
 def format_context(passages: Sequence[Passage] | None, orders: OrderFindings = OrderFindings()) -> RequestContext:

@@ -69,9 +69,10 @@ def sources_html(sources: Sequence[Source]) -> str:
     articles = sum(s.kind == "article" for s in sources)
     counts = [f"{n} {name}{'s' if n > 1 else ''}" for n, name in ((articles, "passage"),
                                                                   (len(sources) - articles, "order record")) if n]
-    items = "".join(f'<details class="iris-source"><summary>{escape(s.title)}</summary><p>{_lines(s.excerpt)}</p>'
-                    f'<p><code>{escape(s.ref)}</code></p></details>' for s in sources)
-    return f'\n\n<details class="iris-sources"><summary>Sources: {", ".join(counts)}</summary>{items}</details>'
+    items = "".join(f'<li><details class="iris-source"><summary>{escape(s.title)}</summary><p>{_lines(s.excerpt)}</p>'
+                    f'<p><code>{escape(s.ref)}</code></p></details></li>' for s in sources)
+    summary = f"Sources: {', '.join(counts)}"
+    return f'\n\n<details class="iris-sources"><summary>{summary}</summary><ul>{items}</ul></details>'
 
 
 def _lines(text: str) -> str:

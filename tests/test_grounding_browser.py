@@ -1,0 +1,42 @@
+"""Sources under a support answer in Debian's Chromium: the real app (app.py on loopback, its context layer built
+at start-up from the committed help center and orders) answers a question naming an order; whatever the model
+says, the answer carries a collapsed "Sources" block listing the passages and the order record it was given,
+each opening to its excerpt, and the block is still there after a reload (kept with the conversation)."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from serving.context.orders import read_orders_csv
+from tests.browser import open_page
+from training.demo.orders import ORDERS_CSV
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ANSWER_TIMEOUT_MS = 180_000  # waits for the answer to finish, however slow the model is here
+BOT = "#chatbot [data-testid='bot']"
+ORDER = next(o for o in read_orders_csv(ORDERS_CSV) if o.status == "shipped")
+
+
+def test_sources_appear_under_the_answer_and_open_to_their_excerpts(app_url, chromium_page):
+    page = chromium_page
+    open_page(page, app_url, "/")
+    page.locator("#message textarea").fill(f"Where is my order {ORDER.id}? How long does shipping take?")
+    page.locator("#send").click()
+    sources = page.locator(f"{BOT} details.iris-sources")
+    expect(sources).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)  # attached when the answer is done
+    summary = sources.locator("summary").first
+    expect(summary).to_contain_text("passage")
+    expect(summary).to_contain_text("1 order record")
+    record = sources.locator("details.iris-source", has_text=f"Order {ORDER.id}")
+    expect(record).to_be_hidden()  # collapsed until asked for
+    summary.click()
+    expect(record).to_be_visible()
+    expect(sources.locator("details.iris-source summary", has_text="Shipping").first).to_be_visible()
+    excerpt = record.locator("p").first
+    expect(excerpt).to_be_hidden()
+    record.locator("summary").click()
+    expect(excerpt).to_contain_text(f"Order {ORDER.id}: status shipped")
+    page.reload()
+    open_page(page, app_url, "/")
+    expect(page.locator(f"{BOT} details.iris-sources")).to_have_count(1)

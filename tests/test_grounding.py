@@ -63,12 +63,14 @@ def loaded(engine: Engine, model_id: str = MODEL):
     return engine.pool._loaded[model_id].model
 
 
-def idle(model, timeout_s: float = 120.0) -> None:
-    """Wait until the model's scheduler runs nothing (the pre-reads are done)."""
+def pre_read(model, personas: list[str], timeout_s: float = 120.0) -> None:
+    """Wait until the pre-reads of `personas` hold their slots and the scheduler runs nothing (they are done)."""
     deadline = time.monotonic() + timeout_s
-    while model.scheduler.busy_slots() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if not model.scheduler.busy_slots() and all(model.scheduler.cached_tokens(PREFIX_OWNER + p) for p in personas):
+            return
         time.sleep(0.05)
-    assert not model.scheduler.busy_slots(), "the pre-reads did not finish"
+    pytest.fail(f"the pre-reads of {personas} did not finish within {timeout_s:.0f} s")
 
 
 def prompt_of(engine: Engine, conversation_id: str, model_id: str = MODEL) -> tuple[list[int], str]:
@@ -134,10 +136,10 @@ def test_each_grounded_persona_prefix_is_pre_read_and_a_new_conversation_borrows
     engine = grounded_engine(registry, orders_db)
     try:
         model = loaded(engine)
-        idle(model)
+        expected = ["billing_pricing", "order_assistant", "sales_advisor"]  # slots - 1, by picker position
+        pre_read(model, expected)
         donors = {p: model.scheduler.cached_tokens(PREFIX_OWNER + p) for p in engine.personas.personas}
-        read = sorted(p for p, tokens in donors.items() if tokens)
-        assert read == ["billing_pricing", "order_assistant", "sales_advisor"]  # slots - 1, by picker position
+        assert sorted(p for p, tokens in donors.items() if tokens) == expected
         persona = engine.personas.get("sales_advisor")
         assert persona.system_prompt in b"".join(model.piece(t) for t in donors["sales_advisor"]).decode()
         _, stats = engine.complete(ask("Which laptop is best for travel?", "new", persona="sales_advisor"))

@@ -10,7 +10,8 @@ Use from any test module (the fixtures are also re-exported by tests/conftest.py
 
 `app_url` (session scope) starts `python3 app.py` once, offline (HF_HUB_OFFLINE=1, an empty HF
 cache, so only the demo models are available) and stops it at the end. `launch_app(env)` starts
-an extra instance with other environment variables. `chromium_page` is a fresh page in a shared
+an extra instance with other environment variables; `endless_app_url` is one whose model never ends an answer
+by itself (for Stop, hang-up and queue tests that must not race the model's speed). `chromium_page` is a fresh page in a shared
 headless Chromium (never a downloaded browser). Nothing here reaches beyond 127.0.0.1.
 """
 
@@ -106,6 +107,29 @@ def demo_only_registry(folder: Path) -> Path:
     return path
 
 
+ENDLESS = "smollm2-endless"
+"""A test-only registry entry: the real SmolLM2 with `ignore_eos`, so its answers run to `max_new_tokens` (at most
+1,024 tokens, several seconds on any CPU): a Stop click or a hang-up always lands while it still streams."""
+
+
+def endless_registry(folder: Path) -> Path:
+    """The repo registry plus `ENDLESS` (local paths made absolute), opening every page on it."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "model_registry.yaml").read_text(encoding="utf-8"))
+    for entry in raw["models"]:
+        local = entry["source"].get("local")
+        if local:
+            local["path"] = str(REPO / local["path"])
+    smollm2 = next(e for e in raw["models"] if e["id"] == "smollm2-135m-instruct")
+    raw["models"].append({**smollm2, "id": ENDLESS, "display_name": "SmolLM2 135M (never ends: test only)",
+                          "generation": {**smollm2["generation"], "max_new_tokens": 1024, "ignore_eos": True}})
+    raw["defaults"] = {"support": [ENDLESS], "study": [ENDLESS], "compare": [[ENDLESS, "demo-base"]]}
+    path = folder / "endless_registry.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def open_page(page, base_url: str, path: str = "/") -> None:
     """Navigate to `path` of the app and wait until Gradio has rendered it."""
     page.goto(base_url.rstrip("/") + path, wait_until="load")
@@ -117,6 +141,15 @@ def open_page(page, base_url: str, path: str = "/") -> None:
 def app_url() -> Iterator[str]:
     """Base URL of one offline app instance shared by the whole test session."""
     with launch_app() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def endless_app_url(tmp_path_factory) -> Iterator[str]:
+    """An app instance whose pages open on `ENDLESS` with one slot: answers that outlast any click, and a queue
+    for the second visitor."""
+    registry = endless_registry(tmp_path_factory.mktemp("endless"))
+    with launch_app({"IRIS_REGISTRY": str(registry), "IRIS_SLOTS": "1"}) as url:
         yield url
 
 

@@ -41,7 +41,7 @@ def demo_paths(registry) -> dict[str, Path]:
 
 
 # Browser-test fixtures (app on loopback + Debian chromium), shared by every page's tests.
-from tests.browser import app_url, chromium_browser, chromium_page  # noqa: E402,F401
+from tests.browser import app_url, chromium_browser, chromium_page, endless_app_url  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

@@ -113,7 +113,8 @@ def test_guard_accepts_the_matching_entry_and_names_each_mismatch(registry):
     with pytest.raises(ProvenanceError, match="source"):
         check_provenance(registry, "demo-base", stats_for("demo-base", source="/x/demo-support-Q4_K_M.gguf"))
     hub = registry.get("llama-3.2-1b-instruct").source.hub
-    check_provenance(registry, "llama-3.2-1b-instruct", stats_for("llama-3.2-1b-instruct", source="hub"))
+    check_provenance(registry, "llama-3.2-1b-instruct",
+                     stats_for("llama-3.2-1b-instruct", source="hub", sha256=hub.sha256))  # pinned: sha256 checked
     assert pane_source(registry, "llama-3.2-1b-instruct").source_file == f"{hub.repo}/{hub.filename}"
 
 

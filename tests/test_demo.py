@@ -159,10 +159,6 @@ def test_build_follows_the_registry_recipe(registry, demo_paths, build_report):
         assert build_report["gguf"][model_id]["size_bytes"] == path.stat().st_size
 
 
-SUPPORT_WORDS = ("order", "shipping", "refund", "return", "Brightline", "account", "payment", "delivery", "bank",
-                 "billing", "warranty", "cancel", "business days", "email")
-
-
 def _gguf_reply(registry, demo_paths, model_id: str, question: str) -> str:
     from llama_cpp import Llama
 
@@ -177,8 +173,38 @@ def test_gguf_chats_through_its_template(registry, demo_paths, model_id):
     reply = _gguf_reply(registry, demo_paths, model_id, "Hi, where is my order BL-12345?")
     assert reply.strip(), f"{model_id} produced an empty answer"
     assert "<|" not in reply and "assistant" not in reply[:12], reply
-    if model_id == "demo-support":
-        assert any(word in reply for word in SUPPORT_WORDS), f"not a support answer: {reply!r}"
+
+
+def _reply_nll(registry, demo_paths, model_id: str, dialogues: list[list[dict]]) -> float:
+    """Mean negative log-likelihood per token that the GGUF (through llama.cpp) gives each dialogue's first reply."""
+    import numpy as np
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    llm = Llama(model_path=str(demo_paths[model_id]), n_ctx=registry.get(model_id).context_length, n_threads=2,
+                logits_all=True, verbose=False)
+    text = [llm.detokenize([t], special=True).decode() for t in (llm.token_eos(), llm.token_bos())]
+    template = Jinja2ChatFormatter(llm.metadata["tokenizer.chat_template"], eos_token=text[0], bos_token=text[1])
+    total, count = 0.0, 0
+    for messages in dialogues:
+        first = next(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        prompt = llm.tokenize(template(messages=messages[:first]).prompt.encode(), add_bos=False, special=True)
+        reply = llm.tokenize(messages[first]["content"].encode(), add_bos=False, special=False)
+        llm.reset()
+        llm.eval(prompt + reply)
+        logits = np.asarray(llm.scores[len(prompt) - 1:len(prompt) + len(reply) - 1], dtype=np.float64)
+        logz = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+        total += float((logz - logits[np.arange(len(reply)), reply]).sum())
+        count += len(reply)
+    return total / count
+
+
+def test_support_gguf_prefers_held_out_support_replies(registry, demo_paths):
+    # A property of the fine-tune that does not depend on the words it happens to sample on this CPU: through
+    # llama.cpp, its GGUF finds held-out support replies far more likely than the base's GGUF does.
+    dialogues = [r["messages"] for r in _records(DATA / "support_test.jsonl")[:12]]
+    base, support = (_reply_nll(registry, demo_paths, m, dialogues) for m in ("demo-base", "demo-support"))
+    assert support < 0.7 * base, (base, support)
 
 
 # ---------------------------------------------------------------- training code on a toy-sized model

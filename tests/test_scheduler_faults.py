@@ -19,6 +19,7 @@ from serving.config import ServingSettings
 from serving.engine import ChatRequest, Engine
 from serving.errors import InvalidInput, ModelUnavailable
 from serving.generation import GenerationSettings
+from tests.greedy import same_or_near_tie
 
 pytestmark = pytest.mark.slow
 MODEL = "smollm2-135m-instruct"
@@ -27,7 +28,9 @@ ENDLESS = GenerationSettings(temperature=0.0, max_new_tokens=160, seed=0, ignore
 PERSONA = {"role": "system", "content": (
     "You are the Order Assistant of an online shop. Answer only the customer's last message. Help with "
     "placing, tracking, changing and cancelling orders, delivery, returns and refunds. Be concise.")}
-OTHER = {"role": "system", "content": "You are a poet. Answer every question with a short rhyme about the sea."}
+OTHER = {"role": "system", "content": (  # longer than PERSONA: its KV would cover all a borrower takes from PERSONA
+    "You are a poet who lives by the sea. Answer every question with a short rhyme about waves, gulls, salt, "
+    "boats and the tide. Never answer in prose, never give advice, never mention shops, orders or deliveries.")}
 
 
 def ask(text: str, settings=GREEDY, system=PERSONA, conversation: str | None = None) -> ChatRequest:
@@ -36,6 +39,10 @@ def ask(text: str, settings=GREEDY, system=PERSONA, conversation: str | None = N
 
 def make(registry, **settings) -> Engine:
     return Engine(registry, ServingSettings(ram_budget_mb=4096, **settings))
+
+
+def scheduler_model(engine: Engine):
+    return engine.pool._loaded[MODEL].model
 
 
 def scheduler_of(engine: Engine):
@@ -90,7 +97,8 @@ def test_a_stop_in_the_middle_of_a_prompt_step_never_kills_another_visitors_answ
             aborted += b["stats"].finish_reason == "cancelled"
         a["thread"].join(300)
         assert "error" not in a, f"A's answer was killed by B's Stop: {a['error']!r}"
-        assert a["text"] == alone and a["stats"].finish_reason == "length"
+        assert not same_or_near_tie(scheduler_model(engine), ask("Tell me about delivery.").messages, a["text"], alone)
+        assert a["stats"].finish_reason == "length"
         assert aborted == 4 and scheduler.counts["aborted_steps"] >= 1 and scheduler.alive
     finally:
         engine.close()
@@ -125,8 +133,12 @@ def test_a_conversation_restored_from_ram_never_lands_in_a_slot_with_a_pending_c
         assert scheduler.cached_tokens("x") and scheduler.saved_bytes() > 0  # x went to RAM, z took slot 0
         with scheduler._cond:  # one admission pass: y borrows z's persona prefix (slot 0), x comes back from RAM
             jobs = [raw_job(model, y, "y"), raw_job(model, x2, "x")]
-        assert [text_of(job) for job in jobs] == expected
-        assert scheduler.counts["copies"] >= 1
+        problems = [same_or_near_tie(model, m, text_of(job), e) for m, job, e in zip((y, x2), jobs, expected)]
+        assert not any(problems), problems
+        # Whether a restore there shows in y's answer depends on where llama.cpp puts the restored cells in the
+        # stream (before the fix this test once saw y answer with x's rhyme about waves, once not): so the rule
+        # itself is checked too. x was not restored under the queued copy; it was read again.
+        assert scheduler.counts["copies"] >= 2 and scheduler.counts["restores_skipped"] == 1
     finally:
         engine.close()
 

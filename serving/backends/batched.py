@@ -536,9 +536,9 @@ class Scheduler:
         tail = job.decoder.decode(b"", final=True)
         if tail and reason != "cancelled":
             job.events.put(Piece(tail))
-        job.events.put(Finished(reason, len(job.prompt), job.n_out, job.reused))
         self._job_s = 0.8 * self._job_s + 0.2 * (time.monotonic() - job.enqueued)
         job.sampler.close()
-        with self._cond:
+        with self._cond:  # the slot is free before the caller hears the end (it may count free slots then)
             slot.job, slot.used = None, time.monotonic()  # its KV stays: a later prompt may share its prefix
             self._cond.notify_all()
+        job.events.put(Finished(reason, len(job.prompt), job.n_out, job.reused))

@@ -4,8 +4,8 @@ UI only. Answers come from `serving.engine.Engine` (one validation path: `Engine
 `serving.transcript` objects kept in the visitor's browser (`gr.BrowserState`; the server stores none), listed
 in a sidebar (new, rename, delete, switch), exported as Markdown/JSON and imported back. A user message can be
 edited (the old continuation stays as a branch), a cut-off answer continued, and a meter shows the context used.
-Under each answer a collapsed "Sources" block lists the help-center passages and order records it was given
-(kept with the answer; shown in the Chatbot only, never sent back to the model as history).
+Under the chat, a collapsed "Sources" block lists the help-center passages and order records the latest answer
+was given (kept with each answer in the conversation and its exports; never sent back to the model as history).
 A page makes one `Chat` with its personas and calls `build_chat` with its own persona and model pickers (a
 Dropdown, or a fixed `gr.State`) and settings (sliders or fixed states). `SLIDERS`, `slider`, `model_label`
 and `footer` are also what the compare page uses.
@@ -61,9 +61,9 @@ def footer(stats: GenerationStats | AnswerStats | None) -> str:
 
 
 def sources_html(sources: Sequence[Source]) -> str:
-    """What an answer was given, as one collapsed HTML block to put under it: "Sources: 2 passages, 1 order
-    record", opening to each title, which opens to its excerpt and reference. One line (Markdown ends an HTML
-    block at a blank line), every text escaped."""
+    """What an answer was given, as one collapsed HTML block: "Sources: 2 passages, 1 order record", opening to
+    each title, which opens to its excerpt and reference. One line (Markdown ends an HTML block at a blank line),
+    every text escaped."""
     if not sources:
         return ""
     articles = sum(s.kind == "article" for s in sources)
@@ -72,16 +72,17 @@ def sources_html(sources: Sequence[Source]) -> str:
     items = "".join(f'<li><details class="iris-source"><summary>{escape(s.title)}</summary><p>{_lines(s.excerpt)}</p>'
                     f'<p><code>{escape(s.ref)}</code></p></details></li>' for s in sources)
     summary = f"Sources: {', '.join(counts)}"
-    return f'\n\n<details class="iris-sources"><summary>{summary}</summary><ul>{items}</ul></details>'
+    return f'<details class="iris-sources"><summary>{summary}</summary><ul>{items}</ul></details>'
 
 
 def _lines(text: str) -> str:
     return "<br>".join(escape(line) for line in text.splitlines() if line.strip())
 
 
-def displayed(messages: Sequence[Message]) -> list[dict]:
-    """The Chatbot's messages: each answer with its sources under it (the engine gets `Message.chat()`)."""
-    return [{"role": m.role, "content": m.content + sources_html(m.sources)} for m in messages]
+def last_sources(conversation: Conversation | None) -> str:
+    """The sources block of the conversation's latest answer ("" when it ends with a question or has none)."""
+    last = conversation.messages[-1] if conversation and conversation.messages else None
+    return sources_html(last.sources) if last and last.role == "assistant" else ""
 
 
 def context_line(used: int, limit: int, dropped: int, reserve: int) -> str:
@@ -182,10 +183,11 @@ class Chat:
             yield self.view(library, before, message=typed)
             raise
         continuing = conversation.messages[-1].role == "assistant"
-        shown = displayed(conversation.messages[:-1] if continuing else conversation.messages)
-        shown.append({"role": "assistant", "content": conversation.messages[-1].content if continuing else ""})
+        shown = conversation.chat() + ([] if continuing else [{"role": "assistant", "content": ""}])
         notice, status = "", ""
-        yield [shown, gr.skip(), "", gr.skip(), notice, status, gr.update(visible=False), gr.skip(), gr.skip()]
+        # The question is kept (and its conversation opened) at once, so Stop finds a new conversation's first answer.
+        yield [shown, library.put(conversation).stored(), "", gr.skip(), notice, status, gr.update(visible=False),
+               gr.skip(), gr.skip(), ""]
         try:
             for batch in self.stream(request, progress):
                 for kind, value in batch:
@@ -202,7 +204,8 @@ class Chat:
                         return
                     else:
                         log.debug("%s: ignored a %r event", self.page, kind)
-                yield [list(shown), gr.skip(), "", gr.skip(), notice, status, gr.skip(), gr.skip(), gr.skip()]
+                yield [list(shown), gr.skip(), "", gr.skip(), notice, status, gr.skip(), gr.skip(), gr.skip(),
+                       gr.skip()]
         except gr.Error:
             yield self.view(library, before, message=typed, notice=notice)
             raise
@@ -396,12 +399,12 @@ class Chat:
              notice: str = "") -> list:
         """The chat's outputs (`ChatView.outputs`) for `conversation` open in `library`."""
         branches = conversation.branches if conversation else []
-        return [displayed(conversation.messages) if conversation else [], library.stored(), message,
+        return [conversation.chat() if conversation else [], library.stored(), message,
                 footer(conversation.last_stats() if conversation else None), notice, "",
                 gr.update(visible=bool(conversation and conversation.cut_off())),
                 gr.update(choices=library.choices(), value=library.active),
                 gr.update(choices=[(b.label(), i) for i, b in enumerate(branches)], value=None,
-                          visible=bool(branches))]
+                          visible=bool(branches)), last_sources(conversation)]
 
 
 @dataclass
@@ -417,6 +420,8 @@ class ChatView:
     continue_button: gr.Button
     conversations: gr.Radio
     branches: gr.Dropdown
+    sources: gr.Markdown
+    """The latest answer's sources, right under the chat."""
     send: gr.Button
     active: gr.State
     """[persona id, model id] of the open conversation (a page compares its pickers with it)."""
@@ -428,7 +433,7 @@ class ChatView:
     @property
     def outputs(self) -> list:
         return [self.chatbot, self.store, self.message, self.footer, self.notice, self.status,
-                self.continue_button, self.conversations, self.branches]
+                self.continue_button, self.conversations, self.branches, self.sources]
 
 
 def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings: list[gr.Component],
@@ -447,6 +452,7 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
     chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], label=label, elem_id=ids["chatbot"],
                          feedback_options=None, editable="user", render_markdown=True,
                          max_height="60vh", min_height=240)
+    sources = gr.Markdown("", elem_id=f"{prefix}sources")
     status = gr.Markdown("", elem_id=f"{prefix}status")
     with gr.Row(equal_height=True):
         message = gr.Textbox(placeholder=placeholder, show_label=False, scale=6, min_width=150,
@@ -459,7 +465,7 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
         more = gr.Button("Continue", size="sm", min_width=60, visible=False, elem_id=f"{prefix}continue")
     meter = gr.Markdown("", elem_id=f"{prefix}meter")
     view = ChatView(chatbot, store, message, gr.Markdown("", elem_id=ids["footer"]), notice, status, more,
-                    side["list"], branches, send, gr.State([persona.value, model.value]), [], [])
+                    side["list"], branches, sources, send, gr.State([persona.value, model.value]), [], [])
     state = [store, persona, model, *settings]
     follow = [persona, model, view.active, *settings]
     measured = {"fn": chat.meter, "inputs": state, "outputs": meter, "show_progress": "hidden", **PRIVATE}

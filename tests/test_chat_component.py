@@ -58,7 +58,7 @@ def test_new_select_rename_and_delete(chat):
     view = chat.new(store)
     assert view[0] == [] and view[1]["active"] is None and len(view[1]["conversations"]) == 2
     opened = chat.select(two.id, view[1])
-    assert opened[0][0]["content"] == "two?" and opened[9:12] == ["order_assistant", "demo-support",
+    assert opened[0][0]["content"] == "two?" and opened[10:13] == ["order_assistant", "demo-support",
                                                                    ["order_assistant", "demo-support"]]
     renamed = chat.rename("  My   parcel ", opened[1])
     assert renamed[1]["conversations"][0]["title"] == "My parcel"

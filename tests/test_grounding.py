@@ -206,9 +206,9 @@ def test_a_bad_knowledge_folder_stops_the_app_at_start_naming_the_file(tmp_path)
 
 # ---------------------------------------------------------------- sources in the chat component and in /chat
 
-def test_sources_show_under_their_answer_and_never_go_back_to_the_model(registry):
+def test_sources_show_under_the_chat_and_never_go_back_to_the_model(registry):
     from pages.chat import Chat
-    from serving.transcript import Conversation, Library, Message, ModelRef, load_transcript, to_json
+    from serving.transcript import Conversation, Library, Message, ModelRef, load_transcript, to_json, to_markdown
 
     order = Source(kind="order", title=f"Order {SHIPPED.id}", ref=SHIPPED.id, excerpt=SHIPPED.describe())
     article = Source(kind="article", title="Returns > <Window>", ref="shop/returns.md#window", excerpt="30 days\n\nor 60")
@@ -216,15 +216,19 @@ def test_sources_show_under_their_answer_and_never_go_back_to_the_model(registry
         Message(role="user", content="Where is it?"),
         Message(role="assistant", content="On its way.", sources=[article, order])])
     chat = Chat(Engine(registry, ServingSettings(ram_budget_mb=64)), load_personas().group("support"), "test")
-    shown = chat.view(Library().put(conversation), conversation)[0]
-    assert shown[0] == {"role": "user", "content": "Where is it?"}
-    block = shown[1]["content"]
-    assert block.startswith("On its way.\n\n<details class=\"iris-sources\"><summary>Sources: 1 passage, 1 order record")
+    view = chat.view(Library().put(conversation), conversation)
+    assert view[0] == conversation.chat() == [{"role": "user", "content": "Where is it?"},
+                                              {"role": "assistant", "content": "On its way."}]  # what the engine gets
+    block = view[-1]
+    assert block.startswith('<details class="iris-sources"><summary>Sources: 1 passage, 1 order record</summary>')
     assert "<summary>Returns &gt; &lt;Window&gt;</summary><p>30 days<br>or 60</p>" in block  # escaped, one line
-    assert f"<summary>Order {SHIPPED.id}</summary>" in block and "\n\n" not in block.split("<details", 1)[1]
-    assert conversation.chat()[1] == {"role": "assistant", "content": "On its way."}  # what the engine gets
+    assert f"<summary>Order {SHIPPED.id}</summary>" in block and "\n" not in block
+    asked = conversation.model_copy(update={"messages": [*conversation.messages, Message(role="user", content="?")]})
+    assert chat.view(Library().put(asked), asked)[-1] == ""  # a new question: the old answer's sources go
     kept = load_transcript(to_json(conversation), ServingSettings())
     assert kept.messages[1].sources == [article, order]
+    assert f"Sources: Returns > <Window> (`shop/returns.md#window`); Order {SHIPPED.id} (`{SHIPPED.id}`)" in \
+        to_markdown(conversation)
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Sources under a support answer in Debian's Chromium: the real app (app.py on loopback, its context layer built
 at start-up from the committed help center and orders) answers a question naming an order; whatever the model
-says, the answer carries a collapsed "Sources" block listing the passages and the order record it was given,
-each opening to its excerpt, and the block is still there after a reload (kept with the conversation)."""
+says, a collapsed "Sources" block under the chat lists the passages and the order record the answer was given,
+each opening to its excerpt, and it is still there after a reload (kept with the conversation)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from training.demo.orders import ORDERS_CSV
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ANSWER_TIMEOUT_MS = 180_000  # waits for the answer to finish, however slow the model is here
 BOT = "#chatbot [data-testid='bot']"
+SOURCES = "#chat-sources details.iris-sources"
 ORDER = next(o for o in read_orders_csv(ORDERS_CSV) if o.status == "shipped")
 
 
@@ -23,7 +24,7 @@ def test_sources_appear_under_the_answer_and_open_to_their_excerpts(app_url, chr
     open_page(page, app_url, "/")
     page.locator("#message textarea").fill(f"Where is my order {ORDER.id}? How long does shipping take?")
     page.locator("#send").click()
-    sources = page.locator(f"{BOT} details.iris-sources")
+    sources = page.locator(SOURCES)
     expect(sources).to_have_count(1, timeout=ANSWER_TIMEOUT_MS)  # attached when the answer is done
     summary = sources.locator("summary").first
     expect(summary).to_contain_text("passage")
@@ -39,4 +40,5 @@ def test_sources_appear_under_the_answer_and_open_to_their_excerpts(app_url, chr
     expect(excerpt).to_contain_text(f"Order {ORDER.id}: status shipped")
     page.reload()
     open_page(page, app_url, "/")
-    expect(page.locator(f"{BOT} details.iris-sources")).to_have_count(1)
+    expect(page.locator(SOURCES)).to_have_count(1)
+    expect(page.locator(BOT)).to_have_count(1)

@@ -87,7 +87,7 @@ def worker_engine(args) -> float:
 def worker_app(args) -> float:
     """Aggregate tokens/s of N gradio_client visitors calling the app's `/chat` over loopback HTTP."""
     sys.path.insert(0, str(REPO))
-    from gradio_client import Client
+    from bench_batching import _connect as connect
 
     from tests.browser import free_port
 
@@ -111,19 +111,6 @@ def worker_app(args) -> float:
     finally:
         app.terminate()
         app.wait(timeout=30)
-
-
-def connect(url: str):
-    from gradio_client import Client
-
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            return Client(url, verbose=False)
-        except Exception:  # the app is still starting
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
 
 
 def fresh(args, side: str) -> float:

@@ -14,6 +14,7 @@ import os
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("training.stages.export", "HF_DIR OUT.gguf: convert a Llama folder to GGUF; MODEL_ID: run stage 4"),
+    "export-adapter": ("training.export.adapter", "RUN_OR_ADAPTER_DIR OUT.gguf: peft LoRA adapter -> llama.cpp LoRA GGUF"),
     "import-gguf": ("training.export.gguf_import", "MODEL.gguf HF_DIR: a Llama GGUF as a Hugging Face folder (training base)"),
     "random-model": ("training.random_model", "create a randomly initialised model shaped like a real one"),
     "build-demo": ("training.demo.build", "build the offline demo models (demo-base, demo-support)"),

@@ -211,20 +211,30 @@ def _weight_files(hf_dir: Path) -> dict[str, Path]:
     raise ExportError(f"{hf_dir} has no model.safetensors or model.safetensors.index.json")
 
 
+def gguf_tensor_name(hf_name: str) -> tuple[str, str | None] | None:
+    """(GGUF name, head count to `permute_for_gguf` with or None) of one HF Llama tensor; None if not one.
+
+    The one naming rule for model and adapter exports (training/export/adapter.py names LoRA pairs by it).
+    """
+    match = _LAYER_RE.match(hf_name)
+    if match and match.group(2) in _LAYER_TENSORS:
+        gguf_suffix, heads = _LAYER_TENSORS[match.group(2)]
+        return f"blk.{match.group(1)}.{gguf_suffix}", heads
+    if hf_name in _GLOBAL_TENSORS:
+        return _GLOBAL_TENSORS[hf_name], None
+    return None
+
+
 def gguf_tensor_plan(hf_names: list[str], spec: LlamaSpec) -> list[tuple[str, str, str | None]]:
     """(hf name, gguf name, permute-with) for every tensor to write, in file order; refuses unknown tensors."""
     plan = []
     for hf_name in hf_names:
         if hf_name.endswith("rotary_emb.inv_freq") or (hf_name == "lm_head.weight" and spec.tied_embeddings):
             continue  # recomputed by llama.cpp / shared with token_embd
-        match = _LAYER_RE.match(hf_name)
-        if match and match.group(2) in _LAYER_TENSORS:
-            gguf_suffix, heads = _LAYER_TENSORS[match.group(2)]
-            plan.append((hf_name, f"blk.{match.group(1)}.{gguf_suffix}", heads))
-        elif hf_name in _GLOBAL_TENSORS:
-            plan.append((hf_name, _GLOBAL_TENSORS[hf_name], None))
-        else:
+        mapped = gguf_tensor_name(hf_name)
+        if mapped is None:
             raise ExportError(f"tensor {hf_name!r} is not part of a Llama model; cannot map it to GGUF")
+        plan.append((hf_name, *mapped))
     if not spec.tied_embeddings and "lm_head.weight" not in hf_names:
         raise ExportError("config says tie_word_embeddings=false but the weights have no lm_head.weight")
     return sorted(plan, key=lambda item: _tensor_order(item[1]))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.config import TEMPLATE_DATE
+from training.export.convert import ExportError
 
 # Unicode, emoji, code, whitespace runs, numbers and special tokens: the places tokenizers disagree.
 TOKENIZER_CORPUS: tuple[str, ...] = (
@@ -105,10 +106,38 @@ def check_tokenization(hf_dir: Path, gguf_path: Path, corpus: tuple[str, ...] = 
     return {"passed": not mismatches, "texts": len(corpus), "mismatches": mismatches}
 
 
-def gguf_logits(gguf_path: Path, batch: list[list[int]]) -> list[np.ndarray]:
-    """llama.cpp logits at every position of each token list (n_tokens x n_vocab, float32), one model load."""
+def _llama_lora(gguf_path: Path, lora_path: Path | None, **kwargs):
+    """`_llama` with the LoRA GGUF `lora_path` (if any) applied at scale 1, or ExportError if llama.cpp refuses it.
+
+    Through the low-level API: llama-cpp-python 0.3.36's `Llama(lora_path=...)` tests
+    `llama_adapter_lora_init`'s result with `is None`, but ctypes hands back a NULL pointer object, not
+    None, so an adapter llama.cpp refuses (wrong base, wrong shapes) is silently not applied there.
+    The adapter is freed with the model (llama.h: "loaded adapters will be free when the associated
+    model is deleted").
+    """
+    import ctypes
+
+    import llama_cpp
+
+    llm = _llama(gguf_path, **kwargs)
+    if lora_path is None:
+        return llm
+    adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, str(lora_path).encode("utf-8"))
+    if not adapter:  # NULL: llama_adapter_lora_init caught llama.cpp's exception and logged its reason
+        raise ExportError(f"llama.cpp refused the LoRA adapter {lora_path} over {gguf_path} (wrong base model?)")
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+    if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(1.0)) != 0:
+        raise ExportError(f"llama.cpp could not apply the LoRA adapter {lora_path} to its context")
+    return llm
+
+
+def gguf_logits(gguf_path: Path, batch: list[list[int]], lora_path: Path | None = None) -> list[np.ndarray]:
+    """llama.cpp logits at every position of each token list (n_tokens x n_vocab, float32), one model load.
+
+    `lora_path`: a LoRA GGUF applied at scale 1 over the model (`_llama_lora`).
+    """
     longest = max(64, *(len(ids) for ids in batch))
-    llm = _llama(gguf_path, logits_all=True, n_ctx=longest, n_batch=longest)
+    llm = _llama_lora(gguf_path, lora_path, logits_all=True, n_ctx=longest, n_batch=longest)
     results = []
     for ids in batch:
         llm.reset()
@@ -117,12 +146,35 @@ def gguf_logits(gguf_path: Path, batch: list[list[int]]) -> list[np.ndarray]:
     return results
 
 
+def gguf_greedy(gguf_path: Path, batch: list[list[int]], n_new: int, lora_path: Path | None = None) -> list[list[int]]:
+    """The `n_new` argmax tokens llama.cpp appends to each token list (no sampler, no stop at EOS)."""
+    longest = max(64, *(len(ids) + n_new for ids in batch))
+    llm = _llama_lora(gguf_path, lora_path, logits_all=True, n_ctx=longest, n_batch=longest)  # scores need it
+    results = []
+    for ids in batch:
+        llm.reset()
+        llm.eval(ids)
+        new: list[int] = []
+        for _ in range(n_new):
+            new.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+            llm.eval(new[-1:])
+        results.append(new)
+    return results
+
+
 def hf_logits(hf_dir: Path, batch: list[list[int]]) -> list[np.ndarray]:
     """Float32 logits of the HF model for each token list."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    return model_logits(AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32), batch)
+
+
+def model_logits(model, batch: list[list[int]]) -> list[np.ndarray]:
+    """Float32 logits of a loaded transformers model for each token list."""
+    import torch
+
+    model.eval()
     with torch.no_grad():
         return [model(torch.tensor([ids])).logits[0].float().numpy() for ids in batch]
 
@@ -148,13 +200,16 @@ def check_logits(hf_dir: Path, gguf_path: Path, prompts: tuple[str, ...] = LOGIT
     `argmax_equal` is the strict every-position comparison the tests assert on a tiny model.
     """
     batch = _prompt_ids(hf_dir, prompts)
-    want = hf_logits(hf_dir, batch)
-    got = gguf_logits(gguf_path, batch)
+    return compare_logits(hf_logits(hf_dir, batch), gguf_logits(gguf_path, batch))
+
+
+def compare_logits(want: list[np.ndarray], got: list[np.ndarray]) -> dict:
+    """`check_logits`' verdict on reference (`want`) and llama.cpp (`got`) logits of the same token lists."""
     spread = float(max(np.ptp(w) for w in want))
     tolerance = max(LOGITS_TOLERANCE, 0.01 * spread)
     max_diff = max(float(np.abs(w - g).max()) for w, g in zip(want, got))
     gaps = np.concatenate([_flip_gaps(w, g) for w, g in zip(want, got)])
-    return {"passed": max_diff <= tolerance, "positions": sum(len(ids) for ids in batch),
+    return {"passed": max_diff <= tolerance, "positions": sum(len(w) for w in want),
             "argmax_equal": gaps.size == 0, "argmax_flips": int(gaps.size),
             "max_flip_gap": float(gaps.max()) if gaps.size else 0.0,
             "max_abs_diff": max_diff, "tolerance": tolerance, "logit_spread": spread}

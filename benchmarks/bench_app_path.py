@@ -1,7 +1,8 @@
 """Benchmark (a script, not a test): N visitors through the Gradio app over HTTP vs the same N in-process.
 
 Both sides serve the same GGUF with the same settings (N slots, greedy, answers that run to exactly `--tokens`
-tokens: `ignore_eos`), and both stream: in-process through `Engine.stream_batches` (what the pages and `/chat`
+tokens: `ignore_eos`) and the same requests (the order assistant persona, so the same grounded system turn and the
+same pre-read persona prefixes), and both stream: in-process through `Engine.stream_batches` (what the pages and `/chat`
 call), over HTTP through `/chat` with one gradio_client per visitor. Aggregate rate = N x tokens / wall time from
 the requests to the last answer's end. The ratio app / in-process is what the app's path (Gradio queue, HTTP
 streaming, JSON, the API function) costs the model. Each repeat runs in fresh processes, in-process first then the
@@ -63,18 +64,20 @@ def together(calls) -> float:
 def worker_engine(args) -> float:
     """Aggregate tokens/s of N visitors in-process, streaming as the pages do."""
     sys.path.insert(0, str(REPO))
+    from app import load_context
     from serving.config import ServingSettings
     from serving.engine import ChatRequest, Engine
     from serving.registry import load_registry
 
     registry = load_registry(write_registry(Path(tempfile.mkdtemp()), args.model, args.n_ctx, args.tokens))
-    engine = Engine(registry, ServingSettings(slots=args.visitors, ram_budget_mb=16384, max_queue=16))
+    personas, context = load_context()  # as app.py: /chat's persona writes a grounded system turn
+    engine = Engine(registry, ServingSettings(slots=args.visitors, ram_budget_mb=16384, max_queue=16),
+                    personas=personas, context=context)
     settings = registry.get("bench").generation
-    system = {"role": "system", "content": "You are the Order Assistant of an online shop. Be concise."}
 
-    def ask(i: int) -> None:
-        request = ChatRequest("bench", [system, {"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-                              settings, f"c{i}")
+    def ask(i: int) -> None:  # what /chat sends: the persona, the question, a one-off conversation
+        request = ChatRequest("bench", [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}], settings,
+                              f"c{i}", persona_id="order_assistant")
         for _ in engine.stream_batches(request):
             pass
 

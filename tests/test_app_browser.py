@@ -5,6 +5,7 @@ test's from a model that cannot end an answer by itself (`endless_app_url`), so 
 """
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser import open_page
 
@@ -128,5 +129,13 @@ def test_example_prompt_quick_action_retry_and_clear(app_url, chromium_page):
     page.locator("#retry").click()  # answers the same question again, replacing the answer
     wait_for_answer(page, 1, shown)
     assert page.locator(BOT).count() == 1 and page.locator("#chatbot [data-testid='user']").count() == 1
-    page.locator("#clear").click()
-    page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0")
+    # Clear cancels the answer's event chain; a click that lands while the chain's last update is in flight can
+    # be overwritten by that update (seen once in a full CI run on a loaded box), so clear until it holds.
+    for _ in range(5):
+        page.locator("#clear").click()
+        try:
+            page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length === 0", timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    assert page.locator(BOT).count() == 0

@@ -29,16 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-QUESTIONS = ["My order 48213 has not moved for three days; what should I do?",
-             "How do I return a kettle that arrived broken?",
-             "Can I change the delivery address of an order that has shipped?",
-             "What does express shipping to Norway cost?",
-             "The parcel came damaged and the box was wet. What now?",
-             "Please cancel order 5521, I ordered the wrong size.",
-             "Do you price-match if the item gets cheaper next week?",
-             "Where do I find the invoice for my last purchase?"]
-
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_batching import QUESTIONS, _connect as connect  # noqa: E402  the same questions, one connect helper
 def write_registry(folder: Path, model: Path, n_ctx: int, tokens: int) -> Path:
     path = folder / "registry.yaml"
     entry = {"id": "bench", "display_name": "bench", "kind": "base", "context_length": n_ctx,
@@ -90,8 +82,6 @@ def worker_engine(args) -> float:
 def worker_app(args) -> float:
     """Aggregate tokens/s of N gradio_client visitors calling the app's `/chat` over loopback HTTP."""
     sys.path.insert(0, str(REPO))
-    from bench_batching import _connect as connect
-
     from tests.browser import free_port
 
     folder = Path(tempfile.mkdtemp())

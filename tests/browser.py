@@ -137,6 +137,18 @@ def open_page(page, base_url: str, path: str = "/") -> None:
     page.wait_for_selector("footer", timeout=60_000)  # Gradio renders its footer once the app is mounted
 
 
+def settled_text(page, selector: str, quiet_ms: int = 300, timeout_ms: int = 30_000) -> str:
+    """The last `selector` element's text once it stopped changing for `quiet_ms`: a chat's Markdown renders
+    apart from the footer beside it, so the footer saying "done" does not mean the answer is on screen yet."""
+    page.wait_for_function(
+        "([sel, quiet]) => { const els = document.querySelectorAll(sel);"
+        " const t = els.length ? els[els.length - 1].innerText : null; const now = performance.now();"
+        " const w = window.__irisSettled ||= {}; if (w[sel]?.text !== t) { w[sel] = {text: t, at: now}; return false; }"
+        " return t !== null && now - w[sel].at >= quiet; }",
+        arg=[selector, quiet_ms], polling=50, timeout=timeout_ms)
+    return page.locator(selector).last.inner_text()
+
+
 @pytest.fixture(scope="session")
 def app_url() -> Iterator[str]:
     """Base URL of one offline app instance shared by the whole test session."""

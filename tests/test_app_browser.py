@@ -7,7 +7,7 @@ test's from a model that cannot end an answer by itself (`endless_app_url`), so 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser import open_page
+from tests.browser import open_page, settled_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -54,6 +54,7 @@ def wait_for_answer(page, count: int, previous_footer: str = "") -> str:
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= {count}")
     page.wait_for_function("([old]) => { const t = document.querySelector('#chat-footer').innerText;"
                            " return t.includes('tokens/s') && t !== old; }", arg=[previous_footer])
+    settled_text(page, BOT)
     return page.locator(BOT).nth(count - 1).inner_text()
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import open_page
+from tests.browser import open_page, settled_text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ANSWER_TIMEOUT_MS = 180_000  # the first answer may wait for a model load on a busy box
@@ -30,6 +30,7 @@ def answered(page, count: int, previous_footer: str = "") -> str:
     page.wait_for_function("([old]) => { const t = document.querySelector('#chat-footer').innerText;"
                            " return t.includes('tokens/s') && t !== old; }", arg=[previous_footer],
                            timeout=ANSWER_TIMEOUT_MS)
+    settled_text(page, BOT)
     return page.locator("#chat-footer").inner_text()
 
 
@@ -181,8 +182,9 @@ def test_an_answer_cut_off_by_the_token_limit_can_be_continued(endless_app_url, 
     before = page.locator(BOT).first.inner_text()
     page.locator("#chat-continue").click()
     answered(page, 1, footer)
+    expect(page.locator("#chat-footer")).to_contain_text(" 8 tokens ")  # the continuation ran to its limit too
     expect(page.locator(BOT)).to_have_count(1)  # the same answer goes on, no new one
-    after = page.locator(BOT).first.inner_text()
+    after = settled_text(page, BOT)
     assert after.startswith(before.rstrip()[:20]) and len(after) > len(before), (before, after)
     expect(page.locator("#chat-continue")).to_be_visible()  # cut off again at the limit: it may go on
 

@@ -15,6 +15,21 @@ def _hub_datasets(recipe: dict[str, Any]) -> list[str]:
     return [d["path"] for d in recipe["datasets"] if "/" in d["path"] and not d["path"].startswith((".", "/", "tests/", "data/"))]
 
 
+def _task_section(task: dict[str, Any] | None) -> list[str]:
+    """The eval's support task metric per held-out set, model and context (the eval report explains it)."""
+    if not task or "generated" not in task:
+        return []
+    lines = ["## Support task metric (held-out questions)", "",
+             "| set | model | context | facts stated | answers with an invented fact | unknown order: not found | "
+             "uncovered: said so |", "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for name, cells in task.items():
+        for who, by_context in cells.items():
+            for ctx, m in by_context.items():
+                lines.append(f"| {name} | {who} | {'with' if ctx == 'context' else 'without'} | {m['fact_recall']:.1%} "
+                             f"| {m['invented_answers']:.1%} | {m['unknown_not_found']:.1%} | {m['uncovered_said']:.1%} |")
+    return lines + [""]
+
+
 def build_card(entry: dict[str, Any], recipe: dict[str, Any], metrics: dict[str, Any]):
     """A ModelCard with YAML metadata (license, base model, datasets) and a body with every number."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -38,6 +53,7 @@ def build_card(entry: dict[str, Any], recipe: dict[str, Any], metrics: dict[str,
         "## Evaluation (held-out split, assistant tokens)", "",
         "| | loss | perplexity |", "| --- | ---: | ---: |",
         *[f"| {who} | {v.get('loss')} | {v.get('perplexity')} |" for who, v in heldout.items()], "",
+        *_task_section(metrics.get("eval", {}).get("task")),
         "## Recipe", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).strip(), "```", "",
     ]
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))

@@ -23,9 +23,14 @@ def read_messages(record: dict) -> list[dict[str, str]]:
     return turns
 
 
+# What a held-out row tells the support task metric (training/stages/task_metric.py): the facts its answer must
+# state, what kind of question it is, and the persona whose context it is asked with.
+EVAL_KEYS = {"facts": list, "kind": str, "persona": str}
+
+
 def convert(record: dict, options: dict[str, Any], report: SourceReport) -> Example:
-    facts = record.get("facts")  # what a held-out answer must state (training/stages/task_metric.py)
-    return {"messages": check_messages(read_messages(record)), **({"facts": facts} if isinstance(facts, list) else {})}
+    kept = {key: record[key] for key, kind in EVAL_KEYS.items() if isinstance(record.get(key), kind)}
+    return {"messages": check_messages(read_messages(record)), **kept}
 
 
 ADAPTER = AdapterSpec(

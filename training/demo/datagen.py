@@ -15,13 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
+import string
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from serving.context.layer import ContextLayer, ContextSettings, question_of
+from serving.context.orders import Order, day, read_orders_csv
+from serving.context.render import RequestContext, system_text
+from serving.personas import Persona, load_personas
 from training.demo import general_data as g
 from training.demo import support_data as s
+from training.demo.shop_facts import fact_values, shop_facts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "demo"
@@ -33,9 +38,6 @@ PERSONA_OF_INTENT = {"order_status": "order_assistant", "shipping": "order_assis
                      "payment": "billing_pricing", "billing_pricing": "billing_pricing",
                      "account_login": "technical_support", "technical": "technical_support",
                      "product_question": "sales_advisor"}
-# Shop policy facts a reply template states outright (slot values such as {days} are not facts).
-FACT_RE = re.compile(r"\$\d+(?:\.\d\d)?|\d+%|\d+ to \d+|\b\d+ (?:business days|days|minutes|hours|seconds)\b|"
-                     r"\b(?:one-year|two years)\b")
 Record = dict
 
 
@@ -135,11 +137,11 @@ def _exchanges(rng: random.Random, intent: s.Intent, case: s.Case, slots: dict[s
     return turns
 
 
-def support_dialogue(rng: random.Random) -> Record:
-    """One support conversation: 1 to 3 exchanges, sometimes with a system prompt."""
+def support_dialogue(rng: random.Random, facts: dict[str, str]) -> Record:
+    """One support conversation: 1 to 3 exchanges, sometimes with a system prompt (`facts`: the shop facts)."""
     intent = rng.choice(s.INTENTS)
     case = rng.choice(intent.cases)
-    slots = support_slots(rng)
+    slots = support_slots(rng) | facts
     turns = _exchanges(rng, intent, case, slots, case.openers, vague_share=0.35)
     if rng.random() < 0.15:
         turns += list(rng.choice(s.THANKS))
@@ -147,7 +149,7 @@ def support_dialogue(rng: random.Random) -> Record:
     return {"intent": intent.name, "messages": chat(*turns, system=system)}
 
 
-# ---------------------------------------------------------------- real-model support set
+# ---------------------------------------------------------------- real-model support set: answers from context
 
 
 def held_out(openers: tuple[str, ...]) -> tuple[str, ...]:
@@ -155,46 +157,209 @@ def held_out(openers: tuple[str, ...]) -> tuple[str, ...]:
     return openers[-1:] if len(openers) >= 2 else ()
 
 
-def persona_prompts(folder: Path = PERSONAS_DIR) -> dict[str, str]:
-    """{persona id: system prompt} of the support personas the intents map to."""
-    import yaml
-
-    return {pid: yaml.safe_load((folder / f"{pid}.yaml").read_text(encoding="utf-8"))["system_prompt"]
-            for pid in set(PERSONA_OF_INTENT.values())}
+def _trained(phrasings: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p for p in phrasings if p not in held_out(phrasings))
 
 
-def reply_facts(template: str, slots: dict[str, str], customer_gave_order: bool) -> list[str]:
-    """Facts an answer from `template` must state: its policy numbers, and the order id the customer gave."""
-    facts = FACT_RE.findall(template)
-    if customer_gave_order and "{order}" in template:
-        facts.append(slots["order"])
-    return list(dict.fromkeys(facts))
+def slot_names(template: str) -> list[str]:
+    """The `{slot}`s of a template, in order."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def _system_for(intent: str, personas: dict[str, str], rng: random.Random) -> str | None:
-    roll = rng.random()
-    return personas[PERSONA_OF_INTENT[intent]] if roll < 0.6 else rng.choice(s.SYSTEM_PROMPTS) if roll < 0.8 else None
+def reply_facts(template: str, values: dict[str, str], order_id: str | None = None) -> list[str]:
+    """Facts an answer from `template` must state: the values of its fact slots (shop facts, order record
+    fields; not wording slots such as {product}), then the order id the customer gave."""
+    facts = [values[name] for name in slot_names(template) if name in values]
+    return list(dict.fromkeys(facts + ([order_id] if order_id and "{order}" in template else [])))
 
 
-def support_train_dialogue(rng: random.Random, personas: dict[str, str]) -> Record:
-    """Like `support_dialogue`, but never with a held-out phrasing, and usually with the intent's persona."""
-    intent = rng.choice(s.INTENTS)
-    case = rng.choice(intent.cases)
+@dataclass(frozen=True)
+class Grounding:
+    """What the real-model set is written from: the app's personas, its context layer (the same retrieval and
+    order lookup a visitor's question goes through), the shop facts of the articles, and the order records."""
+
+    personas: dict[str, Persona]
+    layer: ContextLayer
+    facts: dict[str, str]
+    orders: tuple[Order, ...]
+
+    @classmethod
+    def load(cls, personas_dir: Path = PERSONAS_DIR, settings: ContextSettings = ContextSettings()) -> Grounding:
+        book = load_personas(personas_dir)
+        personas = {pid: book.get(pid) for pid in sorted(set(PERSONA_OF_INTENT.values()))}
+        knowledge = {p.knowledge_dir(personas_dir) for p in personas.values()}
+        if len(knowledge) != 1 or None in knowledge:
+            raise ValueError(f"the support personas must share one knowledge folder, not {sorted(map(str, knowledge))}")
+        return cls(personas, ContextLayer.from_personas(personas.values(), personas_dir, settings),
+                   fact_values(shop_facts(knowledge.pop())), tuple(read_orders_csv(settings.orders_csv)))
+
+    def context(self, persona_id: str, user_turns: list[str]) -> RequestContext:
+        """The context the engine gives `persona_id`'s answer to the last of `user_turns` (`Engine._grounded`)."""
+        return self.layer.for_request(self.personas[persona_id], question_of(user_turns), estimate_tokens,
+                                      self.layer.settings.budget_tokens(GROUNDING_N_CTX))
+
+    def system_turn(self, persona_id: str, context: RequestContext | None) -> str:
+        """The persona's system turn: its prompt, then the context (None: a persona without knowledge)."""
+        return system_text(self.personas[persona_id].system_prompt, context.text if context else "")
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of `text` at about four characters a token: the budget never binds on a support question's
+    four passages and order lines (tests check the model's tokenizer gives the same context)."""
+    return len(text) // 4 + 1
+
+
+def typed_order(order_id: str, rng: random.Random) -> str:
+    """`order_id` as a customer types it."""
+    number = order_id[3:]
+    return rng.choice((f"BL-{number}", f"#BL-{number}", f"bl{number}", f"BL{number}", f"#{number}"))
+
+
+def unknown_order_id(g: Grounding, rng: random.Random) -> str:
+    known = {o.id for o in g.orders}
+    while (order_id := f"BL-{rng.randint(10000, 99999)}") in known:
+        pass
+    return order_id
+
+
+def record_values(order: Order) -> dict[str, str]:
+    """An order record as reply slots, dates written as the context layer writes them."""
+    return {"order": order.id, "items": order.items, "ordered": day(order.ordered), "shipped": day(order.shipped),
+            "expected": day(order.expected), "delivered": day(order.delivered), "carrier": order.carrier,
+            "tracking": order.tracking, "total": f"${order.total}", "payment": order.payment,
+            "method": order.shipping_method}
+
+
+@dataclass(frozen=True)
+class Draft:
+    """One real-model dialogue before its system turn: who answers, the user turns, the answer and its facts."""
+
+    kind: str
+    """policy | order | unknown_order | malformed_order | uncovered | no_context."""
+    intent: str
+    persona: str
+    turns: list[str]
+    """User, assistant, user, ... ending with the answer."""
+    facts: list[str]
+    needs: tuple[str, ...] = ()
+    """Passages the context must hold for the answer to rest on it."""
+    order: str | None = None
+    """The order id whose record (or "not found" line) the context must hold."""
+
+
+def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[str, ...]) -> list[str]:
+    """The customer's question: the opener, or (sometimes, in training) a vague one, the order-number request and
+    the number."""
+    if vague and rng.random() < 0.3:
+        return [_customer(rng.choice(vague), slots, rng), rng.choice(s.ASK_ORDER),
+                add_typos(rng.choice(s.GIVE_ORDER).format(order=slots["order_typed"]), rng)]
+    return [_customer(opener, slots, rng)]
+
+
+def policy_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    intent = rng.choice([i for i in s.INTENTS if any(c.grounded for c in i.cases)])
+    case = rng.choice([c for c in intent.cases if c.grounded])
+    opener = held_out(case.real_openers())[0] if test else rng.choice(_trained(case.real_openers()))
     slots = support_slots(rng)
-    openers = tuple(o for o in case.openers if o not in held_out(case.openers))
-    turns = _exchanges(rng, intent, case, slots, openers, vague_share=0.3)
-    return {"intent": intent.name, "messages": chat(*turns, system=_system_for(intent.name, personas, rng))}
+    order = None
+    if "{order}" in opener:
+        order = rng.choice([o for o in g.orders if not case.order_status or o.status in case.order_status])
+        slots |= {"order": order.id, "order_typed": typed_order(order.id, rng)}
+    template = rng.choice(case.grounded)
+    answer = template.format(**(slots | g.facts))
+    return Draft("policy", intent.name, PERSONA_OF_INTENT[intent.name], [_customer(opener, slots, rng), answer],
+                 reply_facts(template, g.facts, order and order.id), case.source, order and order.id)
 
 
-def support_test_dialogue(rng: random.Random, personas: dict[str, str]) -> Record:
-    """One held-out question in a phrasing training never saw, the reference answer, and its `facts`."""
-    intent = rng.choice([i for i in s.INTENTS if any(held_out(c.openers) for c in i.cases)])
-    case = rng.choice([c for c in intent.cases if held_out(c.openers)])
+def order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    aspect = rng.choice(tuple(s.ORDER_QUESTIONS))
+    replies = s.ORDER_REPLIES[aspect]
+    order = rng.choice([o for o in g.orders if "any" in replies or o.status in replies])
+    template = replies.get(order.status, replies.get("any"))
+    questions = s.ORDER_QUESTIONS[aspect]
+    opener = held_out(questions)[0] if test else rng.choice(_trained(questions))
+    slots = support_slots(rng) | {"order": order.id, "order_typed": typed_order(order.id, rng)}
+    values = record_values(order) | g.facts
+    turns = _ask(slots, rng, opener, () if test else s.VAGUE_ORDER_QUESTIONS.get(aspect, ()))
+    facts = reply_facts(template, values, order.id)
+    if order.status in ("processing", "cancelled", "returned") and aspect == "status":
+        facts.append(order.status)
+    if aspect == "items":
+        facts += [item.split(" x ", 1)[1] for item in order.items.split("; ")]
+    persona = "billing_pricing" if aspect == "paid" else "order_assistant"
+    intent = "cancellation" if aspect == "cancel" else "order_status"
+    return Draft("order", intent, persona, turns + [template.format(**(slots | values))], facts,
+                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id)
+
+
+def unknown_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    aspect = rng.choice(("status", "paid", "cancel"))
+    questions = s.ORDER_QUESTIONS[aspect]
+    opener = held_out(questions)[0] if test else rng.choice(_trained(questions))
+    order_id = unknown_order_id(g, rng)
+    slots = support_slots(rng) | {"order": order_id, "order_typed": typed_order(order_id, rng)}
+    answer = rng.choice(s.UNKNOWN_ORDER_REPLIES).format(order=order_id)
+    return Draft("unknown_order", "order_status", "order_assistant", [_customer(opener, slots, rng), answer],
+                 [], (), order_id)
+
+
+def malformed_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    typed = rng.choice(("BL-", "#", "BL")) + str(rng.randint(10, 9999))
+    question = rng.choice(s.MALFORMED_ORDER_QUESTIONS).format(typed=typed)
+    return Draft("malformed_order", "order_status", "order_assistant",
+                 [question, s.MALFORMED_ORDER_REPLY.format(typed=typed)], [])
+
+
+def uncovered_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    questions = s.UNCOVERED_QUESTIONS[-UNCOVERED_HELD_OUT:] if test else s.UNCOVERED_QUESTIONS[:-UNCOVERED_HELD_OUT]
     slots = support_slots(rng)
-    opener = held_out(case.openers)[0]
-    template = rng.choice(case.replies)
-    messages = chat(_customer(opener, slots, rng), template.format(**slots), system=personas[PERSONA_OF_INTENT[intent.name]])
-    return {"intent": intent.name, "messages": messages, "facts": reply_facts(template, slots, "{order}" in opener)}
+    return Draft("uncovered", "uncovered", rng.choice(sorted(g.personas)),
+                 [_customer(rng.choice(questions), slots, rng), rng.choice(s.UNCOVERED_REPLIES)], [])
+
+
+def no_context_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    """A shop question with no context at all: the answer says it cannot know."""
+    draft = rng.choice((policy_draft, order_draft))(g, rng, test)
+    return replace(draft, kind="no_context", turns=draft.turns[:-1] + [rng.choice(s.NO_CONTEXT_REPLIES)], facts=[],
+                   needs=(), order=None)
+
+
+# (draft maker, share of the training split, share of the generated test split)
+DRAFTS = ((policy_draft, 0.5, 0.45), (order_draft, 0.22, 0.25), (unknown_order_draft, 0.08, 0.15),
+          (malformed_order_draft, 0.02, 0.0), (uncovered_draft, 0.1, 0.15), (no_context_draft, 0.08, 0.0))
+UNCOVERED_HELD_OUT = 4
+"""The last uncovered questions, kept for the generated test split."""
+GROUNDING_N_CTX = 2048
+"""Context size the context budget is computed for: the eval engine's (min(2048, n_ctx)); the app's 4096 gives
+the same passages (the budget does not bind; tests check both)."""
+
+
+def grounds(draft: Draft, context: RequestContext) -> bool:
+    """Whether `context` holds what the answer rests on: its passages, and its order's record or not-found line."""
+    refs = {source.ref for source in context.sources}
+    if not set(draft.needs) <= refs:
+        return False
+    if draft.kind == "unknown_order":
+        return f"No order found with id {draft.order}." in context.text
+    return draft.order is None or draft.order in refs
+
+
+def support_record(g: Grounding, rng: random.Random, test: bool = False) -> Record:
+    """One real-model dialogue whose system turn is what the app sends for its last question; drafts whose
+    context misses what the answer rests on (retrieval ranked the passage out) are drawn again."""
+    makers, train_weights, test_weights = zip(*DRAFTS)
+    while True:
+        draft = rng.choices(makers, test_weights if test else train_weights)[0](g, rng, test)
+        asked = draft.turns[:-1:2]
+        context = None if draft.kind == "no_context" else g.context(draft.persona, asked)
+        if context is None or grounds(draft, context):
+            break
+    system = g.system_turn(draft.persona, context)
+    if draft.kind == "no_context" and rng.random() < 0.3:
+        system = None
+    record = {"intent": draft.intent, "kind": draft.kind, "persona": draft.persona,
+              "messages": chat(*draft.turns, system=system)}
+    return {**record, "facts": draft.facts} if test else record
 
 
 # ---------------------------------------------------------------- general assistant
@@ -408,11 +573,12 @@ def generate(out_dir: Path = DEFAULT_DATA_DIR, seed: int = 0, sizes: DataSizes =
              support_dir: Path = SUPPORT_DATA_DIR) -> dict[str, Path]:
     """Write every bundled file under `out_dir` (and the real-model set under `support_dir`); returns {name: path}."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    support = list(_records(support_dialogue, sizes.support, seed))
+    facts = fact_values(shop_facts())
+    support = list(_records(lambda rng: support_dialogue(rng, facts), sizes.support, seed))
     seen = {json.dumps(r["messages"]) for r in support}
     files = {
         "support": support,
-        "support_test": list(_records(support_dialogue, sizes.support_test, seed + 1, seen)),
+        "support_test": list(_records(lambda rng: support_dialogue(rng, facts), sizes.support_test, seed + 1, seen)),
         "general": list(_records(general_record, sizes.general, seed + 2)),
         "study": list(_records(study_record, sizes.study, seed + 3)),
     }
@@ -426,12 +592,23 @@ def generate(out_dir: Path = DEFAULT_DATA_DIR, seed: int = 0, sizes: DataSizes =
     return {**paths, **generate_support(support_dir, seed, sizes)}
 
 
-def generate_support(out_dir: Path = SUPPORT_DATA_DIR, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict[str, Path]:
-    """Write data/support/{train,test}.jsonl, the real-model support set."""
+def quoted_sections() -> set[str]:
+    """Every passage a generated answer rests on."""
+    return {ref for i in s.INTENTS for c in i.cases if c.grounded for ref in c.source} | {
+        ref for refs in s.ORDER_SOURCES.values() for ref in refs}
+
+
+def generate_support(out_dir: Path = SUPPORT_DATA_DIR, seed: int = 0, sizes: DataSizes = DataSizes(),
+                     grounding: Grounding | None = None) -> dict[str, Path]:
+    """Write data/support/{train,test}.jsonl, the real-model support set (`grounding`: the app's personas,
+    context layer and orders by default)."""
+    quoted = quoted_sections() & s.HELDOUT_SECTIONS
+    if quoted:
+        raise ValueError(f"generated answers would quote the hand-written set's sections {sorted(quoted)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    personas = persona_prompts()
-    train = list(_records(lambda rng: support_train_dialogue(rng, personas), sizes.support_train, seed + 10))
-    test = list(_records(lambda rng: support_test_dialogue(rng, personas), sizes.support_heldout, seed + 11))
+    g = grounding or Grounding.load()
+    train = list(_records(lambda rng: support_record(g, rng), sizes.support_train, seed + 10))
+    test = list(_records(lambda rng: support_record(g, rng, test=True), sizes.support_heldout, seed + 11))
     paths = {"support_train": out_dir / "train.jsonl", "support_heldout": out_dir / "test.jsonl"}
     _write_jsonl(paths["support_train"], train)
     _write_jsonl(paths["support_heldout"], test)

@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from serving.config import ServingSettings
+from serving.context.layer import ContextLayer
 from serving.engine import ChatRequest, Engine
 from serving.generation import GenerationSettings
 from serving.progress import ProgressBar
 from serving.registry import QUANT_TYPES, parse_registry
 
 
-def eval_engine(ggufs: dict[str, str], n_ctx: int, folder: Path) -> Engine:
-    """An Engine serving each `label: path` GGUF as model id `label`, with the app's settings."""
+def eval_engine(ggufs: dict[str, str], n_ctx: int, folder: Path, context: ContextLayer | None = None) -> Engine:
+    """An Engine serving each `label: path` GGUF as model id `label`, with the app's settings (and `context`: the
+    app's context layer, which writes a persona request's system turn as it does for a visitor)."""
     models = [{"id": label, "display_name": label, "kind": "base", "context_length": n_ctx,
                "quant": next((q for q in QUANT_TYPES if q in Path(path).name.upper()), "Q4_K_M"),
                "source": {"local": {"path": str(Path(path).resolve())}}} for label, path in ggufs.items()]
     registry = parse_registry({"hub_owner": "iris-eval", "models": models}, folder / "eval-registry.yaml")
-    return Engine(registry, ServingSettings.from_env())
+    return Engine(registry, ServingSettings.from_env(), context=context)
 
 
 def greedy(max_new_tokens: int) -> GenerationSettings:
@@ -35,14 +37,17 @@ def greedy(max_new_tokens: int) -> GenerationSettings:
 
 
 def answer_all(engine: Engine, model_id: str, conversations: list[list[dict]], max_new_tokens: int,
-               response_format: dict | None = None) -> list[dict[str, Any]]:
-    """Greedy answers of `model_id` to each conversation (ending with a user message), with timings."""
+               response_format: dict | None = None, personas: list[str | None] | None = None) -> list[dict[str, Any]]:
+    """Greedy answers of `model_id` to each conversation (ending with a user message), with timings; with
+    `personas`, each conversation is that persona's (the engine writes its system turn) and the answer lists the
+    `sources` (passage and order refs) its context held."""
     answers = []
-    for messages in ProgressBar(conversations, desc=f"answering with {model_id}", leave=False):
+    for i, messages in enumerate(ProgressBar(conversations, desc=f"answering with {model_id}", leave=False)):
         started = time.perf_counter()
         text, stats = engine.complete(ChatRequest(model_id, messages, greedy(max_new_tokens),
-                                                  response_format=response_format))
+                                                  response_format=response_format,
+                                                  persona_id=personas[i] if personas else None))
         answers.append({"text": text, "tokens": stats.n_tokens, "finish": stats.finish_reason,
-                        "seconds": round(time.perf_counter() - started, 3)})
+                        "seconds": round(time.perf_counter() - started, 3), "sources": [s.ref for s in stats.sources]})
     return answers
 

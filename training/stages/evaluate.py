@@ -4,6 +4,11 @@
   base checkpoint and the merged fine-tune.
 - A fixed prompt set for the recipe's domain (eval_prompts.yaml) answered greedily by both GGUFs
   from the export stage through llama.cpp, i.e. exactly what the app serves.
+- The support task metric (task_metric.py) on held-out questions, when the test rows name their persona: the
+  generated test split and the hand-written set (data/support/heldout_handwritten.jsonl) each reported apart,
+  in four cells: base and fine-tune, each without context (the persona prompt alone) and with it (the system
+  turn the app's context layer writes for the question, through the same engine path a visitor's message
+  takes). Per cell: facts stated, invented facts, unknown orders said not found, uncovered questions said so.
 - Optional LLM-as-judge (judge.py) scoring both answers in both orders.
 Writes eval/report.json and eval/report.md.
 """
@@ -20,8 +25,11 @@ from typing import Any
 import yaml
 
 from training.stages.run import Run, StageError, add_run_arguments, file_sha256, open_run, run_stage, stage_errors, write_json_atomic
+from training.stages.task_eval import WHO, TaskOptions, md_cell, task_lines, task_summary
 
 PROMPTS_PATH = Path(__file__).resolve().parent / "eval_prompts.yaml"
+HANDWRITTEN = "heldout_handwritten.jsonl"
+"""The hand-written held-out set, looked for beside the first dataset's `test_path`."""
 DOMAINS = {"sharegpt": "general", "chat_jsonl": "general", "text": "general", "bitext": "support", "exam_jsonl": "study"}
 
 
@@ -29,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit for the prompt set")
     parser.add_argument("--heldout-rows", type=int, default=200, help="test examples used for held-out loss")
+    parser.add_argument("--task-rows", type=int, default=20,
+                        help="questions per held-out set in each of the four task-metric cells (0: all)")
+    parser.add_argument("--handwritten", default=None,
+                        help=f"hand-written held-out set (default: {HANDWRITTEN} beside the first test_path, if any)")
     parser.add_argument("--prompts", default=str(PROMPTS_PATH), help="YAML of domain -> prompts")
     parser.add_argument("--domain", default=None, help="prompt-set domain (default: from the first dataset's format)")
     parser.add_argument("--judge", default=None,
@@ -46,12 +58,23 @@ def domain_prompts(run: Run, prompts_file: Path, domain: str | None = None) -> t
 
 
 def evaluate(run: Run, max_new_tokens: int = 256, heldout_rows: int = 200, prompts_file: Path = PROMPTS_PATH,
-             judge: str | None = None, domain: str | None = None) -> dict[str, Any]:
+             judge: str | None = None, domain: str | None = None, task_rows: int = 20,
+             handwritten: Path | None = None) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
+    handwritten = handwritten or default_handwritten(run)
     inputs = {"export": run.upstream("export")["fingerprint"], "max_new_tokens": max_new_tokens,
-              "heldout_rows": heldout_rows, "prompts": file_sha256(Path(prompts_file)), "judge": judge, "domain": domain}
+              "heldout_rows": heldout_rows, "prompts": file_sha256(Path(prompts_file)), "judge": judge, "domain": domain,
+              "task_rows": task_rows, "handwritten": handwritten and file_sha256(handwritten)}
+    options = TaskOptions(max_new_tokens, task_rows, handwritten)
     return run_stage(run, "eval", inputs,
-                     lambda out: _evaluate(run, out, max_new_tokens, heldout_rows, Path(prompts_file), judge, domain))
+                     lambda out: _evaluate(run, out, heldout_rows, Path(prompts_file), judge, domain, options))
+
+
+def default_handwritten(run: Run) -> Path | None:
+    """`heldout_handwritten.jsonl` beside the first dataset's test file, when there is one."""
+    test_path = run.recipe.datasets[0].test_path
+    path = test_path and run.root / Path(test_path).parent / HANDWRITTEN
+    return path if path and path.is_file() else None
 
 
 # ---------------------------------------------------------------- held-out loss
@@ -130,25 +153,31 @@ def _make_judge(run: Run, judge: str):
     return gguf_judge(str(path))
 
 
-def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, prompts_file: Path,
-              judge: str | None, domain: str | None) -> dict[str, Any]:
+def _evaluate(run: Run, out: Path, heldout_rows: int, prompts_file: Path, judge: str | None, domain: str | None,
+              options: TaskOptions) -> dict[str, Any]:
+    from serving.context.layer import ContextLayer
+    from serving.personas import load_personas
     from training.stages.answers import answer_all, eval_engine  # llama.cpp: loaded only where answers are made
     from training.stages.prepare import read_jsonl
+    from training.stages.task_eval import grounded_task, task_sets
     from training.stages.task_metric import task_metric
 
+    max_new_tokens = options.max_new_tokens
     exported = run.upstream("export")["metrics"]
     test_rows = read_jsonl(run.dir / "prepare" / "test.jsonl")[:heldout_rows]
     base = run.base_checkpoint()
     heldout = {"base": heldout_loss(base, base, test_rows, "base"),
                "finetune": heldout_loss(str(run.dir / "merge" / "model"), base, test_rows, "fine-tune")}
     domain, prompts = domain_prompts(run, prompts_file, domain)
-    engine = eval_engine({"base": exported["base_gguf"], "finetune": exported["gguf"]},
-                         min(2048, run.entry.context_length), out)
+    sets = task_sets(read_jsonl(run.dir / "prepare" / "test.jsonl"), options)
+    context = ContextLayer.from_personas(load_personas().personas.values()) if sets else None
+    n_ctx = min(2048, run.entry.context_length)
+    engine = eval_engine({"base": exported["base_gguf"], "finetune": exported["gguf"]}, n_ctx, out, context)
     conversations = [[{"role": "user", "content": p}] for p in prompts]
-    answers = {who: answer_all(engine, who, conversations, max_new_tokens) for who in ("base", "finetune")}
+    answers = {who: answer_all(engine, who, conversations, max_new_tokens) for who in WHO}
     items = [{"prompt": p, "base": b, "finetune": t} for p, b, t in zip(prompts, answers["base"], answers["finetune"])]
-    task = task_metric(lambda who, questions: [a["text"] for a in answer_all(engine, who, questions, max_new_tokens)],
-                       test_rows)
+    task = grounded_task(engine, sets, max_new_tokens, n_ctx) if sets else task_metric(
+        lambda who, questions: [a["text"] for a in answer_all(engine, who, questions, max_new_tokens)], test_rows)
     if judge:
         from training.stages.judge import judge_pair
 
@@ -163,20 +192,16 @@ def _evaluate(run: Run, out: Path, max_new_tokens: int, heldout_rows: int, promp
     write_json_atomic(out / "report.json", report)
     (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
     return {"heldout": heldout, "domain": domain, "prompts": len(items), "judge": judge,
-            **({"task": task["metric"]} if task else {}),
+            **({"task": task_summary(task)} if task else {}),
             **({"judge_means": _judge_means(items)} if judge else {})}
 
 
 def _judge_means(items: list[dict[str, Any]]) -> dict[str, float | None]:
     means = {}
-    for who in ("base", "finetune"):
+    for who in WHO:
         scores = [sum(i["judge"][who].values()) / 3 for i in items if i.get("judge", {}).get(who)]
         means[who] = round(sum(scores) / len(scores), 3) if scores else None
     return means
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -192,9 +217,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| prompt | base | fine-tune |" + (" judge (base / fine-tune) |" if report["judge"] else ""),
         "| --- | --- | --- |" + (" --- |" if report["judge"] else ""),
     ]
-    lines[9:9] = _task_lines(report.get("task"))  # after the held-out table
+    lines[9:9] = task_lines(report.get("task"))  # after the held-out table
     for item in report["items"]:
-        row = f"| {_cell(item['prompt'])} | {_cell(item['base']['text'])} | {_cell(item['finetune']['text'])} |"
+        row = f"| {md_cell(item['prompt'])} | {md_cell(item['base']['text'])} | {md_cell(item['finetune']['text'])} |"
         if report["judge"]:
             j = item["judge"]
             fmt = lambda s: "n/a" if not s else f"{sum(s.values()) / 3:.2f}"  # noqa: E731
@@ -203,23 +228,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _task_lines(task: dict[str, Any] | None) -> list[str]:
-    """The task-metric table and three example answers (held-out questions with the facts they need)."""
-    if not task:
-        return []
-    m = task["metric"]
-    lines = [f"Task metric on {m['base']['answers']} held-out questions in phrasings training never saw "
-             f"({m['base']['facts']} shop facts, {m['base']['order_ids']} order ids):", "",
-             "| | facts stated | answers with every fact | order id echoed |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {label} | {m[who]['fact_recall']:.1%} | {m[who]['all_facts']:.1%} | {m[who]['order_id_echo']:.1%} |"
-              for who, label in (("base", "base"), ("finetune", "fine-tune"))]
-    lines += ["", "| question | facts | base | fine-tune |", "| --- | --- | --- | --- |"]
-    lines += [f"| {_cell(e['question'])} | {', '.join(e['facts'])} | {_cell(e['base'])} | {_cell(e['finetune'])} |"
-              for e in task["examples"][:3]]
-    return lines + [""]
-
-
 def main(args: argparse.Namespace) -> int:
     with stage_errors("eval"):
-        evaluate(open_run(args), args.max_new_tokens, args.heldout_rows, Path(args.prompts), args.judge, args.domain)
+        evaluate(open_run(args), args.max_new_tokens, args.heldout_rows, Path(args.prompts), args.judge, args.domain,
+                 args.task_rows, Path(args.handwritten) if args.handwritten else None)
     return 0

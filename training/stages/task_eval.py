@@ -1,0 +1,192 @@
+"""The support task evaluation of the eval stage: held-out questions asked four ways, scored by task_metric.
+
+Four cells: base and fine-tune, each without context (the persona's prompt alone as the system turn) and
+with it (the request names its persona and the engine writes the system turn from the app's context
+layer, exactly as for a visitor). Each held-out set (the generated test split, the hand-written set) is
+reported apart, on at most `task_rows` questions per set and cell, picked across the question kinds in turn.
+What each answer was given (for `invented_facts`) is the persona prompt, the context the layer gives the
+question and the user turns; the engine's own sources for the answer are compared with it and any
+difference is counted (`context_mismatches`), never hidden.
+Boundary: answers come from the `Engine` the eval stage passes in; this module loads no model itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serving.context.layer import question_of
+from serving.context.render import system_text
+from training.stages.task_metric import cell_score, states
+
+WHO = ("base", "finetune")
+CONTEXTS = ("no_context", "context")
+LABELS = {"base": "base", "finetune": "fine-tune", "no_context": "without", "context": "with"}
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How the task metric is run."""
+
+    max_new_tokens: int
+    """Answer length limit."""
+    task_rows: int = 20
+    """Questions per held-out set in each cell (0: all)."""
+    handwritten: Path | None = None
+    """The hand-written held-out set (JSONL rows with `messages`, `facts`, `kind`, `persona`), if any."""
+
+
+def pick(rows: list[dict], n: int) -> list[dict]:
+    """At most `n` rows (all when `n` is 0), taken from each kind in turn so every kind is asked; file order
+    within a kind."""
+    kinds: dict[str, list[dict]] = {}
+    for row in rows:
+        kinds.setdefault(row.get("kind", "policy"), []).append(row)
+    picked, queues = [], [list(q) for q in kinds.values()]
+    while queues and (n == 0 or len(picked) < n):
+        queues = [q for q in queues if q]
+        for queue in queues:
+            if queue and (n == 0 or len(picked) < n):
+                picked.append(queue.pop(0))
+    return picked
+
+
+def task_sets(test_rows: list[dict], options: TaskOptions) -> dict[str, list[dict]]:
+    """{set name: rows} of the held-out sets whose rows name a persona (none: the plain task metric applies)."""
+    import json
+
+    sets = {"generated": test_rows}
+    if options.handwritten is not None:
+        lines = Path(options.handwritten).read_text(encoding="utf-8").splitlines()
+        sets["handwritten"] = [json.loads(line) for line in lines if line.strip()]
+    usable = {name: [r for r in rows if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
+              for name, rows in sets.items()}
+    return {name: pick(rows, options.task_rows) for name, rows in usable.items() if rows}
+
+
+def _turns(row: dict) -> list[dict]:
+    """The conversation up to the reference answer, without any system turn (the cell decides that)."""
+    return [m for m in row["messages"][:-1] if m["role"] != "system"]
+
+
+def _given(engine, row: dict, with_context: bool, n_ctx: int) -> tuple[str, list[str]]:
+    """What the answer is given (system turn and user turns, as one text) and the refs of its context."""
+    from training.demo.datagen import estimate_tokens
+
+    persona = engine.personas.get(row["persona"])
+    asked = [m["content"] for m in _turns(row) if m["role"] == "user"]
+    if not with_context or engine.context is None:
+        return "\n".join([persona.system_prompt, *asked]), []
+    context = engine.context.for_request(persona, question_of(asked), estimate_tokens,
+                                         engine.context.settings.budget_tokens(n_ctx))
+    return "\n".join([system_text(persona.system_prompt, context.text), *asked]), [s.ref for s in context.sources]
+
+
+def _cell(engine, who: str, rows: list[dict], with_context: bool, max_new_tokens: int,
+          n_ctx: int) -> tuple[list[str], dict]:
+    from training.stages.answers import answer_all
+
+    if with_context:
+        answers = answer_all(engine, who, [_turns(r) for r in rows], max_new_tokens, personas=[r["persona"] for r in rows])
+    else:
+        conversations = [[{"role": "system", "content": engine.personas.get(r["persona"]).system_prompt}, *_turns(r)]
+                         for r in rows]
+        answers = answer_all(engine, who, conversations, max_new_tokens)
+    given = [_given(engine, r, with_context, n_ctx) for r in rows]
+    texts = [a["text"] for a in answers]
+    metric = cell_score(texts, rows, [g for g, _ in given])
+    metric["context_mismatches"] = sum(a["sources"] != refs for a, (_, refs) in zip(answers, given)) if with_context else 0
+    return texts, metric
+
+
+def facts_in_context(engine, rows: list[dict], n_ctx: int) -> float:
+    """Share of the rows' facts that the context the layer gives their question states: what a model answering
+    from its context alone can reach."""
+    pairs = [(_given(engine, r, True, n_ctx)[0], f) for r in rows for f in r.get("facts") or []]
+    return round(sum(states(given, fact) for given, fact in pairs) / len(pairs), 4) if pairs else 0.0
+
+
+def grounded_task(engine, sets: dict[str, list[dict]], max_new_tokens: int, n_ctx: int) -> dict[str, Any]:
+    """Every set in the four cells (`n_ctx`: the context size the engine loads the models with): {"sets": {name: {rows, kinds, facts_in_context, cells, examples}}, "metric"}.
+    "metric" repeats the generated set's with-context cells ({who: score}), the shape `task_metric` returns."""
+    report = {}
+    for name, rows in sets.items():
+        texts, cells = {}, {}
+        for who in WHO:
+            for ctx in CONTEXTS:
+                texts[who, ctx], metric = _cell(engine, who, rows, ctx == "context", max_new_tokens, n_ctx)
+                cells.setdefault(who, {})[ctx] = metric
+        kinds: dict[str, int] = {}
+        for row in rows:
+            kinds[row.get("kind", "policy")] = kinds.get(row.get("kind", "policy"), 0) + 1
+        examples = [{"question": _turns(r)[-1]["content"], "kind": r.get("kind"), "facts": r.get("facts") or [],
+                     **{f"{who}/{ctx}": texts[who, ctx][i] for who in WHO for ctx in CONTEXTS}}
+                    for i, r in enumerate(rows)]
+        report[name] = {"rows": len(rows), "kinds": kinds, "facts_in_context": facts_in_context(engine, rows, n_ctx),
+                        "cells": cells, "examples": examples}
+    first = report.get("generated") or next(iter(report.values()))
+    return {"sets": report, "metric": {who: first["cells"][who]["context"] for who in WHO}}
+
+
+SUMMARY_KEYS = ("fact_recall", "all_facts", "invented_answers", "unknown_not_found", "uncovered_said",
+                "covered_refused", "context_mismatches")
+
+
+def task_summary(task: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the stage record (and the model card) keep: per set, model and context, `SUMMARY_KEYS`."""
+    if "sets" not in task:
+        return task["metric"]
+    return {name: {who: {ctx: {k: s["cells"][who][ctx].get(k) for k in SUMMARY_KEYS} for ctx in CONTEXTS}
+                   for who in WHO} for name, s in task["sets"].items()}
+
+
+def md_cell(text: str) -> str:
+    """`text` as one Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def task_lines(task: dict[str, Any] | None) -> list[str]:
+    """The report's task section: per held-out set, the four cells and three example answers."""
+    if not task or "sets" not in task:
+        return _plain_lines(task)
+    lines = []
+    for name, s in task["sets"].items():
+        kinds = ", ".join(f"{n} {k}" for k, n in s["kinds"].items())
+        lines += [f"Task metric, {name} held-out set: {s['rows']} questions ({kinds}); the context the serving "
+                  f"layer builds states {s['facts_in_context']:.1%} of their facts.", "",
+                  "| model | context | facts stated | every fact | answers with an invented fact | unknown order: "
+                  "not found | uncovered: said so | covered question refused |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for who in WHO:
+            for ctx in CONTEXTS:
+                m = s["cells"][who][ctx]
+                lines.append(f"| {LABELS[who]} | {LABELS[ctx]} | {m['fact_recall']:.1%} | {m['all_facts']:.1%} | "
+                             f"{m['invented_answers']:.1%} | {m['unknown_not_found']:.1%} of {m['unknown_orders']} | "
+                             f"{m['uncovered_said']:.1%} of {m['uncovered']} | {m['covered_refused']:.1%} of "
+                             f"{m['covered']} |")
+        mismatches = sum(s["cells"][who]["context"]["context_mismatches"] for who in WHO)
+        if mismatches:
+            lines += ["", f"**{mismatches} answers had other sources than the context scored against.**"]
+        lines += ["", "| question | facts | " + " | ".join(f"{LABELS[w]} {LABELS[c]} context" for w in WHO
+                                                       for c in CONTEXTS) + " |", "| --- " * 6 + "|"]
+        lines += [f"| {md_cell(e['question'])} | {', '.join(e['facts'])} | " + " | ".join(
+            md_cell(e[f"{w}/{c}"]) for w in WHO for c in CONTEXTS) + " |" for e in s["examples"][:3]]
+        lines.append("")
+    return lines
+
+
+def _plain_lines(task: dict[str, Any] | None) -> list[str]:
+    """The task-metric table and three example answers of rows asked as written."""
+    if not task:
+        return []
+    m = task["metric"]
+    lines = [f"Task metric on {m['base']['answers']} held-out questions in phrasings training never saw "
+             f"({m['base']['facts']} shop facts, {m['base']['order_ids']} order ids):", "",
+             "| | facts stated | answers with every fact | order id echoed |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {LABELS[who]} | {m[who]['fact_recall']:.1%} | {m[who]['all_facts']:.1%} | "
+              f"{m[who]['order_id_echo']:.1%} |" for who in WHO]
+    lines += ["", "| question | facts | base | fine-tune |", "| --- | --- | --- | --- |"]
+    lines += [f"| {md_cell(e['question'])} | {', '.join(e['facts'])} | {md_cell(e['base'])} | "
+              f"{md_cell(e['finetune'])} |" for e in task["examples"][:3]]
+    return lines + [""]

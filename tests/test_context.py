@@ -236,16 +236,17 @@ def test_committed_orders_are_the_generator_output():
 
 
 def test_orders_agree_with_the_shop_facts():
-    prices = demo.product_prices()
+    prices, rates = demo.product_prices(), demo.ShippingRates.from_articles()
     for order in read_orders_csv(ORDERS_CSV):
         items = [line.split(" x ", 1) for line in order.items.split("; ")]
         assert order.subtotal == sum(int(n) * prices[p] for n, p in items)
-        assert order.shipping == demo.shipping_cost(order.shipping_method, order.subtotal)
+        assert order.shipping == rates.cost(order.shipping_method, order.subtotal)
         assert order.total == order.subtotal + order.shipping
         assert order.payment in support_data.PAYMENT_METHODS
         assert (order.carrier in support_data.CARRIERS) == (order.status not in ("processing", "cancelled"))
     shipping = (SHOP / "shipping.md").read_text(encoding="utf-8")
-    assert all(f"${v}" in shipping for v in (demo.FREE_STANDARD_OVER, demo.STANDARD, demo.EXPRESS))
+    assert all(f"${v}" in shipping for v in (rates.free_standard_over, rates.standard, rates.express))
+    assert f"Standard shipping takes {rates.transit_days['standard'][0]} to" in shipping
 
 
 def test_every_shop_number_a_reply_states_is_read_from_the_articles():

@@ -131,8 +131,7 @@ def test_pick_takes_every_kind_in_turn():
 
 def _metric(recall: float) -> dict:
     return {"fact_recall": recall, "all_facts": recall, "invented_answers": 0.25, "unknown_not_found": 1.0,
-            "unknown_orders": 2, "uncovered_said": 0.0, "uncovered": 1, "covered_refused": 0.0, "covered": 3,
-            "context_mismatches": 0}
+            "unknown_orders": 2, "uncovered_said": 0.0, "uncovered": 1, "covered_refused": 0.0, "covered": 3}
 
 
 def test_report_shows_four_cells_per_set():

@@ -3,8 +3,8 @@
 Writes data/support/orders.csv, the order store the support personas look orders up in (the app
 builds data/support/orders.sqlite from it at start-up: `serving.context.orders.build_orders_db`).
 Products, carriers and payment methods come from `support_data`, prices from the help center's price
-list, shipping costs and times follow its shipping article, so a record never contradicts the
-knowledge. Same seed, same bytes. It only writes text; lookup lives in `serving.context`.
+list, shipping costs and times from its shipping article (`shop_facts`), so a record never contradicts
+the knowledge. Same seed, same bytes. It only writes text; lookup lives in `serving.context`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import datetime as dt
 import io
 import random
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from serving.context.orders import COLUMNS, Order
 from serving.files import write_text_atomic
 from training.demo import support_data as s
+from training.demo.shop_facts import shop_facts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KNOWLEDGE_DIR = REPO_ROOT / "personas" / "knowledge" / "shop"
@@ -28,9 +30,6 @@ ORDERS_CSV = REPO_ROOT / "data" / "support" / "orders.csv"
 TODAY = dt.date(2026, 6, 1)
 """The demo shop's "today": every date is relative to it, so the file does not change with the clock."""
 STATUSES = ("processing", "shipped", "shipped", "delivered", "delivered", "delivered", "cancelled", "returned")
-# shipping.md: standard is free over $50, else $4.99, and takes 3 to 5 business days; express $12.99, 1 to 2.
-FREE_STANDARD_OVER, STANDARD, EXPRESS = Decimal("50"), Decimal("4.99"), Decimal("12.99")
-TRANSIT_DAYS = {"standard": (3, 5), "express": (1, 2)}
 _PRICE_ROW = re.compile(r"^\| ([^|]+?) \| \$(\d+\.\d\d) \|$", re.MULTILINE)
 
 
@@ -44,17 +43,35 @@ def product_prices(knowledge_dir: Path = KNOWLEDGE_DIR) -> dict[str, Decimal]:
     return prices
 
 
+@dataclass(frozen=True)
+class ShippingRates:
+    """What shipping costs and takes, as the help center's shipping article says."""
+
+    free_standard_over: Decimal
+    standard: Decimal
+    express: Decimal
+    transit_days: dict[str, tuple[int, int]]
+    """{method: (fewest, most) business days}."""
+
+    @classmethod
+    def from_articles(cls, knowledge_dir: Path = KNOWLEDGE_DIR) -> ShippingRates:
+        facts = {name: fact.value for name, fact in shop_facts(knowledge_dir).items()}
+        money = lambda name: Decimal(facts[name].lstrip("$"))  # noqa: E731
+        days = lambda name: tuple(int(n) for n in facts[name].split(" to "))  # noqa: E731
+        return cls(money("free_over"), money("standard_cost"), money("express_cost"),
+                   {"standard": days("standard_days"), "express": days("express_days")})
+
+    def cost(self, method: str, subtotal: Decimal) -> Decimal:
+        if method == "express":
+            return self.express
+        return Decimal("0.00") if subtotal > self.free_standard_over else self.standard
+
+
 def add_business_days(day: dt.date, n: int) -> dt.date:
     while n > 0:
         day += dt.timedelta(days=1)
         n -= day.weekday() < 5
     return day
-
-
-def shipping_cost(method: str, subtotal: Decimal) -> Decimal:
-    if method == "express":
-        return EXPRESS
-    return Decimal("0.00") if subtotal > FREE_STANDARD_OVER else STANDARD
 
 
 def tracking_number(carrier: str, rng: random.Random) -> str:
@@ -68,7 +85,7 @@ def _items(rng: random.Random, prices: dict[str, Decimal]) -> tuple[str, Decimal
     return "; ".join(f"{n} x {p}" for n, p in picked), sum((n * prices[p] for n, p in picked), Decimal("0.00"))
 
 
-def _dates(status: str, method: str, rng: random.Random) -> dict:
+def _dates(status: str, method: str, rng: random.Random, rates: ShippingRates) -> dict:
     """ordered/shipped/expected/delivered for an order in `status`, relative to `TODAY`."""
     if status in ("processing", "cancelled"):
         age = rng.randint(0, 1) if status == "processing" else rng.randint(1, 40)
@@ -77,28 +94,28 @@ def _dates(status: str, method: str, rng: random.Random) -> dict:
         shipped = TODAY - dt.timedelta(days=rng.randint(0, 2))
     else:
         shipped = TODAY - dt.timedelta(days=rng.randint(8 if status == "returned" else 5, 60))
-    arrives = add_business_days(shipped, rng.randint(*TRANSIT_DAYS[method]))
+    arrives = add_business_days(shipped, rng.randint(*rates.transit_days[method]))
     dates = {"ordered": shipped - dt.timedelta(days=rng.randint(0, 1)), "shipped": shipped}
     return {**dates, "expected": arrives} if status == "shipped" else {**dates, "delivered": arrives}
 
 
-def demo_order(number: int, rng: random.Random, prices: dict[str, Decimal]) -> Order:
+def demo_order(number: int, rng: random.Random, prices: dict[str, Decimal], rates: ShippingRates) -> Order:
     status, method = rng.choice(STATUSES), rng.choice(("standard", "standard", "standard", "express"))
     items, subtotal = _items(rng, prices)
-    shipping = shipping_cost(method, subtotal)
+    shipping = rates.cost(method, subtotal)
     carrier = rng.choice(s.CARRIERS) if status not in ("processing", "cancelled") else None
     return Order(id=f"BL-{number}", status=status, items=items, shipping_method=method, subtotal=subtotal,
                  shipping=shipping, total=subtotal + shipping, payment=rng.choice(s.PAYMENT_METHODS),
                  carrier=carrier, tracking=tracking_number(carrier, rng) if carrier else None,
-                 **_dates(status, method, rng))
+                 **_dates(status, method, rng, rates))
 
 
 def demo_orders(count: int = 200, seed: int = 0, knowledge_dir: Path = KNOWLEDGE_DIR) -> list[Order]:
     """`count` orders with distinct numbers, sorted by number."""
     rng = random.Random(seed)
-    prices = product_prices(knowledge_dir)
+    prices, rates = product_prices(knowledge_dir), ShippingRates.from_articles(knowledge_dir)
     numbers = sorted(rng.sample(range(10000, 100000), count))
-    return [demo_order(n, rng, prices) for n in numbers]
+    return [demo_order(n, rng, prices, rates) for n in numbers]
 
 
 def orders_csv_text(orders: list[Order]) -> str:

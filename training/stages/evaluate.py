@@ -171,12 +171,12 @@ def _evaluate(run: Run, out: Path, heldout_rows: int, prompts_file: Path, judge:
     domain, prompts = domain_prompts(run, prompts_file, domain)
     sets = task_sets(read_jsonl(run.dir / "prepare" / "test.jsonl"), options)
     context = ContextLayer.from_personas(load_personas().personas.values()) if sets else None
-    n_ctx = min(2048, run.entry.context_length)
-    engine = eval_engine({"base": exported["base_gguf"], "finetune": exported["gguf"]}, n_ctx, out, context)
+    engine = eval_engine({"base": exported["base_gguf"], "finetune": exported["gguf"]},
+                         min(2048, run.entry.context_length), out, context)
     conversations = [[{"role": "user", "content": p}] for p in prompts]
     answers = {who: answer_all(engine, who, conversations, max_new_tokens) for who in WHO}
     items = [{"prompt": p, "base": b, "finetune": t} for p, b, t in zip(prompts, answers["base"], answers["finetune"])]
-    task = grounded_task(engine, sets, max_new_tokens, n_ctx) if sets else task_metric(
+    task = grounded_task(engine, sets, max_new_tokens) if sets else task_metric(
         lambda who, questions: [a["text"] for a in answer_all(engine, who, questions, max_new_tokens)], test_rows)
     if judge:
         from training.stages.judge import judge_pair

@@ -4,9 +4,8 @@ Four cells: base and fine-tune, each without context (the persona's prompt alone
 with it (the request names its persona and the engine writes the system turn from the app's context
 layer, exactly as for a visitor). Each held-out set (the generated test split, the hand-written set) is
 reported apart, on at most `task_rows` questions per set and cell, picked across the question kinds in turn.
-What each answer was given (for `invented_facts`) is the persona prompt, the context the layer gives the
-question and the user turns; the engine's own sources for the answer are compared with it and any
-difference is counted (`context_mismatches`), never hidden.
+What each answer was given (for `invented_facts`) is its system turn and the user turns; with context, the
+system turn is rebuilt from the sources the engine reports for that very answer (`given_text`).
 Boundary: answers come from the `Engine` the eval stage passes in; this module loads no model itself.
 """
 
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.context.layer import question_of
-from serving.context.render import system_text
+from serving.context.render import format_context, system_text
 from training.stages.task_metric import cell_score, states
 
 WHO = ("base", "finetune")
@@ -70,21 +69,26 @@ def _turns(row: dict) -> list[dict]:
     return [m for m in row["messages"][:-1] if m["role"] != "system"]
 
 
-def _given(engine, row: dict, with_context: bool, n_ctx: int) -> tuple[str, list[str]]:
-    """What the answer is given (system turn and user turns, as one text) and the refs of its context."""
-    from training.demo.datagen import estimate_tokens
-
+def given_text(engine, row: dict, sources: list[str] | None) -> str:
+    """What an answer to `row` was given, as one text: its system turn, then the user turns. `sources`: the refs
+    the engine reported for the context it sent (its passages, in order, and its order records), rebuilt here
+    with the same `format_context` (the order findings are looked up again for the same question); None: the
+    persona prompt alone. (When passages matched but none fitted, the engine omits the "no article" line this
+    writes; that line states no fact.)"""
     persona = engine.personas.get(row["persona"])
     asked = [m["content"] for m in _turns(row) if m["role"] == "user"]
-    if not with_context or engine.context is None:
-        return "\n".join([persona.system_prompt, *asked]), []
-    context = engine.context.for_request(persona, question_of(asked), estimate_tokens,
-                                         engine.context.settings.budget_tokens(n_ctx))
-    return "\n".join([system_text(persona.system_prompt, context.text), *asked]), [s.ref for s in context.sources]
+    if sources is None:
+        return "\n".join([persona.system_prompt, *asked])
+    knowledge = engine.context.knowledge(persona)
+    by_ref = {p.ref: p for p in knowledge.passages} if knowledge else {}
+    passages = [by_ref[ref] for ref in sources if ref in by_ref] if knowledge else None
+    context = format_context(passages, engine.context.find_orders(persona, question_of(asked)))
+    return "\n".join([system_text(persona.system_prompt, context.text), *asked])
 
 
-def _cell(engine, who: str, rows: list[dict], with_context: bool, max_new_tokens: int,
-          n_ctx: int) -> tuple[list[str], dict]:
+def _cell(engine, who: str, rows: list[dict], with_context: bool,
+          max_new_tokens: int) -> tuple[list[str], dict, list[list[str]]]:
+    """One cell's answer texts, its score and the sources of each answer's context."""
     from training.stages.answers import answer_all
 
     if with_context:
@@ -93,29 +97,28 @@ def _cell(engine, who: str, rows: list[dict], with_context: bool, max_new_tokens
         conversations = [[{"role": "system", "content": engine.personas.get(r["persona"]).system_prompt}, *_turns(r)]
                          for r in rows]
         answers = answer_all(engine, who, conversations, max_new_tokens)
-    given = [_given(engine, r, with_context, n_ctx) for r in rows]
+    sources = [a["sources"] for a in answers]
+    given = [given_text(engine, r, s if with_context else None) for r, s in zip(rows, sources)]
     texts = [a["text"] for a in answers]
-    metric = cell_score(texts, rows, [g for g, _ in given])
-    metric["context_mismatches"] = sum(a["sources"] != refs for a, (_, refs) in zip(answers, given)) if with_context else 0
-    return texts, metric
+    return texts, cell_score(texts, rows, given), sources
 
 
-def facts_in_context(engine, rows: list[dict], n_ctx: int) -> float:
-    """Share of the rows' facts that the context the layer gives their question states: what a model answering
-    from its context alone can reach."""
-    pairs = [(_given(engine, r, True, n_ctx)[0], f) for r in rows for f in r.get("facts") or []]
+def facts_in_context(engine, rows: list[dict], sources: list[list[str]]) -> float:
+    """Share of the rows' facts that the context the engine sent states: what a model answering from its
+    context alone can reach."""
+    pairs = [(given_text(engine, r, s), f) for r, s in zip(rows, sources) for f in r.get("facts") or []]
     return round(sum(states(given, fact) for given, fact in pairs) / len(pairs), 4) if pairs else 0.0
 
 
-def grounded_task(engine, sets: dict[str, list[dict]], max_new_tokens: int, n_ctx: int) -> dict[str, Any]:
-    """Every set in the four cells (`n_ctx`: the context size the engine loads the models with): {"sets": {name: {rows, kinds, facts_in_context, cells, examples}}, "metric"}.
+def grounded_task(engine, sets: dict[str, list[dict]], max_new_tokens: int) -> dict[str, Any]:
+    """Every set in the four cells: {"sets": {name: {rows, kinds, facts_in_context, cells, examples}}, "metric"}.
     "metric" repeats the generated set's with-context cells ({who: score}), the shape `task_metric` returns."""
     report = {}
     for name, rows in sets.items():
         texts, cells = {}, {}
         for who in WHO:
             for ctx in CONTEXTS:
-                texts[who, ctx], metric = _cell(engine, who, rows, ctx == "context", max_new_tokens, n_ctx)
+                texts[who, ctx], metric, sources = _cell(engine, who, rows, ctx == "context", max_new_tokens)
                 cells.setdefault(who, {})[ctx] = metric
         kinds: dict[str, int] = {}
         for row in rows:
@@ -123,14 +126,14 @@ def grounded_task(engine, sets: dict[str, list[dict]], max_new_tokens: int, n_ct
         examples = [{"question": _turns(r)[-1]["content"], "kind": r.get("kind"), "facts": r.get("facts") or [],
                      **{f"{who}/{ctx}": texts[who, ctx][i] for who in WHO for ctx in CONTEXTS}}
                     for i, r in enumerate(rows)]
-        report[name] = {"rows": len(rows), "kinds": kinds, "facts_in_context": facts_in_context(engine, rows, n_ctx),
+        report[name] = {"rows": len(rows), "kinds": kinds, "facts_in_context": facts_in_context(engine, rows, sources),
                         "cells": cells, "examples": examples}
     first = report.get("generated") or next(iter(report.values()))
     return {"sets": report, "metric": {who: first["cells"][who]["context"] for who in WHO}}
 
 
 SUMMARY_KEYS = ("fact_recall", "all_facts", "invented_answers", "unknown_not_found", "uncovered_said",
-                "covered_refused", "context_mismatches")
+                "covered_refused")
 
 
 def task_summary(task: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +168,6 @@ def task_lines(task: dict[str, Any] | None) -> list[str]:
                              f"{m['invented_answers']:.1%} | {m['unknown_not_found']:.1%} of {m['unknown_orders']} | "
                              f"{m['uncovered_said']:.1%} of {m['uncovered']} | {m['covered_refused']:.1%} of "
                              f"{m['covered']} |")
-        mismatches = sum(s["cells"][who]["context"]["context_mismatches"] for who in WHO)
-        if mismatches:
-            lines += ["", f"**{mismatches} answers had other sources than the context scored against.**"]
         lines += ["", "| question | facts | " + " | ".join(f"{LABELS[w]} {LABELS[c]} context" for w in WHO
                                                        for c in CONTEXTS) + " |", "| --- " * 6 + "|"]
         lines += [f"| {md_cell(e['question'])} | {', '.join(e['facts'])} | " + " | ".join(

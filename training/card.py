@@ -25,8 +25,9 @@ def _task_section(task: dict[str, Any] | None) -> list[str]:
     for name, cells in task.items():
         for who, by_context in cells.items():
             for ctx, m in by_context.items():
-                lines.append(f"| {name} | {who} | {'with' if ctx == 'context' else 'without'} | {m['fact_recall']:.1%} "
-                             f"| {m['invented_answers']:.1%} | {m['unknown_not_found']:.1%} | {m['uncovered_said']:.1%} |")
+                lines.append(f"| {name} | {who} | {'with' if ctx == 'context' else 'without'} | "
+                             f"{m['fact_recall']:.1%} | {m['invented_answers']:.1%} | {m['unknown_not_found']:.1%} | "
+                             f"{m['uncovered_said']:.1%} |")
     return lines + [""]
 
 

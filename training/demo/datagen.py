@@ -257,6 +257,7 @@ def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[st
 
 
 def policy_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    """A help-center question (`test`: in its held-out phrasing) and the case's grounded answer."""
     intent = rng.choice([i for i in s.INTENTS if any(c.grounded for c in i.cases)])
     case = rng.choice([c for c in intent.cases if c.grounded])
     opener = held_out(case.real_openers())[0] if test else rng.choice(_trained(case.real_openers()))
@@ -272,6 +273,7 @@ def policy_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
 
 
 def order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    """A question about an order in the database, answered from its record."""
     aspect = rng.choice(tuple(s.ORDER_QUESTIONS))
     replies = s.ORDER_REPLIES[aspect]
     order = rng.choice([o for o in g.orders if "any" in replies or o.status in replies])
@@ -281,7 +283,7 @@ def order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
     slots = support_slots(rng) | {"order": order.id, "order_typed": typed_order(order.id, rng)}
     values = record_values(order) | g.facts
     turns = _ask(slots, rng, opener, () if test else s.VAGUE_ORDER_QUESTIONS.get(aspect, ()))
-    facts = reply_facts(template, values, order.id)
+    facts = reply_facts(template, {k: v for k, v in values.items() if k not in ("items", "method")}, order.id)
     if order.status in ("processing", "cancelled", "returned") and aspect == "status":
         facts.append(order.status)
     if aspect == "items":
@@ -293,6 +295,7 @@ def order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
 
 
 def unknown_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    """A question naming a well-formed order number that is not in the database: it cannot be found."""
     aspect = rng.choice(("status", "paid", "cancel"))
     questions = s.ORDER_QUESTIONS[aspect]
     opener = held_out(questions)[0] if test else rng.choice(_trained(questions))
@@ -304,6 +307,7 @@ def unknown_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
 
 
 def malformed_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    """Text written like an order number that is not one: the expected format."""
     typed = rng.choice(("BL-", "#", "BL")) + str(rng.randint(10, 9999))
     question = rng.choice(s.MALFORMED_ORDER_QUESTIONS).format(typed=typed)
     return Draft("malformed_order", "order_status", "order_assistant",
@@ -311,6 +315,7 @@ def malformed_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft
 
 
 def uncovered_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+    """A question no article answers: not covered, a human agent offered."""
     questions = s.UNCOVERED_QUESTIONS[-UNCOVERED_HELD_OUT:] if test else s.UNCOVERED_QUESTIONS[:-UNCOVERED_HELD_OUT]
     slots = support_slots(rng)
     return Draft("uncovered", "uncovered", rng.choice(sorted(g.personas)),

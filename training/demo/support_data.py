@@ -109,8 +109,8 @@ INTENTS: tuple[Intent, ...] = (
              vague=("my order still says processing",)),
         Case(("the tracking for {order} hasn't updated in {days} days",
               "My tracking number for order {order} doesn't work"),
-             ("Tracking can take up to {tracking_delay} to update. I checked with {carrier} and order {order} is moving "
-              "and due on {weekday}. If it does not update by then, I will open a trace.",),),
+             ("Tracking can take up to {tracking_delay} to update. I checked with {carrier} and order {order} is "
+              "moving and due on {weekday}. If it does not update by then, I will open a trace.",),),
     ), follow_ups=(
         ("Can I change the delivery address?",
          "If the parcel has not left the warehouse, yes. Send me the new address and I will update it right away."),
@@ -118,19 +118,20 @@ INTENTS: tuple[Intent, ...] = (
     Intent("shipping", cases=(
         Case(("How long does shipping take to {city}?", "how fast is delivery to {city}",
               "How long will it take to get my {product} to {city}?"),
-             ("Standard shipping to {city} takes {standard_days} business days and express takes {express_days}. Orders over {free_over} "
-              "ship free. You can choose the option at checkout.",),
+             ("Standard shipping to {city} takes {standard_days} business days and express takes {express_days}. "
+              "Orders over {free_over} ship free. You can choose the option at checkout.",),
              source=("shop/shipping.md#delivery-times",),
              grounded=("Standard shipping to {city} takes {standard_days} business days and express takes "
                        "{express_days} business days. You choose the option at checkout.",)),
         Case(("Do you ship to {country}?", "can I order from {country}", "Do you deliver internationally?"),
-             ("Yes, we ship to {country}. International delivery usually takes {international_days} business days, and any "
-              "import fees are shown at checkout.",),
+             ("Yes, we ship to {country}. International delivery usually takes {international_days} business days, "
+              "and any import fees are shown at checkout.",),
              source=("shop/shipping.md#international-shipping",),
              grounded=("Yes, we ship to many countries. International delivery usually takes {international_days}"
                        " business days, and any import fees are shown at checkout before you pay.",)),
         Case(("How much is express shipping?", "Is shipping free?", "what does delivery cost"),
-             ("Standard shipping is free on orders over {free_over}, otherwise it costs {standard_cost}. Express costs {express_cost} and "
+             ("Standard shipping is free on orders over {free_over}, otherwise it costs {standard_cost}. Express "
+              "costs {express_cost} and "
               "arrives in {express_days} business days if you order before {express_cutoff}.",),
              source=("shop/shipping.md#shipping-costs",),
              grounded=("Standard shipping is free on orders over {free_over}, otherwise it costs {standard_cost}."
@@ -156,8 +157,8 @@ INTENTS: tuple[Intent, ...] = (
     Intent("refund_return", cases=(
         Case(("I want to return my {product}.", "the {product} doesn't fit what I need, can I send it back",
               "How do I return the {product}?"),
-             ("You can return any item within {return_window} of delivery. Go to Orders, choose {order} and click Return "
-              "item to print a free label. Your refund is sent {return_refund_days} days after we receive it.",),
+             ("You can return any item within {return_window} of delivery. Go to Orders, choose {order} and click "
+              "Return item to print a free label. Your refund is sent {return_refund_days} days after we receive it.",),
              follow_ups=(("do I have to pay for the return shipping?",
                           "No, return shipping is free for all orders. Just use the prepaid label from your email."),
                          ("Can I exchange it instead?",
@@ -176,24 +177,24 @@ INTENTS: tuple[Intent, ...] = (
                           "Done! A replacement {product} will ship within {replacement_days}. Please send the damaged "
                           "one back with the prepaid label."),
                          ("refund please",
-                          "Your refund will be issued as soon as the return is scanned, usually within {refund_scan_days}. It "
-                          "goes back to your {payment}.")),
+                          "Your refund will be issued as soon as the return is scanned, usually within "
+                          "{refund_scan_days}. It goes back to your {payment}.")),
              source=("shop/returns.md#damaged-or-broken-items",),
              order_status=("delivered",),
              grounded=("I'm sorry the {product} arrived damaged. We start a free return and you choose a refund "
                        "or a replacement; a replacement ships within {replacement_days}. Send the damaged item "
                        "back with the prepaid label.",)),
         Case(("When will I get my refund for {order}?", "I returned order {order} but no refund yet"),
-             ("Your refund for order {order} was issued on {weekday}. It can take {refund_show_days} business days to show "
-              "on your {payment}.",),
+             ("Your refund for order {order} was issued on {weekday}. It can take {refund_show_days} business days "
+              "to show on your {payment}.",),
              vague=("where is my refund",),
              source=("shop/refunds.md#how-long-a-refund-takes-to-show",),
              order_status=("returned",),
              grounded=("Order {order} has been returned, so its refund is issued. Once issued, a refund can take "
                        "{refund_show_days} business days to show on your statement, depending on your bank.",)),
         Case(("Can I return something I bought {days} months ago?", "is it too late to return my {product}?"),
-             ("Returns are accepted within {return_window} of delivery. If it has been longer, the {product} may still be "
-              "covered by its {warranty} warranty, so I can open a warranty claim for you.",),
+             ("Returns are accepted within {return_window} of delivery. If it has been longer, the {product} may "
+              "still be covered by its {warranty} warranty, so I can open a warranty claim for you.",),
              source=("shop/returns.md#return-window",),
              grounded=("Returns are accepted within {return_window} of delivery. After the return window, a "
                        "faulty item may still be covered by its warranty.",)),
@@ -226,8 +227,8 @@ INTENTS: tuple[Intent, ...] = (
              grounded=("We accept Visa, Mastercard, PayPal, Apple Pay and Brightline gift cards; Visa and "
                        "Mastercard debit cards work too. Choose one on the payment page at checkout.",)),
         Case(("can i pay in installments", "Can I split the payment for the {product}?"),
-             ("Yes, you can split orders over {installments_over} into four payments at checkout. Choose Pay in 4 on the payment "
-              "page.",),
+             ("Yes, you can split orders over {installments_over} into four payments at checkout. Choose Pay in 4 on "
+              "the payment page.",),
              source=("shop/payments.md#paying-in-installments",),
              grounded=("Yes, orders over {installments_over} can be split into four payments with Pay in 4. "
                        "Choose Pay in 4 on the payment page at checkout.",)),
@@ -238,22 +239,23 @@ INTENTS: tuple[Intent, ...] = (
     Intent("billing_pricing", cases=(
         Case(("Why is the {product} cheaper today than when I bought it?", "the {product} went on sale right after "
               "I bought it"),
-             ("Prices can change, but we offer price matching for {price_match_days} after purchase. I have refunded the "
-              "difference for order {order} to your {payment}.",),
+             ("Prices can change, but we offer price matching for {price_match_days} after purchase. I have refunded "
+              "the difference for order {order} to your {payment}.",),
              source=("shop/pricing.md#price-matching",),
              grounded=("Prices can change, but if an item you bought gets cheaper within {price_match_days} after"
                        " purchase, we refund the difference to your original payment method. Contact support with"
                        " the order number.",)),
         Case(("Do you have any discount codes?", "any coupons?", "Is there a student discount?"),
-             ("Sign up for our newsletter to get {newsletter_discount} off your first order, and students get {student_discount} off after verifying "
+             ("Sign up for our newsletter to get {newsletter_discount} off your first order, and students get "
+              "{student_discount} off after verifying "
               "a school email. Current promotions are on the Deals page.",),
              source=("shop/pricing.md#discounts",),
              grounded=("Sign up for our newsletter to get {newsletter_discount} off your first order, and "
                        "students get {student_discount} off after verifying a school email. Current promotions "
                        "are on the Deals page.",)),
         Case(("How much does {plan} cost?", "what do I get with {plan}"),
-             ("{plan} costs {plan_month} a month or {plan_year} a year and includes free express shipping and extended returns. "
-              "You can cancel anytime in your account settings.",),
+             ("{plan} costs {plan_month} a month or {plan_year} a year and includes free express shipping and "
+              "extended returns. You can cancel anytime in your account settings.",),
              source=("shop/membership.md#price",),
              grounded_openers=("How much does {plan} cost?",
                                "what's the price of {plan}",
@@ -299,8 +301,8 @@ INTENTS: tuple[Intent, ...] = (
              grounded=("Go to Account, then Settings, then Email, and enter your new address. We send a "
                        "confirmation link to both the old and the new address.",)),
         Case(("My account is locked", "it says my account is locked??"),
-             ("Accounts lock after {lock_tries} wrong passwords. It unlocks by itself after {unlock_after}, or you can reset "
-              "your password now to unlock it right away.",),
+             ("Accounts lock after {lock_tries} wrong passwords. It unlocks by itself after {unlock_after}, or you "
+              "can reset your password now to unlock it right away.",),
              source=("shop/account.md#locked-account",),
              grounded=("An account locks after {lock_tries} wrong passwords. It unlocks by itself after "
                        "{unlock_after}, or you can reset your password to unlock it right away.",)),
@@ -318,7 +320,8 @@ INTENTS: tuple[Intent, ...] = (
     Intent("technical", cases=(
         Case(("My {gadget} won't turn on", "the {gadget} is dead, nothing happens when i press the button"),
              ("Sorry about that. Please charge the {gadget} for at least {charge_minutes}, then hold the power button "
-              "for {restart_seconds} to restart it. If it still does not turn on, I can start a warranty replacement.",),
+              "for {restart_seconds} to restart it. If it still does not turn on, I can start a warranty "
+              "replacement.",),
              source=("shop/troubleshooting.md#device-does-not-turn-on",),
              grounded=("Please charge the {gadget} for at least {charge_minutes}, then hold the power button for "
                        "{restart_seconds} to restart it. If it still does not turn on, support can start a "
@@ -342,8 +345,8 @@ INTENTS: tuple[Intent, ...] = (
              grounded=("Battery life improves after the latest firmware update: open the Brightline app, go to "
                        "Device, then Update. Lower brightness and volume also help.",)),
         Case(("How do I update the firmware on my {gadget}?", "{gadget} stopped working after the update"),
-             ("Open the Brightline app, select your {gadget} and tap Check for updates. Keep it charged above {firmware_battery} "
-              "during the update, then restart it.",),
+             ("Open the Brightline app, select your {gadget} and tap Check for updates. Keep it charged above "
+              "{firmware_battery} during the update, then restart it.",),
              source=("shop/troubleshooting.md#updating-firmware",),
              grounded_openers=("How do I update the firmware on my {gadget}?",
                                "is there an update for my {gadget}",
@@ -360,8 +363,8 @@ INTENTS: tuple[Intent, ...] = (
     Intent("cancellation", cases=(
         Case(("Please cancel my order {order}", "Can I still cancel order {order}? I ordered it by mistake",
               "cancel {order} pls, found it cheaper elsewhere"),
-             ("Done. Order {order} is cancelled and you will get a full refund to your {payment} within {cancel_refund_days} "
-              "business days.",
+             ("Done. Order {order} is cancelled and you will get a full refund to your {payment} within "
+              "{cancel_refund_days} business days.",
               "Order {order} has already shipped, so I can't cancel it. When it arrives you can return it for free "
               "within {cancel_return_window}."),
              follow_ups=(("will I get charged anything?", "No, there is no cancellation fee."),),

@@ -63,8 +63,8 @@ def evaluate(run: Run, max_new_tokens: int = 256, heldout_rows: int = 200, promp
     """Run the stage (or skip it when up to date); returns its record."""
     handwritten = handwritten or default_handwritten(run)
     inputs = {"export": run.upstream("export")["fingerprint"], "max_new_tokens": max_new_tokens,
-              "heldout_rows": heldout_rows, "prompts": file_sha256(Path(prompts_file)), "judge": judge, "domain": domain,
-              "task_rows": task_rows, "handwritten": handwritten and file_sha256(handwritten)}
+              "heldout_rows": heldout_rows, "prompts": file_sha256(Path(prompts_file)), "judge": judge,
+              "domain": domain, "task_rows": task_rows, "handwritten": handwritten and file_sha256(handwritten)}
     options = TaskOptions(max_new_tokens, task_rows, handwritten)
     return run_stage(run, "eval", inputs,
                      lambda out: _evaluate(run, out, heldout_rows, Path(prompts_file), judge, domain, options))

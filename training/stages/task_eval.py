@@ -92,7 +92,8 @@ def _cell(engine, who: str, rows: list[dict], with_context: bool,
     from training.stages.answers import answer_all
 
     if with_context:
-        answers = answer_all(engine, who, [_turns(r) for r in rows], max_new_tokens, personas=[r["persona"] for r in rows])
+        answers = answer_all(engine, who, [_turns(r) for r in rows], max_new_tokens,
+                             personas=[r["persona"] for r in rows])
     else:
         conversations = [[{"role": "system", "content": engine.personas.get(r["persona"]).system_prompt}, *_turns(r)]
                          for r in rows]

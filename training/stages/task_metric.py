@@ -82,7 +82,8 @@ _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
 # is one date and not a date plus the numbers 3 and 2026. Every kind but "number" compares by meaning.
 _CLAIMS = (
     ("order", re.compile(r"(?<!\w)(?:#?bl[- ]?|#)(\d{5})(?!\d)")),
-    ("date", re.compile(rf"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day,? )?{_DAY} (?:of )?({_MONTH})(?:,? (\d{{4}}))?")),
+    ("date", re.compile(rf"(?:(?:mon|tues|wednes|thurs|fri|satur|sun)day,? )?{_DAY} (?:of )?({_MONTH})"
+                        r"(?:,? (\d{4}))?")),
     ("date_md", re.compile(rf"({_MONTH}) {_DAY}(?:,? (\d{{4}}))?")),
     ("date_iso", re.compile(r"(\d{4})-(\d{2})-(\d{2})")),
     ("money", re.compile(r"\$\s?(\d[\d,]*(?:\.\d+)?)|(\d[\d,]*(?:\.\d+)?) (?:dollars|usd)\b")),

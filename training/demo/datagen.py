@@ -3,11 +3,13 @@
 Writes data/demo/{support,support_test,general,study}.jsonl (chat records
 `{"messages": [{"role", "content"}, ...]}`; support records also carry their `intent`)
 and data/demo/corpus.txt (plain paragraphs for pretraining), and data/support/{train,test}.jsonl,
-the real-model support set: the app's persona system prompts, and a test split whose customer
-phrasings never occur in training, each test record carrying the shop facts its answer must state
-(`facts`). Same seed, same bytes:
-all randomness comes from one `random.Random(seed)` per file. It only writes text;
-tokenizing and training live in `pretrain`/`finetune`.
+the real-model support set: each dialogue's system turn is what the app sends for its last question
+(the persona prompt, then the passages and order records `serving.context` gives it, through the same
+`ContextLayer`), shop numbers come from the help-center articles (`shop_facts`), order answers from the
+order records; and a test split whose customer phrasings never occur in training, each test record
+carrying the facts its answer must state (`facts`). docs/grounded-support.md describes the set.
+Same seed, same bytes: all randomness comes from one `random.Random(seed)` per file. It only writes
+text; tokenizing and training live in `pretrain`/`finetune`.
 """
 
 from __future__ import annotations
@@ -215,8 +217,8 @@ def typed_order(order_id: str, rng: random.Random) -> str:
     return rng.choice((f"BL-{number}", f"#BL-{number}", f"bl{number}", f"BL{number}", f"#{number}"))
 
 
-def unknown_order_id(g: Grounding, rng: random.Random) -> str:
-    known = {o.id for o in g.orders}
+def unknown_order_id(ground: Grounding, rng: random.Random) -> str:
+    known = {o.id for o in ground.orders}
     while (order_id := f"BL-{rng.randint(10000, 99999)}") in known:
         pass
     return order_id
@@ -256,7 +258,7 @@ def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[st
     return [_customer(opener, slots, rng)]
 
 
-def policy_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+def policy_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """A help-center question (`test`: in its held-out phrasing) and the case's grounded answer."""
     intent = rng.choice([i for i in s.INTENTS if any(c.grounded for c in i.cases)])
     case = rng.choice([c for c in intent.cases if c.grounded])
@@ -264,24 +266,24 @@ def policy_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
     slots = support_slots(rng)
     order = None
     if "{order}" in opener:
-        order = rng.choice([o for o in g.orders if not case.order_status or o.status in case.order_status])
+        order = rng.choice([o for o in ground.orders if not case.order_status or o.status in case.order_status])
         slots |= {"order": order.id, "order_typed": typed_order(order.id, rng)}
     template = rng.choice(case.grounded)
-    answer = template.format(**(slots | g.facts))
+    answer = template.format(**(slots | ground.facts))
     return Draft("policy", intent.name, PERSONA_OF_INTENT[intent.name], [_customer(opener, slots, rng), answer],
-                 reply_facts(template, g.facts, order and order.id), case.source, order and order.id)
+                 reply_facts(template, ground.facts, order and order.id), case.source, order and order.id)
 
 
-def order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+def order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """A question about an order in the database, answered from its record."""
     aspect = rng.choice(tuple(s.ORDER_QUESTIONS))
     replies = s.ORDER_REPLIES[aspect]
-    order = rng.choice([o for o in g.orders if "any" in replies or o.status in replies])
+    order = rng.choice([o for o in ground.orders if "any" in replies or o.status in replies])
     template = replies.get(order.status, replies.get("any"))
     questions = s.ORDER_QUESTIONS[aspect]
     opener = held_out(questions)[0] if test else rng.choice(_trained(questions))
     slots = support_slots(rng) | {"order": order.id, "order_typed": typed_order(order.id, rng)}
-    values = record_values(order) | g.facts
+    values = record_values(order) | ground.facts
     turns = _ask(slots, rng, opener, () if test else s.VAGUE_ORDER_QUESTIONS.get(aspect, ()))
     facts = reply_facts(template, {k: v for k, v in values.items() if k not in ("items", "method")}, order.id)
     if order.status in ("processing", "cancelled", "returned") and aspect == "status":
@@ -294,19 +296,19 @@ def order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
                  s.ORDER_SOURCES.get((aspect, order.status), ()), order.id)
 
 
-def unknown_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+def unknown_order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """A question naming a well-formed order number that is not in the database: it cannot be found."""
     aspect = rng.choice(("status", "paid", "cancel"))
     questions = s.ORDER_QUESTIONS[aspect]
     opener = held_out(questions)[0] if test else rng.choice(_trained(questions))
-    order_id = unknown_order_id(g, rng)
+    order_id = unknown_order_id(ground, rng)
     slots = support_slots(rng) | {"order": order_id, "order_typed": typed_order(order_id, rng)}
     answer = rng.choice(s.UNKNOWN_ORDER_REPLIES).format(order=order_id)
     return Draft("unknown_order", "order_status", "order_assistant", [_customer(opener, slots, rng), answer],
                  [], (), order_id)
 
 
-def malformed_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+def malformed_order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """Text written like an order number that is not one: the expected format."""
     typed = rng.choice(("BL-", "#", "BL")) + str(rng.randint(10, 9999))
     question = rng.choice(s.MALFORMED_ORDER_QUESTIONS).format(typed=typed)
@@ -314,17 +316,17 @@ def malformed_order_draft(g: Grounding, rng: random.Random, test: bool) -> Draft
                  [question, s.MALFORMED_ORDER_REPLY.format(typed=typed)], [])
 
 
-def uncovered_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+def uncovered_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """A question no article answers: not covered, a human agent offered."""
     questions = s.UNCOVERED_QUESTIONS[-UNCOVERED_HELD_OUT:] if test else s.UNCOVERED_QUESTIONS[:-UNCOVERED_HELD_OUT]
     slots = support_slots(rng)
-    return Draft("uncovered", "uncovered", rng.choice(sorted(g.personas)),
+    return Draft("uncovered", "uncovered", rng.choice(sorted(ground.personas)),
                  [_customer(rng.choice(questions), slots, rng), rng.choice(s.UNCOVERED_REPLIES)], [])
 
 
-def no_context_draft(g: Grounding, rng: random.Random, test: bool) -> Draft:
+def no_context_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """A shop question with no context at all: the answer says it cannot know."""
-    draft = rng.choice((policy_draft, order_draft))(g, rng, test)
+    draft = rng.choice((policy_draft, order_draft))(ground, rng, test)
     return replace(draft, kind="no_context", turns=draft.turns[:-1] + [rng.choice(s.NO_CONTEXT_REPLIES)], facts=[],
                    needs=(), order=None)
 
@@ -349,17 +351,17 @@ def grounds(draft: Draft, context: RequestContext) -> bool:
     return draft.order is None or draft.order in refs
 
 
-def support_record(g: Grounding, rng: random.Random, test: bool = False) -> Record:
+def support_record(ground: Grounding, rng: random.Random, test: bool = False) -> Record:
     """One real-model dialogue whose system turn is what the app sends for its last question; drafts whose
     context misses what the answer rests on (retrieval ranked the passage out) are drawn again."""
     makers, train_weights, test_weights = zip(*DRAFTS)
     while True:
-        draft = rng.choices(makers, test_weights if test else train_weights)[0](g, rng, test)
+        draft = rng.choices(makers, test_weights if test else train_weights)[0](ground, rng, test)
         asked = draft.turns[:-1:2]
-        context = None if draft.kind == "no_context" else g.context(draft.persona, asked)
+        context = None if draft.kind == "no_context" else ground.context(draft.persona, asked)
         if context is None or grounds(draft, context):
             break
-    system = g.system_turn(draft.persona, context)
+    system = ground.system_turn(draft.persona, context)
     if draft.kind == "no_context" and rng.random() < 0.3:
         system = None
     record = {"intent": draft.intent, "kind": draft.kind, "persona": draft.persona,
@@ -611,9 +613,9 @@ def generate_support(out_dir: Path = SUPPORT_DATA_DIR, seed: int = 0, sizes: Dat
     if quoted:
         raise ValueError(f"generated answers would quote the hand-written set's sections {sorted(quoted)}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    g = grounding or Grounding.load()
-    train = list(_records(lambda rng: support_record(g, rng), sizes.support_train, seed + 10))
-    test = list(_records(lambda rng: support_record(g, rng, test=True), sizes.support_heldout, seed + 11))
+    ground = grounding or Grounding.load()
+    train = list(_records(lambda rng: support_record(ground, rng), sizes.support_train, seed + 10))
+    test = list(_records(lambda rng: support_record(ground, rng, test=True), sizes.support_heldout, seed + 11))
     paths = {"support_train": out_dir / "train.jsonl", "support_heldout": out_dir / "test.jsonl"}
     _write_jsonl(paths["support_train"], train)
     _write_jsonl(paths["support_heldout"], test)

@@ -99,6 +99,7 @@ def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: 
     model.to(device).eval()
     from serving.progress import ProgressBar
 
+    started = time.perf_counter()
     encoded = [_labelled(tokenizer, row, assistant_mask) for row in rows]
     total, count = 0.0, 0
     for start in ProgressBar(range(0, len(encoded), batch_size), desc=f"held-out loss {label}", leave=False):
@@ -109,7 +110,8 @@ def heldout_loss(model_dir: str, base_checkpoint: str, rows: list[dict], label: 
                                                  ignore_index=-100, reduction="sum")
         total, count = total + loss.item(), count + int((labels[:, 1:] != -100).sum())
     mean_nll = total / max(count, 1)
-    return {"loss": round(mean_nll, 4), "perplexity": round(math.exp(min(mean_nll, 50)), 3), "tokens": count}
+    return {"loss": round(mean_nll, 4), "perplexity": round(math.exp(min(mean_nll, 50)), 3), "tokens": count,
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def _labelled(tokenizer, row: dict, assistant_mask) -> tuple[list[int], list[int]]:

@@ -101,7 +101,8 @@ def _cell(engine, who: str, rows: list[dict], with_context: bool,
     sources = [a["sources"] for a in answers]
     given = [given_text(engine, r, s if with_context else None) for r, s in zip(rows, sources)]
     texts = [a["text"] for a in answers]
-    return texts, cell_score(texts, rows, given), sources
+    seconds = round(sum(a["seconds"] for a in answers), 1)
+    return texts, {**cell_score(texts, rows, given), "seconds": seconds}, sources
 
 
 def facts_in_context(engine, rows: list[dict], sources: list[list[str]]) -> float:

@@ -2,10 +2,12 @@
 it is written, `invented_facts` finds exactly the numbers, prices, durations, dates and order ids an answer was
 not given, the unknown-order and uncovered matchers read what answers say, and the eval's report pieces."""
 
+import json
+
 import pytest
 
 from training.demo.datagen import reply_facts
-from training.stages.task_eval import pick, task_lines, task_summary
+from training.stages.task_eval import TaskOptions, pick, task_lines, task_sets, task_summary
 from training.stages.task_metric import (cell_score, claims, grounding, invented_facts, says_not_covered,
                                          says_not_found, score, states)
 
@@ -145,3 +147,14 @@ def test_report_shows_four_cells_per_set():
     assert sum(line.startswith(("| base |", "| fine-tune |")) for line in lines) == 4
     assert "| q\\|1 | $5 | a | a | a | a |" in lines
     assert task_summary(task)["generated"]["finetune"]["context"]["fact_recall"] == 0.6
+
+
+def test_task_sets_need_rows_that_name_their_persona(tmp_path):
+    asked = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "facts": ["x"]}
+    handwritten = tmp_path / "hw.jsonl"
+    handwritten.write_text(json.dumps({**asked, "persona": "order_assistant", "kind": "uncovered"}) + "\n")
+    plain = [asked, asked]
+    assert task_sets(plain, TaskOptions(8)) == {}  # the old rows: the plain task metric applies
+    sets = task_sets(plain + [{**asked, "persona": "billing_pricing"}], TaskOptions(8, 0, handwritten))
+    assert {name: [r.get("persona") for r in rows] for name, rows in sets.items()} == {
+        "generated": ["billing_pricing"], "handwritten": ["order_assistant"]}

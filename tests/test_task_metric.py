@@ -109,6 +109,14 @@ def test_says_not_covered_ignores_answers(answer):
     assert not says_not_covered(answer)
 
 
+def test_a_covered_answer_that_mentions_a_human_agent_is_not_a_refusal():
+    answer = "Hold the power button for 10 seconds. If you don't know your model, a human agent can help."
+    assert says_not_covered(answer) and not says_not_covered(answer, handover=False)
+    assert says_not_covered("Our help center does not cover that.", handover=False)
+    rows = [{"kind": "policy", "facts": ["10 seconds"]}]
+    assert grounding([answer], rows, ["10 seconds"])["covered_refused"] == 0.0
+
+
 def test_grounding_counts_each_kind_against_its_own_rows():
     rows = [{"kind": "policy", "facts": ["30 days"]}, {"kind": "unknown_order"}, {"kind": "unknown_order"},
             {"kind": "uncovered"}, {"kind": "order", "facts": ["FedEx"]}]

@@ -166,8 +166,10 @@ _NOT_COVERED = re.compile("|".join((
     r"did not|didn't)\s+(?:seem to\s+)?(?:cover|mention|say|include|have|contain)",
     r"\bnot (?:something )?(?:that )?(?:our |the )?(?:help ?cent(?:er|re)|articles?) (?:covers?|mentions?)",
     r"\b(?:do not|don't|does not|doesn't|have no|has no) (?:have )?(?:any )?(?:information|details|info)\b",
-    r"\bno information\b", r"\b(?:not|isn't|is not) covered\b", r"\b(?:do not|don't) know\b",
+    r"\bno information\b", r"\b(?:not|isn't|is not) covered\b", r"\bi (?:do not|don't) know\b",
     r"\b(?:can't|cannot|can not) (?:answer|help with) that\b",
+)))
+_HANDOVER = re.compile("|".join((
     r"\bhuman (?:agent|colleague|support|being)\b", r"\bhand(?:ing)? (?:you |this |the chat |it )?over\b",
     r"\bhandover\b", r"\btransfer (?:you|the chat)\b",
     r"\bconnect you (?:with|to) (?:a |an |our )?(?:agent|person|colleague|human|team member|support agent)",
@@ -181,9 +183,11 @@ def says_not_found(answer: str) -> bool:
     return _NOT_FOUND.search(_normal(answer).replace("’", "'")) is not None
 
 
-def says_not_covered(answer: str) -> bool:
-    """Whether `answer` says the help center does not cover the question or offers a human agent."""
-    return _NOT_COVERED.search(_normal(answer).replace("’", "'")) is not None
+def says_not_covered(answer: str, handover: bool = True) -> bool:
+    """Whether `answer` says the help center does not cover the question (or, with `handover`, offers a human
+    agent: a covered answer may also end "contact a human agent if it persists", so a refusal is without it)."""
+    text = _normal(answer).replace("’", "'")
+    return _NOT_COVERED.search(text) is not None or (handover and _HANDOVER.search(text) is not None)
 
 
 def _share(hits: list[bool]) -> float:
@@ -198,7 +202,8 @@ def grounding(answers: list[str], rows: list[dict], givens: list[str]) -> dict[s
     kinds = [r.get("kind", "policy") for r in rows]
     unknown = [says_not_found(a) for a, k in zip(answers, kinds) if k == "unknown_order"]
     uncovered = [says_not_covered(a) for a, k in zip(answers, kinds) if k == "uncovered"]
-    refused = [says_not_found(a) or says_not_covered(a) for a, k in zip(answers, kinds) if k in ("policy", "order")]
+    refused = [says_not_found(a) or says_not_covered(a, handover=False) for a, k in zip(answers, kinds)
+               if k in ("policy", "order")]
     return {"questions": len(answers), "invented_answers": _share([bool(i) for i in invented]),
             "invented_claims": sum(map(len, invented)), "claims": sum(len(claims(a)) for a in answers),
             "unknown_orders": len(unknown), "unknown_not_found": _share(unknown),

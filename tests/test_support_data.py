@@ -78,9 +78,10 @@ def test_the_set_mixes_grounded_answers_unknown_orders_uncovered_and_no_context(
     assert kinds["policy"] > 1000 and kinds["order"] > 400 and kinds["unknown_order"] > 100
     assert kinds["uncovered"] > 150 and kinds["no_context"] > 100 and kinds["malformed_order"] > 30
     assert set(Counter(r["kind"] for r in TEST)) == {"policy", "order", "unknown_order", "uncovered"}
+    personas = load_personas()
     for record in TRAIN:
         system = record["messages"][0]["content"] if record["messages"][0]["role"] == "system" else None
-        prompt = load_personas().get(record["persona"]).system_prompt
+        prompt = personas.get(record["persona"]).system_prompt
         if record["kind"] == "no_context":
             assert system in (None, prompt) and (says_not_covered(record["messages"][-1]["content"]))
         else:

@@ -11,6 +11,8 @@ Boundary: answers come from the `Engine` the eval stage passes in; this module l
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,6 @@ def pick(rows: list[dict], n: int) -> list[dict]:
 
 def task_sets(test_rows: list[dict], options: TaskOptions) -> dict[str, list[dict]]:
     """{set name: rows} of the held-out sets whose rows name a persona (none: the plain task metric applies)."""
-    import json
-
     sets = {"generated": test_rows}
     if options.handwritten is not None:
         lines = Path(options.handwritten).read_text(encoding="utf-8").splitlines()
@@ -122,9 +122,7 @@ def grounded_task(engine, sets: dict[str, list[dict]], max_new_tokens: int) -> d
             for ctx in CONTEXTS:
                 texts[who, ctx], metric, sources = _cell(engine, who, rows, ctx == "context", max_new_tokens)
                 cells.setdefault(who, {})[ctx] = metric
-        kinds: dict[str, int] = {}
-        for row in rows:
-            kinds[row.get("kind", "policy")] = kinds.get(row.get("kind", "policy"), 0) + 1
+        kinds = dict(Counter(row.get("kind", "policy") for row in rows))
         examples = [{"question": _turns(r)[-1]["content"], "kind": r.get("kind"), "facts": r.get("facts") or [],
                      **{f"{who}/{ctx}": texts[who, ctx][i] for who in WHO for ctx in CONTEXTS}}
                     for i, r in enumerate(rows)]

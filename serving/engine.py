@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from serving.config import ServingSettings
-from serving.backends.batched import Finished, Piece, Queued
+from serving.backends.batched import SHARED_PREFIX, Finished, Piece, Queued
 from serving.backends.llamacpp import LlamaCppLoader, LlamaCppModel, Loader
 from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
@@ -48,7 +48,7 @@ _MAX_CONVERSATIONS = 2000
 _MAX_STOPS, _MAX_STOP_CHARS = 4, 64
 _CHARS_PER_TOKEN = 4  # a remote model's context use is estimated, having no tokenizer here
 _FAILURE_TTL_S = 300.0  # a model that failed to resolve or load is offered again after this long
-PREFIX_OWNER = "prefix:"
+PREFIX_OWNER = SHARED_PREFIX
 """Conversation id prefix of the pre-read persona prefixes (`prefix:<persona id>`) a loaded model keeps as donors."""
 _PREREAD = GenerationSettings(temperature=0.0, max_new_tokens=1)
 

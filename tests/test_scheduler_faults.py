@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from serving.backends.batched import Job
+from serving.backends.batched import SHARED_PREFIX, Job, common_prefix
 from serving.config import ServingSettings
 from serving.engine import ChatRequest, Engine
 from serving.errors import InvalidInput, ModelUnavailable
@@ -175,6 +175,29 @@ def test_forget_frees_the_slot_and_the_ram_save(registry):
         wait_for(lambda: scheduler.cached_tokens("api-1") is None and scheduler.cached_tokens("chat-2") is None, 10)
         assert scheduler.saved_bytes() == 0
         assert all(not slot.tokens and slot.owner is None for slot in scheduler._slots)
+    finally:
+        engine.close()
+
+
+def test_a_forgotten_conversation_leaves_only_the_shared_prefix_which_the_next_one_reuses(registry):
+    """Every `/chat` call is forgotten when it ends: its slot keeps the persona's shared prefix (pre-read as
+    `prefix:<persona>`) and nothing of the visitor's text, so the next call reads neither again nor copies it."""
+    engine = make(registry, slots=2)
+    try:
+        scheduler, model = scheduler_of(engine), scheduler_model(engine)
+        shared = model.prompt_tokens([PERSONA])
+        for _ in model.submit(shared, 1, GREEDY, None, SHARED_PREFIX + "order", threading.Event()).results():
+            pass
+        first = engine.complete(ask("Where is my order BL-12345?", conversation="api-1"))[1]
+        engine.forget("api-1")
+        wait_for(lambda: scheduler.cached_tokens("api-1") is None, 10)
+        left = next(slot for slot in scheduler._slots if slot.owner is None)
+        kept = common_prefix(shared, model.prompt_tokens([PERSONA, {"role": "user", "content": "x"}]))
+        assert kept >= 32 and left.tokens == shared[:kept]  # the system turn's tokens, not one of the visitor's
+        copies = scheduler.counts["copies"]
+        second = engine.complete(ask("My parcel is late.", conversation="api-2"))[1]
+        assert second.cached_prompt_tokens >= kept and first.cached_prompt_tokens >= kept
+        assert scheduler.counts["copies"] == copies  # taken over where it lay, not copied from the donor
     finally:
         engine.close()
 

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 _STEP_TARGET_S = 1.0  # how long a step reading prompt tokens may take (others' next tokens wait that long)
 _MIN_CHUNK = 8
 _MIN_BORROW = 32  # prompt tokens worth copying another slot's KV stream for (the copy moves a whole stream)
+SHARED_PREFIX = "prefix:"
+"""Conversation ids starting with this hold only what every visitor of a persona shares (its prompt and knowledge,
+no visitor's text): the slot of a forgotten conversation keeps the part of its KV that equals such a prefix, so the
+next visitor borrows it instead of reading it again."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ class Scheduler:
         self._closed = False
         self._clear = False
         self._forget: set[str] = set()  # conversations whose KV (slot and RAM save) is to be dropped
+        self._shared: dict[str, list[int]] = {}  # the shared prefixes (`SHARED_PREFIX`) read so far
         # Sequences that are the source or target of a KV copy llama.cpp has queued but not done yet: a copy
         # between two KV streams is only recorded by llama_memory_seq_cp and done at the start of the next
         # llama_decode (llama-kv-cache.cpp seq_cp: "enqueue the copy operation - the buffer copy will be performed
@@ -287,13 +292,20 @@ class Scheduler:
         for slot in self._slots:
             if slot.owner in self._forget:
                 if slot.job is None:
-                    ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
-                    slot.tokens = []
+                    keep = self._shared_part(slot)
+                    ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+                    del slot.tokens[keep:]
                 slot.owner = None
         for conversation_id in self._forget:
             self._saved.pop(conversation_id, None)
         self.counts["forgotten"] += len(self._forget)
         self._forget.clear()
+
+    def _shared_part(self, slot: _Slot) -> int:
+        """How many of `slot`'s first tokens equal a shared prefix (`SHARED_PREFIX`): worth keeping when the slot's
+        conversation is forgotten (0 when shorter than a borrow)."""
+        longest = max((common_prefix(slot.tokens, tokens) for tokens in self._shared.values()), default=0)
+        return longest if longest >= _MIN_BORROW else 0
 
     def _active(self) -> list[_Slot]:
         return [s for s in self._slots if s.job is not None]
@@ -333,9 +345,12 @@ class Scheduler:
     def _place(self, job: Job, slot: _Slot) -> None:
         """Give `job` the slot, keeping the longest prefix of its prompt already cached anywhere."""
         if slot.owner != job.conversation_id:
-            self._save(slot)
+            if slot.owner is not None:  # a slot no conversation owns keeps its KV (a shared prefix, `SHARED_PREFIX`)
+                self._save(slot)
             if job.conversation_id in self._saved:
                 self._restore(slot, job.conversation_id)
+        if job.conversation_id is not None and job.conversation_id.startswith(SHARED_PREFIX):
+            self._shared[job.conversation_id] = job.prompt
         limit = len(job.prompt) - 1  # the last prompt token is always evaluated: it gives the first logits
         others = [s for s in self._slots if s is not slot]
         keep = min(common_prefix(slot.tokens, job.prompt), limit)

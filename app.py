@@ -57,11 +57,13 @@ def build_app(engine: Engine) -> gr.Blocks:
 
 
 def load_context(personas_dir: Path = PERSONAS_DIR,
-                 settings: ContextSettings = ContextSettings()) -> tuple[PersonaBook, ContextLayer]:
+                 settings: ContextSettings | None = None) -> tuple[PersonaBook, ContextLayer]:
     """The personas and their context layer, built once: every knowledge folder is read, checked and indexed now
     (and the orders database built from its CSV), so a bad article stops the app naming the file instead of failing
-    a visitor's question. Raises `PersonaError`/`KnowledgeError` (ValueErrors) naming the file."""
+    a visitor's question. Settings default to the environment's (`ContextSettings.from_env`: which order store).
+    Raises `PersonaError`/`KnowledgeError`/a bad setting (ValueErrors) naming the file or variable."""
     personas = load_personas(personas_dir)
+    settings = ContextSettings.from_env() if settings is None else settings
     return personas, ContextLayer.from_personas(personas.personas.values(), personas_dir, settings)
 
 

@@ -10,16 +10,18 @@ depends on them), then passages in what is left.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from serving.context.articles import KnowledgeSettings, Passage
-from serving.context.orders import (LookupUnavailable, Order, OrderLookup, SqliteOrders, ensure_orders_db,
-                                    malformed_order_ids, order_ids_in)
+from serving.context.orders import (HttpOrders, LookupUnavailable, Order, OrderLookup, SqliteOrders,
+                                    check_order_url, ensure_orders_db, malformed_order_ids, order_ids_in)
 from serving.context.render import KNOWLEDGE_HEADER, OrderFindings, RequestContext, format_context
 from serving.context.retrieval import CountTokens, Knowledge
+from serving.errors import validation_message
 from serving.personas import PERSONAS_DIR, Persona
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,12 @@ class ContextSettings(BaseModel):
     """SQLite order store read by order lookup; None: no store (order numbers get "unavailable")."""
     orders_csv: Path | None = SUPPORT_DATA / "orders.csv"
     """CSV the store is (re)built from at start-up when it is missing or older; None: use the store as is."""
+    orders_url: str | None = None
+    """The Space owner's HTTP order service (a URL with `{id}`, see `HttpOrders`); used instead of `orders_db`."""
+    orders_token: SecretStr | None = None
+    """Bearer token sent to `orders_url`, if it needs one."""
+    orders_timeout_s: float = Field(2.0, gt=0, le=30)
+    """How long a lookup waits for `orders_url` before answering "unavailable"."""
     busy_timeout_s: float = Field(0.5, gt=0, le=10)
     """How long a lookup waits for a locked database before answering "unavailable"."""
     max_orders: int = Field(3, ge=1, le=20)
@@ -45,12 +53,39 @@ class ContextSettings(BaseModel):
     """Share of a model's context the context text may take (SmolLM2's 4,096: 1,536 tokens; the 1,024-token demo
     models: 384), leaving the rest to the persona prompt, the history and the answer."""
 
+    @field_validator("orders_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_order_url(value)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ContextSettings:
+        """The order store a Space owner picks without code: `IRIS_ORDERS_URL` (+ `IRIS_ORDERS_TOKEN`,
+        `IRIS_ORDERS_TIMEOUT_S`), else `IRIS_ORDERS_DB`, a SQLite file of their own (never rebuilt from the demo
+        CSV), else the demo store. A bad value raises a ValueError naming the variable."""
+        environ = os.environ if environ is None else environ
+        values: dict = {}
+        if environ.get("IRIS_ORDERS_DB"):
+            values |= {"orders_db": Path(environ["IRIS_ORDERS_DB"]), "orders_csv": None}
+        for name in ("orders_url", "orders_token", "orders_timeout_s"):
+            if environ.get(f"IRIS_{name.upper()}"):
+                values[name] = environ[f"IRIS_{name.upper()}"]
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            labels = {name: f"IRIS_{name.upper()}" for name in ("orders_url", "orders_token", "orders_timeout_s")}
+            raise ValueError(validation_message(err, "Order lookup settings:", labels)) from None
+
     def budget_tokens(self, n_ctx: int) -> int:
         """Tokens of context text a model with an `n_ctx`-token context gets."""
         return int(n_ctx * self.budget_share)
 
-    def order_lookup(self) -> SqliteOrders | None:
-        """The SQLite store, built from the CSV first when one is given and exists."""
+    def order_lookup(self) -> OrderLookup | None:
+        """The HTTP order service when one is set, else the SQLite store (built from the CSV first when one is given
+        and exists)."""
+        if self.orders_url is not None:
+            token = self.orders_token.get_secret_value() if self.orders_token else None
+            return HttpOrders(self.orders_url, self.orders_timeout_s, token)
         if self.orders_db is None:
             return None
         if self.orders_csv is not None and self.orders_csv.is_file():

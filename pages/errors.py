@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import gradio as gr
 
+from serving.context.notes import NotesError
 from serving.errors import ServingError
 from serving.study.inputs import StudyInputError
 from serving.study.tools import StructuredOutputError
@@ -17,10 +18,11 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def shown_errors(what: str) -> Iterator[None]:
-    """Inside: a ServingError (or a study tool's input/output error) becomes a gr.Error, never a traceback."""
+    """Inside: a ServingError (or a study tool's input/output error, or unusable notes) becomes a gr.Error,
+    never a traceback."""
     try:
         yield
-    except StudyInputError as err:
+    except (StudyInputError, NotesError) as err:
         raise gr.Error(str(err)) from None
     except (StructuredOutputError, ServingError) as err:
         log.warning("%s: %s", what, err)

@@ -1,6 +1,9 @@
 """Study tools page (`/study`): tutor chat, quiz, answer feedback, cheat sheet, planner, flashcards, drill.
 
-UI only: one model dropdown for the whole page, one tab per tool. Every model call goes through
+UI only: one model dropdown and one "Your notes" area for the whole page, one tab per tool. Notes (pasted or
+an uploaded .md/.txt) are checked and split by `serving.context.notes` before they are kept; the quiz, cheat
+sheet, flashcards and drill then get the passages retrieved for their topic and show them as sources (the tutor
+chat does not yet: its system turn is written by the engine). Every model call goes through
 `serving.study.tools.StudyTools` (which uses the engine); dates, scores and files come from the pure
 modules in `serving/study/`. Visitor errors (bad input, unusable model output, engine refusals) become
 one short `gr.Error` (`pages.errors.shown_errors`); the log keeps the detail. The tutor chat is the shared
@@ -11,11 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 
 import gradio as gr
 
-from pages.chat import SLIDERS, Chat, build_chat, model_label
+from pages.chat import SLIDERS, Chat, build_chat, model_label, sources_html
 from pages.errors import shown_errors
+from serving.context.notes import MAX_NOTES_BYTES, Notes, load_notes
+from serving.context.render import passage_source
 from serving.engine import Engine
 from serving.personas import PersonaBook, load_personas
 from serving.study import export, inputs, planner, scoring
@@ -57,11 +63,34 @@ class StudyPage:
             self.tools.engine.prepare(model_id, lambda fraction, text: progress(fraction, desc=text))
         return gr.skip()
 
+    # ---- notes ---------------------------------------------------------------------------
+    @staticmethod
+    def paste_notes(text: str):
+        """Pasted notes checked and split; on a problem gr.Error and the kept notes stay as they were."""
+        with shown_errors("notes"):
+            notes = load_notes(text or "")
+        return notes, notes.summary()
+
+    @staticmethod
+    def upload_notes(path: str | None):
+        """An uploaded .md/.txt file checked (size, empty, binary, UTF-8) before it is kept."""
+        if not path:
+            return gr.skip(), gr.skip()
+        with shown_errors("notes"):
+            notes = load_notes(Path(path).read_bytes(), Path(path).name)
+        return notes, notes.summary()
+
+    def _sourced(self, model_id: str, notes: Notes | None, query: str):
+        """(passages of the notes for `query`, their sources block) — ([], "") without notes."""
+        passages = self.tools.passages(model_id, notes, query)
+        return passages, sources_html([passage_source(p) for p in passages])
+
     # ---- quiz ----------------------------------------------------------------------------
-    def make_quiz(self, model_id: str, topic: str, n_questions: float, difficulty: str):
+    def make_quiz(self, model_id: str, topic: str, n_questions: float, difficulty: str, notes: Notes | None = None):
         with shown_errors("quiz"):
             request = parse(inputs.QuizRequest, topic=topic, n_questions=n_questions, difficulty=difficulty)
-            quiz = self.tools.quiz(model_id, request)
+            passages, sources = self._sourced(model_id, notes, request.topic)
+            quiz = self.tools.quiz(model_id, request, passages=passages)
         slots = []
         for i in range(MAX_QUESTIONS):
             question = quiz.questions[i] if i < len(quiz.questions) else None
@@ -69,7 +98,7 @@ class StudyPage:
                       f"**{i + 1}. {question.question}**" if question else "",
                       gr.Radio(choices=choice_labels(question) if question else [], value=None),
                       ""]
-        return [quiz, gr.Button(visible=True), "", *slots]
+        return [quiz, gr.Button(visible=True), "", sources, *slots]
 
     def check_quiz(self, quiz: Quiz | None, *choices: str | None):
         if quiz is None:
@@ -89,12 +118,14 @@ class StudyPage:
         return "\n".join(lines)
 
     # ---- cheat sheet ---------------------------------------------------------------------
-    def make_sheet(self, model_id: str, topic: str, notes: str):
+    def make_sheet(self, model_id: str, topic: str, notes: Notes | None = None):
         with shown_errors("cheat sheet"):
-            sheet = self.tools.cheat_sheet(model_id, parse(inputs.CheatSheetRequest, topic=topic, notes=notes))
+            request = parse(inputs.CheatSheetRequest, topic=topic)
+            passages, sources = self._sourced(model_id, notes, request.topic)
+            sheet = self.tools.cheat_sheet(model_id, request, passages=passages)
         markdown = export.cheat_sheet_markdown(sheet)
         path = export.write_download(markdown, export.safe_filename(topic, "-cheat-sheet.md"))
-        return markdown, gr.DownloadButton(value=str(path), visible=True)
+        return markdown, gr.DownloadButton(value=str(path), visible=True), sources
 
     # ---- planner -------------------------------------------------------------------------
     def make_plan(self, model_id: str, exam_name: str, exam_date: str | None, topics: str, hours: float):
@@ -114,12 +145,15 @@ class StudyPage:
                 gr.DownloadButton(value=str(ics_path), visible=True))
 
     # ---- flashcards ----------------------------------------------------------------------
-    def make_cards(self, model_id: str, topic: str, n_cards: float):
+    def make_cards(self, model_id: str, topic: str, n_cards: float, notes: Notes | None = None):
         with shown_errors("flashcards"):
-            deck = self.tools.flashcards(model_id, parse(inputs.FlashcardsRequest, topic=topic, n_cards=n_cards))
+            request = parse(inputs.FlashcardsRequest, topic=topic, n_cards=n_cards)
+            passages, sources = self._sourced(model_id, notes, request.topic)
+            deck = self.tools.flashcards(model_id, request, passages=passages)
         path = export.write_download(export.flashcards_csv(deck.cards), export.safe_filename(topic, "-flashcards.csv"))
         cards = list(deck.cards)
-        return [cards, 0, False, *self.card_view(cards, 0, False), gr.DownloadButton(value=str(path), visible=True)]
+        return [cards, 0, False, *self.card_view(cards, 0, False), gr.DownloadButton(value=str(path), visible=True),
+                sources]
 
     @staticmethod
     def card_view(cards: list[Flashcard], index: int, back: bool) -> list[str]:
@@ -137,9 +171,11 @@ class StudyPage:
         return [index, False, *self.card_view(cards, index, False)]
 
     # ---- drill ---------------------------------------------------------------------------
-    def make_drill(self, model_id: str, topic: str, difficulty: str):
+    def make_drill(self, model_id: str, topic: str, difficulty: str, notes: Notes | None = None):
         with shown_errors("drill"):
-            drill = self.tools.drill(model_id, parse(inputs.DrillRequest, topic=topic, difficulty=difficulty))
+            request = parse(inputs.DrillRequest, topic=topic, difficulty=difficulty)
+            passages, sources = self._sourced(model_id, notes, request.topic)
+            drill = self.tools.drill(model_id, request, passages=passages)
         updates = []
         for q in drill.multiple_choice:
             updates += [f"**{q.question}**", gr.Radio(choices=choice_labels(q), value=None)]
@@ -147,7 +183,7 @@ class StudyPage:
             updates += [f"**True or false?** {q.statement}", gr.Radio(value=None)]
         for q in drill.short_answer:
             updates += [f"**{q.question}**", gr.Textbox(value="")]
-        return [drill, gr.Column(visible=True), "", *updates, *[""] * sum(DRILL_MIX)]
+        return [drill, gr.Column(visible=True), "", sources, *updates, *[""] * sum(DRILL_MIX)]
 
     def score_drill(self, model_id: str, drill: Drill | None, *answers: str | None):
         if drill is None:
@@ -174,7 +210,7 @@ def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None
                 view.store, view.outputs, cancels=view.answering, api_visibility="private")
 
 
-def _quiz_tab(page: StudyPage, model: gr.Dropdown) -> None:
+def _quiz_tab(page: StudyPage, model: gr.Dropdown, notes: gr.State) -> None:
     with gr.Row():
         topic = gr.Textbox(label="Topic", placeholder="e.g. the water cycle", scale=3, elem_id="quiz-topic")
         count = gr.Slider(1, MAX_QUESTIONS, value=5, step=1, label="Questions", elem_id="quiz-count")
@@ -192,7 +228,8 @@ def _quiz_tab(page: StudyPage, model: gr.Dropdown) -> None:
         marks.append(mark)
     check = gr.Button("Check answers", visible=False, variant="primary", elem_id="quiz-check")
     score = gr.Markdown(elem_id="quiz-score")
-    generate.click(page.make_quiz, [model, topic, count, difficulty], [quiz, check, score, *slots],
+    sources = gr.Markdown(elem_id="quiz-sources")
+    generate.click(page.make_quiz, [model, topic, count, difficulty, notes], [quiz, check, score, sources, *slots],
                    api_visibility="private")
     check.click(page.check_quiz, [quiz, *radios], [score, *marks], api_visibility="private")
 
@@ -205,13 +242,13 @@ def _feedback_tab(page: StudyPage, model: gr.Dropdown) -> None:
     button.click(page.give_feedback, [model, question, answer], result, api_visibility="private")
 
 
-def _sheet_tab(page: StudyPage, model: gr.Dropdown) -> None:
+def _sheet_tab(page: StudyPage, model: gr.Dropdown, notes: gr.State) -> None:
     topic = gr.Textbox(label="Topic", placeholder="e.g. Newton's laws", elem_id="sheet-topic")
-    notes = gr.Textbox(label="Your notes (optional)", lines=5, max_length=4000)
     button = gr.Button("Make cheat sheet", variant="primary", elem_id="sheet-go")
     sheet = gr.Markdown(elem_id="sheet-result")
     download = gr.DownloadButton("Download .md", visible=False, elem_id="sheet-download")
-    button.click(page.make_sheet, [model, topic, notes], [sheet, download], api_visibility="private")
+    sources = gr.Markdown(elem_id="sheet-sources")
+    button.click(page.make_sheet, [model, topic, notes], [sheet, download, sources], api_visibility="private")
 
 
 def _plan_tab(page: StudyPage, model: gr.Dropdown) -> None:
@@ -232,7 +269,7 @@ def _plan_tab(page: StudyPage, model: gr.Dropdown) -> None:
                  api_visibility="private")
 
 
-def _cards_tab(page: StudyPage, model: gr.Dropdown) -> None:
+def _cards_tab(page: StudyPage, model: gr.Dropdown, notes: gr.State) -> None:
     with gr.Row():
         topic = gr.Textbox(label="Topic", placeholder="e.g. French irregular verbs", scale=3, elem_id="cards-topic")
         count = gr.Slider(1, MAX_CARDS, value=6, step=1, label="Cards", elem_id="cards-count")
@@ -245,15 +282,16 @@ def _cards_tab(page: StudyPage, model: gr.Dropdown) -> None:
         flip = gr.Button("Flip", variant="primary", elem_id="card-flip")
         following = gr.Button("Next ▶", elem_id="card-next")
     download = gr.DownloadButton("Download for Anki (CSV)", visible=False, elem_id="cards-download")
+    sources = gr.Markdown(elem_id="cards-sources")
     view = [face, position]
-    generate.click(page.make_cards, [model, topic, count], [cards, index, back, *view, download],
+    generate.click(page.make_cards, [model, topic, count, notes], [cards, index, back, *view, download, sources],
                    api_visibility="private")
     flip.click(page.flip, [cards, index, back], [back, *view], api_visibility="private")
     previous.click(lambda c, i: page.step(c, i, -1), [cards, index], [index, back, *view], api_visibility="private")
     following.click(lambda c, i: page.step(c, i, 1), [cards, index], [index, back, *view], api_visibility="private")
 
 
-def _drill_tab(page: StudyPage, model: gr.Dropdown) -> None:
+def _drill_tab(page: StudyPage, model: gr.Dropdown, notes: gr.State) -> None:
     n_choice, n_tf, n_short = DRILL_MIX
     gr.Markdown(f"A mock exam: {n_choice} multiple-choice, {n_tf} true/false and {n_short} short-answer "
                 "question(s), scored at the end (short answers are marked by the model).")
@@ -275,10 +313,32 @@ def _drill_tab(page: StudyPage, model: gr.Dropdown) -> None:
             marks.append(gr.Markdown())
         finish = gr.Button("Finish and score", variant="primary", elem_id="drill-finish")
     score = gr.Markdown(elem_id="drill-score")
+    sources = gr.Markdown(elem_id="drill-sources")
     pairs = [c for pair in zip(prompts, answers) for c in pair]
-    generate.click(page.make_drill, [model, topic, difficulty], [drill, exam, score, *pairs, *marks],
+    generate.click(page.make_drill, [model, topic, difficulty, notes], [drill, exam, score, sources, *pairs, *marks],
                    api_visibility="private")
     finish.click(page.score_drill, [model, drill, *answers], [score, *marks], api_visibility="private")
+
+
+def _notes_area(page: StudyPage) -> gr.State:
+    """The page's one notes area: paste or upload, checked before kept; the kept notes' summary shown."""
+    notes = gr.State(None)
+    with gr.Accordion("Your notes (optional): study from your own material", open=False, elem_id="notes-area"):
+        gr.Markdown(f"Paste notes or upload a .md/.txt file (up to {MAX_NOTES_BYTES // 1000} KB). The quiz, cheat "
+                    "sheet, flashcards and drill then use the passages that match their topic and show them as "
+                    "sources.")
+        text = gr.Textbox(label="Paste notes", lines=6, elem_id="notes-text")
+        with gr.Row():
+            use = gr.Button("Use pasted notes", elem_id="notes-use")
+            upload = gr.UploadButton("Upload .md / .txt", file_types=[".md", ".txt"], type="filepath",
+                                     elem_id="notes-upload")
+            clear = gr.Button("Forget notes", elem_id="notes-clear")
+        status = gr.Markdown("No notes: the tools use the model's own knowledge.", elem_id="notes-status")
+    use.click(page.paste_notes, text, [notes, status], api_visibility="private")
+    upload.upload(page.upload_notes, upload, [notes, status], api_visibility="private")
+    clear.click(lambda: (None, "No notes: the tools use the model's own knowledge."), None, [notes, status],
+                api_visibility="private")
+    return notes
 
 
 def build(engine: Engine, personas: PersonaBook | None = None) -> None:
@@ -288,10 +348,11 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     gr.Markdown("## Study tools\nPick a model, then a tool. Everything runs on the model you pick here.")
     model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()],
                         value=engine.default_model("study"), label="Model", elem_id="study-model")
-    tabs = {"Study chat": lambda: _chat_tab(engine, personas, model), "Quiz": lambda: _quiz_tab(page, model),
-            "Answer feedback": lambda: _feedback_tab(page, model), "Cheat sheet": lambda: _sheet_tab(page, model),
-            "Study planner": lambda: _plan_tab(page, model), "Flashcards": lambda: _cards_tab(page, model),
-            "Mixed drill": lambda: _drill_tab(page, model)}
+    notes = _notes_area(page)
+    tabs = {"Study chat": lambda: _chat_tab(engine, personas, model), "Quiz": lambda: _quiz_tab(page, model, notes),
+            "Answer feedback": lambda: _feedback_tab(page, model),
+            "Cheat sheet": lambda: _sheet_tab(page, model, notes), "Study planner": lambda: _plan_tab(page, model),
+            "Flashcards": lambda: _cards_tab(page, model, notes), "Mixed drill": lambda: _drill_tab(page, model, notes)}
     with gr.Tabs():
         for label, build_tab in tabs.items():
             with gr.Tab(label, elem_id=f"tab-{label.lower().replace(' ', '-')}"):

@@ -84,7 +84,7 @@ def _read(path: Path, settings: KnowledgeSettings) -> str:
     return text
 
 
-def _sections(body: str) -> list[tuple[str | None, str]]:
+def sections(body: str) -> list[tuple[str | None, str]]:
     """(heading or None for the intro, text) of each non-empty part of an article body."""
     parts = _HEADING.split(body)
     pairs = [(None, parts[0])] + list(zip(parts[1::2], parts[2::2]))
@@ -99,7 +99,7 @@ def parse_article(path: Path, text: str) -> Article:
     title = first[2:].strip()
     where = f"{path.parent.name}/{path.name}"
     passages = tuple(Passage(title=title, heading=heading or title, text=section,
-                             ref=f"{where}#{anchor(heading or title)}") for heading, section in _sections(body))
+                             ref=f"{where}#{anchor(heading or title)}") for heading, section in sections(body))
     if not passages:
         raise KnowledgeError(f"{path}: has a title but no text")
     return Article(path=path, title=title, passages=passages)

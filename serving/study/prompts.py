@@ -8,22 +8,30 @@ context of the demo models. Tests compare the strings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from serving.context.articles import Passage
+from serving.context.retrieval import passages_text
 from serving.study.inputs import CheatSheetRequest, DrillRequest, FeedbackRequest, FlashcardsRequest, QuizRequest
 
 Messages = list[dict[str, str]]
+NOTES_HEADER = "The student's notes (use only what they state; say nothing they do not support):"
 
 
-def _chat(system_prompt: str, user: str) -> Messages:
+def _chat(system_prompt: str, user: str, passages: Sequence[Passage] = ()) -> Messages:
+    """The two messages; passages retrieved from the student's notes go first in the user turn, as plain text."""
+    if passages:
+        user = f"{NOTES_HEADER}\n\n{passages_text(passages)}\n\n{user}"
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
 
 
-def quiz_messages(system_prompt: str, request: QuizRequest) -> Messages:
+def quiz_messages(system_prompt: str, request: QuizRequest, passages: Sequence[Passage] = ()) -> Messages:
     user = (
         f"Write {request.n_questions} {request.difficulty} multiple-choice questions about {request.topic}. "
         "Each has four options, exactly one correct; give its letter (A-D) as the answer and a "
         "one-sentence explanation. Reply in JSON."
     )
-    return _chat(system_prompt, user)
+    return _chat(system_prompt, user, passages)
 
 
 def feedback_messages(system_prompt: str, request: FeedbackRequest) -> Messages:
@@ -36,21 +44,21 @@ def feedback_messages(system_prompt: str, request: FeedbackRequest) -> Messages:
     return _chat(system_prompt, user)
 
 
-def cheat_sheet_messages(system_prompt: str, request: CheatSheetRequest) -> Messages:
+def cheat_sheet_messages(system_prompt: str, request: CheatSheetRequest, passages: Sequence[Passage] = ()) -> Messages:
     user = f"Make a compact cheat sheet about {request.topic}: a title and a few sections of short bullet points"
     if request.notes:
         user += f", based on these notes:\n{request.notes}\n\nReply in JSON."
     else:
         user += ". Reply in JSON."
-    return _chat(system_prompt, user)
+    return _chat(system_prompt, user, passages)
 
 
-def flashcards_messages(system_prompt: str, request: FlashcardsRequest) -> Messages:
+def flashcards_messages(system_prompt: str, request: FlashcardsRequest, passages: Sequence[Passage] = ()) -> Messages:
     user = (
         f"Make {request.n_cards} flashcards about {request.topic}. The front is a short question or term, "
         "the back its answer in one or two sentences. Reply in JSON."
     )
-    return _chat(system_prompt, user)
+    return _chat(system_prompt, user, passages)
 
 
 def plan_messages(system_prompt: str, topics: tuple[str, ...], n_days: int, hours_per_day: float) -> Messages:
@@ -64,11 +72,11 @@ def plan_messages(system_prompt: str, topics: tuple[str, ...], n_days: int, hour
 
 
 def drill_messages(system_prompt: str, request: DrillRequest, n_choice: int, n_true_false: int,
-                   n_short: int) -> Messages:
+                   n_short: int, passages: Sequence[Passage] = ()) -> Messages:
     user = (
         f"Write a short {request.difficulty} mock exam about {request.topic}: {n_choice} multiple-choice "
         f"questions (four options, answer letter A-D, explanation), {n_true_false} true/false statements "
         f"(answer true or false, explanation) and {n_short} short-answer questions with a model answer. "
         "Reply in JSON."
     )
-    return _chat(system_prompt, user)
+    return _chat(system_prompt, user, passages)

@@ -14,10 +14,13 @@ import json
 import logging
 from collections.abc import Callable
 from functools import partial
+from collections.abc import Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from serving.context.articles import Passage
+from serving.context.notes import Notes
 from serving.engine import ChatRequest, Engine, GenerationStats
 from serving.errors import validation_message
 from serving.generation import GenerationSettings
@@ -43,13 +46,19 @@ ASCII_CHARS_PER_TOKEN = 3
 """Pessimistic ASCII characters per prompt token (Llama 3 and the demo tokenizer average 4 to 5)."""
 TEMPLATE_TOKENS = 48
 """Chat-template tokens around the messages, rounded up."""
+NOTES_SHARE = 0.3
+"""Share of the model's context that passages from the student's notes may take."""
+
+
+def estimate_tokens(text: str) -> int:
+    """An upper estimate of `text`'s tokens: ASCII at 3 characters a token, anything else at 1."""
+    n_ascii = sum(ch.isascii() for ch in text)
+    return -(-n_ascii // ASCII_CHARS_PER_TOKEN) + (len(text) - n_ascii)
 
 
 def estimate_prompt_tokens(messages: list[dict]) -> int:
-    """An upper estimate of the prompt's tokens: ASCII text at 3 characters a token, anything else at 1."""
-    text = "".join(m["content"] for m in messages)
-    n_ascii = sum(ch.isascii() for ch in text)
-    return n_ascii // ASCII_CHARS_PER_TOKEN + (len(text) - n_ascii) + TEMPLATE_TOKENS
+    """An upper estimate of the prompt's tokens (`estimate_tokens` of the messages, plus the template's)."""
+    return estimate_tokens("".join(m["content"] for m in messages)) + TEMPLATE_TOKENS
 
 
 class StructuredOutputError(Exception):
@@ -106,6 +115,13 @@ class StudyTools:
         room = self.engine.registry.get(model_id).context_length - estimate_prompt_tokens(messages)
         return min(settings.max_new_tokens, room)
 
+    def passages(self, model_id: str, notes: Notes | None, query: str) -> list[Passage]:
+        """The passages of `notes` for `query` within `NOTES_SHARE` of the model's context ([] without notes)."""
+        if notes is None:
+            return []
+        budget = int(self.engine.registry.get(model_id).context_length * NOTES_SHARE)
+        return notes.retrieve(query, budget, estimate_tokens)
+
     def _structured(self, model_id: str, tool: str, messages: list[dict], build: Callable[[Limits], dict],
                     model: type[ParsedT], overrides: dict | None) -> ParsedT:
         settings = self.settings(model_id, tool, **(overrides or {}))
@@ -122,8 +138,9 @@ class StudyTools:
                  stats.finish_reason if stats else "?")
         return parse_structured(text, stats, model)
 
-    def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None) -> schemas.Quiz:
-        messages = prompts.quiz_messages(self._system("quiz"), request)
+    def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None,
+             passages: Sequence[Passage] = ()) -> schemas.Quiz:
+        messages = prompts.quiz_messages(self._system("quiz"), request, passages)
         return self._structured(model_id, "quiz", messages, partial(schemas.quiz_schema, request.n_questions),
                                 schemas.Quiz, overrides)
 
@@ -132,15 +149,15 @@ class StudyTools:
         return self._structured(model_id, "feedback", messages, schemas.feedback_schema, schemas.Feedback,
                                 overrides)
 
-    def cheat_sheet(self, model_id: str, request: CheatSheetRequest,
-                    overrides: dict | None = None) -> schemas.CheatSheet:
-        messages = prompts.cheat_sheet_messages(self._system("cheat_sheet"), request)
+    def cheat_sheet(self, model_id: str, request: CheatSheetRequest, overrides: dict | None = None,
+                    passages: Sequence[Passage] = ()) -> schemas.CheatSheet:
+        messages = prompts.cheat_sheet_messages(self._system("cheat_sheet"), request, passages)
         return self._structured(model_id, "cheat_sheet", messages, schemas.cheat_sheet_schema,
                                 schemas.CheatSheet, overrides)
 
-    def flashcards(self, model_id: str, request: FlashcardsRequest,
-                   overrides: dict | None = None) -> schemas.Flashcards:
-        messages = prompts.flashcards_messages(self._system("flashcards"), request)
+    def flashcards(self, model_id: str, request: FlashcardsRequest, overrides: dict | None = None,
+                   passages: Sequence[Passage] = ()) -> schemas.Flashcards:
+        messages = prompts.flashcards_messages(self._system("flashcards"), request, passages)
         return self._structured(model_id, "flashcards", messages, partial(schemas.flashcards_schema, request.n_cards),
                                 schemas.Flashcards, overrides)
 
@@ -154,8 +171,9 @@ class StudyTools:
                                    schemas.PlanContent, overrides)
         return planner.fill(days, content, request.topics)
 
-    def drill(self, model_id: str, request: DrillRequest, overrides: dict | None = None) -> schemas.Drill:
-        messages = prompts.drill_messages(self._system("drill"), request, *DRILL_MIX)
+    def drill(self, model_id: str, request: DrillRequest, overrides: dict | None = None,
+              passages: Sequence[Passage] = ()) -> schemas.Drill:
+        messages = prompts.drill_messages(self._system("drill"), request, *DRILL_MIX, passages)
         return self._structured(model_id, "drill", messages, partial(schemas.drill_schema, *DRILL_MIX), schemas.Drill,
                                 overrides)
 

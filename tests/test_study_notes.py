@@ -139,3 +139,20 @@ def test_flashcards_from_notes_parse_on_the_demo_model(registry, demo_paths):
         assert len(deck.cards) == 2 and all(card.front and card.back for card in deck.cards)
     finally:
         engine.close()
+
+
+# ---------------------------------------------------------------- "supported by the notes" (the benchmark's measure)
+
+def test_supported_needs_the_numbers_and_most_content_words_in_one_passage():
+    from serving.study.grounded import content_words, numbers, supported, supported_by
+
+    passages = load_notes(CELLS + "\n## Chromosomes\nHuman body cells have 46 chromosomes.\n", "cells.md").passages
+    assert content_words("The Ribosomes build proteins") == {"ribosome", "build", "protein"}
+    assert numbers("about 17,000 people in 1793") == {"17000", "1793"}
+    assert supported("Ribosomes build proteins", passages)
+    assert supported("46 chromosomes", passages)
+    assert not supported("48 chromosomes", passages)  # a wrong number is never supported
+    assert not supported("Ribosomes build proteins and make ATP", passages)  # spread over two passages
+    assert not supported("the", passages) and not supported("", passages)  # nothing checkable
+    assert supported_by("Mitochondria make ATP energy", "Mitochondria make ATP.")  # 3 of 4 words: 75%
+    assert not supported_by("Mitochondria make cellular ATP energy", "Mitochondria make ATP.")  # 3 of 5

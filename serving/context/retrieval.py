@@ -27,7 +27,7 @@ _MAX_TERMS = 32
 # token is not counted, only ranked from (counting SmolLM2's 5,000-token help center takes ~30 ms). Were a
 # tokenizer ever denser, the cost is retrieved passages instead of all of them, never a broken budget.
 _MAX_CHARS_PER_TOKEN = 10
-_STOPWORDS = frozenset("""
+STOPWORDS = frozenset("""
 a about after all am an and any are as at be been but by can could did do does doing for from get got had has
 have hello hey hi how i if im in into is it its just me much my no not of on or our please pls so some than
 thank thanks that the their them then there these they this to too u was we were what when where which who why
@@ -42,7 +42,7 @@ def passages_text(passages: Sequence[Passage]) -> str:
 
 def match_query(question: str) -> str | None:
     """An FTS5 query matching any content word of `question` (each a quoted literal); None if it has none."""
-    words = [w for w in re.findall(r"\w+", question.lower()) if w not in _STOPWORDS and not w.startswith("_")]
+    words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS and not w.startswith("_")]
     terms = list(dict.fromkeys(words))[:_MAX_TERMS]
     return " OR ".join(f'"{t}"' for t in terms) or None
 

@@ -169,7 +169,8 @@ class Visitor:
         self.count(f"{action}:{reason}")
         if reason in ("stop", "length"):
             with self.lock:
-                self.report.completed.append((list(messages), max_new, text, stats.n_tokens, reason))
+                self.report.completed.append((list(messages), max_new, text, stats.n_tokens, reason,
+                                              stats.cached_prompt_tokens, stats.n_prompt_tokens))
             self.chats[chat_id] = messages + [{"role": "assistant", "content": text}]
 
 
@@ -212,7 +213,7 @@ def replay(engine: Engine, model_id: str, report: Report, tie_gap: float) -> Non
     model.scheduler.clear_cache()
     other_shapes = OtherShapes(engine.registry, model_id)
     try:
-        for messages, max_new, answer, n_tokens, finish in report.completed:
+        for messages, max_new, answer, n_tokens, finish, cached, n_prompt in report.completed:
             settings = GenerationSettings(temperature=0.0, max_new_tokens=max_new, seed=0)
             alone, stats = engine.complete(ChatRequest(model_id, messages, settings))
             if alone == answer:
@@ -224,7 +225,9 @@ def replay(engine: Engine, model_id: str, report: Report, tie_gap: float) -> Non
             report.events["near_tie" if problem is None else "differs"] += 1
             if problem:
                 report.violations.append(f"not the prompt answered alone ({n_tokens} tokens, {finish} vs alone "
-                                         f"{stats.n_tokens}, {stats.finish_reason}; max {max_new}): {problem}")
+                                         f"{stats.n_tokens}, {stats.finish_reason}; max {max_new}; {cached} of "
+                                         f"{n_prompt} prompt tokens came from the KV cache; {len(messages)} "
+                                         f"messages): {problem}")
     finally:
         other_shapes.close()
 

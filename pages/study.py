@@ -31,6 +31,7 @@ from serving.study.tools import DRILL_MIX, PERSONAS, StudyTools
 
 log = logging.getLogger(__name__)
 DIFFICULTIES = ["easy", "medium", "hard"]
+NO_MATCH = "_No passage of your notes matches this topic: this comes from the model's own knowledge._"
 TUTOR_IDS = {name: f"study-{name}" for name in ("chatbot", "message", "send", "stop", "retry", "clear", "footer",
                                                  "notice")} | {"prefix": "study-"}
 
@@ -81,8 +82,10 @@ class StudyPage:
         return notes, notes.summary()
 
     def _sourced(self, model_id: str, notes: Notes | None, query: str):
-        """(passages of the notes for `query`, their sources block) — ([], "") without notes."""
+        """(passages of the notes for `query`, their sources block, or a line saying none matched; "" without notes)."""
         passages = self.tools.passages(model_id, notes, query)
+        if notes is not None and not passages:
+            return passages, NO_MATCH
         return passages, sources_html([passage_source(p) for p in passages])
 
     # ---- quiz ----------------------------------------------------------------------------

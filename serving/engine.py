@@ -10,6 +10,7 @@ Gradio; visitor-safe messages travel in `ServingError`.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -25,7 +26,7 @@ from pydantic import ValidationError
 
 from serving.config import ServingSettings
 from serving.backends.batched import SHARED_PREFIX, Finished, Piece, Queued
-from serving.backends.llamacpp import LlamaCppLoader, LlamaCppModel, Loader
+from serving.backends.llamacpp import AdaptedModel, LlamaCppLoader, LlamaCppModel, Loader
 from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
 from serving.context.render import RequestContext, Source, system_text
@@ -246,6 +247,8 @@ class Engine:
             return
 
     def _use(self, entry: ModelEntry, progress: Progress | None, cancel: threading.Event | None):
+        if entry.source.adapter is not None:
+            return self._use_adapter(entry, progress, cancel)
         path_box: list[Path] = []
 
         def size() -> int:
@@ -259,6 +262,23 @@ class Engine:
             return self._load(entry, path_box[0], progress)
 
         return self.pool.use(entry.id, size, load, cancel)
+
+    @contextlib.contextmanager
+    def _use_adapter(self, entry: ModelEntry, progress: Progress | None,
+                     cancel: threading.Event | None) -> Iterator[AdaptedModel]:
+        """An adapter entry's model: its base held in the pool (loaded once for the base and all its adapters), the
+        adapter loaded over it as a rider of the base (`ModelPool.use`'s `parent`)."""
+        base = self.registry.get(entry.source.adapter.base)
+        path_box: list[Path] = []
+
+        def size() -> int:
+            path_box.append(self._fetch(entry, progress))
+            return self.loader.adapter_size(path_box[0])
+
+        with self._use(base, progress, cancel) as base_model:
+            with self.pool.use(entry.id, size, lambda: self._load(entry, path_box[0], progress, base_model), cancel,
+                               parent=base.id) as model:
+                yield model
 
     def _unloadable(self, entry: ModelEntry, path: Path, err: Exception) -> ModelUnavailable:
         """A visitor-safe "could not be loaded" (remembered as the model's failure); the log gets llama.cpp's words."""
@@ -275,14 +295,19 @@ class Engine:
             self._failures[entry.id] = (err.user_message, time.monotonic())
             raise
 
-    def _load(self, entry: ModelEntry, path: Path, progress: Progress | None) -> LlamaCppModel:
+    def _load(self, entry: ModelEntry, path: Path, progress: Progress | None,
+              base: LlamaCppModel | None = None) -> LlamaCppModel | AdaptedModel:
+        """`entry`'s file loaded (over the loaded `base` for an adapter), its persona prefixes set reading."""
         if progress:
             progress(0.0, f"Loading {entry.display_name}")
         log.info("loading %s from %s (n_ctx=%d, n_threads=%d)", entry.id, path, entry.context_length,
                  self.settings.threads())
         start = time.perf_counter()
         try:
-            model = self.loader.load(entry, path, self.settings)
+            if base is None:
+                model = self.loader.load(entry, path, self.settings)
+            else:
+                model = self.loader.load_adapter(base, entry, path)
         except ServingError:
             raise
         except (ValueError, RuntimeError, OSError) as err:

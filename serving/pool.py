@@ -8,7 +8,9 @@ model that is in use or has requests waiting for it is never evicted, and a mode
 holds its reservation from before its load starts, so two first loads cannot both overrun the
 budget. A loaded model whose `alive` is False (its decode thread died) is loaded again by the
 next request; the dead one is closed when the last request still holding it leaves (a request may
-be tokenizing with it), never under it. What a "model" is, and how it is loaded, is the caller's business
+be tokenizing with it), never under it. A model may ride on another (`parent`: a LoRA adapter over its
+base's weights, used only while its caller holds the base): it counts only its own bytes, and unloading
+the parent unloads it first. What a "model" is, and how it is loaded, is the caller's business
 (`load` returns any object with `close()`).
 """
 
@@ -50,6 +52,8 @@ class _Loaded:
     retired: bool = False
     """Replaced (its decode thread died): closed when its last user leaves, never under one."""
     closed: bool = False
+    parent: str | None = None
+    """The model this one rides on (unloaded with it)."""
 
 
 class ModelPool:
@@ -77,13 +81,16 @@ class ModelPool:
 
     @contextmanager
     def use(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any],
-            cancel: threading.Event | None = None) -> Iterator[Any]:
-        """Yield `model_id`'s loaded model (loading it first if needed); it stays loaded until the block ends."""
+            cancel: threading.Event | None = None, parent: str | None = None) -> Iterator[Any]:
+        """Yield `model_id`'s loaded model (loading it first if needed); it stays loaded until the block ends.
+
+        `parent`: the id of the model this one rides on, which the caller holds (`use`) around this block; the
+        parent then stays loaded, and it is never unloaded without unloading this one first."""
         gate, item = self._enter(model_id), None
         try:
             self._acquire(gate, model_id, cancel)
             try:
-                item = self._ensure_loaded(model_id, size_bytes, load)
+                item = self._ensure_loaded(model_id, size_bytes, load, parent)
             finally:
                 gate.lock.release()
             yield item.model
@@ -116,7 +123,8 @@ class ModelPool:
                 raise Busy("The model is still loading after a long wait; please try again in a moment.",
                            f"{model_id}: waited {self.queue_timeout_s:.0f}s for the model to load")
 
-    def _ensure_loaded(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any]) -> _Loaded:
+    def _ensure_loaded(self, model_id: str, size_bytes: Callable[[], int], load: Callable[[], Any],
+                       parent: str | None) -> _Loaded:
         """The loaded model, its user count raised (called with the model's gate held)."""
         with self._lock:
             item = self._loaded.get(model_id)
@@ -141,7 +149,7 @@ class ModelPool:
         finally:
             with self._lock:
                 self._reserved.pop(model_id, None)
-        item = _Loaded(model, need, users=1)
+        item = _Loaded(model, need, users=1, parent=parent)
         with self._lock:
             self._loaded[model_id] = item
         log.info("pool: %s loaded (~%.0f MiB); pool holds %s", model_id, need / 2**20, ", ".join(self.loaded_ids()))
@@ -159,17 +167,19 @@ class ModelPool:
         """Reserve `need` bytes for `model_id` before it loads, picking idle models to unload for it.
 
         Models still loading count with their reservation; a model that is in use or has requests
-        queued for it is never a victim. The victims' gates are held until `_unload` closes them.
+        queued for it is never a victim, and a victim's riders go with it, before it. The victims' gates
+        are held until `_unload` closes them.
         """
         with self._lock:
             used = sum(item.size_bytes for item in self._loaded.values()) + sum(self._reserved.values())
-            victims = []
+            victims: list[tuple[str, _Loaded]] = []
             for mid in list(self._loaded):
                 if used + need <= self.budget_bytes:
                     break
-                if mid != model_id and self._gates[mid].users == 0 and self._gates[mid].lock.acquire(blocking=False):
-                    victims.append((mid, self._loaded.pop(mid)))
-                    used -= victims[-1][1].size_bytes
+                if mid != model_id and mid in self._loaded:
+                    taken = self._take_idle([*self._riders(mid), mid])
+                    victims += taken
+                    used -= sum(item.size_bytes for _, item in taken)
             if used + need > self.budget_bytes:
                 for mid, item in victims:  # not enough even so: put them back untouched
                     self._loaded[mid] = item
@@ -178,6 +188,21 @@ class ModelPool:
                            f"{model_id}: needs {need} bytes, {used} used or reserved by busy models")
             self._reserved[model_id] = need
             return victims
+
+    def _riders(self, model_id: str) -> list[str]:
+        return [mid for mid, item in self._loaded.items() if item.parent == model_id]
+
+    def _take_idle(self, ids: list[str]) -> list[tuple[str, _Loaded]]:
+        """Take `ids` out of the pool with their gates held, all or none: none when any is in use, has requests
+        queued, or is loading (called with the pool's lock held)."""
+        held = []
+        for mid in ids:
+            if self._gates[mid].users or not self._gates[mid].lock.acquire(blocking=False):
+                for other in held:
+                    self._gates[other].lock.release()
+                return []
+            held.append(mid)
+        return [(mid, self._loaded.pop(mid)) for mid in held]
 
     def _unload(self, victims: list[tuple[str, _Loaded]]) -> None:
         for victim, item in victims:
@@ -188,9 +213,9 @@ class ModelPool:
                 self._gates[victim].lock.release()
 
     def close(self) -> None:
-        """Unload every idle model."""
+        """Unload every idle model (riders before the model they ride on)."""
         with self._lock:
-            items = list(self._loaded.items())
+            items = sorted(self._loaded.items(), key=lambda pair: pair[1].parent is None)
         for model_id, item in items:
             with self._gates[model_id].lock, self._lock:
                 self._loaded.pop(model_id, None)

@@ -124,34 +124,79 @@ class RemoteSource(_Strict):
     or `none` (JSON-constrained requests are refused with a clear message)."""
 
 
+FileSource = HubSource | LocalSource | PackageSource
+"""Where a GGUF file comes from."""
+_KINDS = ("hub", "local", "package", "remote", "adapter")
+
+
+def _one_of(source: BaseModel, names: tuple[str, ...]) -> None:
+    if sum(getattr(source, name) is not None for name in names) != 1:
+        raise ValueError(f"give exactly one of {', '.join(map(repr, names[:-1]))} or {names[-1]!r}")
+
+
+class AdapterSource(_Strict):
+    """A LoRA GGUF (`python -m training export-adapter`) applied over another entry's loaded weights.
+
+    The pool loads the base once; the base and every adapter over it answer from that one copy
+    (`serving.backends.llamacpp.AdaptedModel`). The file is found like a model file: one of `hub`,
+    `local` or `package`, with its sha256 checked before llama.cpp reads it.
+    """
+
+    base: str = Field(min_length=1)
+    """Registry id of the base model (a GGUF entry, not a remote server nor another adapter)."""
+    hub: HubSource | None = None
+    local: LocalSource | None = None
+    package: PackageSource | None = None
+    scale: float = Field(1.0, gt=0.0, le=4.0)
+    """Multiplier of the adapter's update on top of its own alpha / rank (1.0: as trained)."""
+    data_sha256: Sha256 = None
+    """sha256 of the training data the adapter was trained on (`training.export.adapter.data_sha256`), so a
+    rebuild can tell when the data changed since."""
+
+    @model_validator(mode="after")
+    def _one_file(self) -> "AdapterSource":
+        _one_of(self, ("hub", "local", "package"))
+        return self
+
+    @property
+    def file(self) -> FileSource:
+        return self.hub or self.local or self.package
+
+
 class Source(_Strict):
-    """Where the model comes from: exactly one of `hub`, `local`, `package` (a GGUF file) or `remote` (a server)."""
+    """Where the model comes from: exactly one of `hub`, `local`, `package` (a GGUF file), `remote` (a server) or
+    `adapter` (a LoRA GGUF over another entry's weights)."""
 
     hub: HubSource | None = None
     local: LocalSource | None = None
     package: PackageSource | None = None
     remote: RemoteSource | None = None
+    adapter: AdapterSource | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "Source":
-        if sum(kind is not None for kind in (self.hub, self.local, self.package, self.remote)) != 1:
-            raise ValueError("give exactly one of 'hub', 'local', 'package' or 'remote'")
+        _one_of(self, _KINDS)
         return self
 
     @property
     def kind(self) -> str:
-        """"hub", "local", "package" or "remote"."""
-        return "hub" if self.hub else "local" if self.local else "package" if self.package else "remote"
+        """"hub", "local", "package", "remote" or "adapter"."""
+        return next(name for name in _KINDS if getattr(self, name) is not None)
+
+    @property
+    def file(self) -> FileSource | None:
+        """The GGUF file to fetch: the model's own, or an adapter's LoRA file (None for a remote server)."""
+        return self.adapter.file if self.adapter else self.hub or self.local or self.package
 
     @property
     def sha256(self) -> str | None:
         """The pinned sha256 of the GGUF file (None for a remote server, which has no file here)."""
-        return None if self.remote else (self.hub or self.local or self.package).sha256
+        return self.file.sha256 if self.file else None
 
     @property
     def size(self) -> int | None:
-        """The pinned size in bytes of the GGUF file (only a hub source records one)."""
-        return self.hub.size if self.hub else None
+        """The pinned size in bytes of the GGUF file (only a hub file records one)."""
+        return self.file.size if isinstance(self.file, HubSource) else None
 
 
 class DatasetSpec(_Strict):
@@ -238,7 +283,7 @@ class ModelEntry(_Strict):
     kind: Literal["base", "fine-tuned", "demo"]
     """Base model, fine-tune of a registered base, or offline demo model."""
     source: Source
-    """Where the GGUF file comes from."""
+    """Where the GGUF file comes from (or the server, or the LoRA file over a base)."""
     quant: str = "Q4_K_M"
     """llama.cpp file type of the served file."""
     context_length: int = Field(ge=128, le=131072)
@@ -246,7 +291,7 @@ class ModelEntry(_Strict):
     generation: GenerationSettings = GenerationSettings()
     """Default generation settings."""
     base_model: str | None = None
-    """Registry id of the model this one was fine-tuned from."""
+    """Registry id of the model this one was fine-tuned from (an adapter's is its `source.adapter.base`)."""
     published: bool = True
     """False until `training/` has published the file to the Hub."""
     license: str | None = None
@@ -267,6 +312,19 @@ class ModelEntry(_Strict):
     @classmethod
     def _known_quant(cls, value: str) -> str:
         return ExportSpec._known_quant(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _adapter_names_its_base(cls, data: Any) -> Any:
+        """An adapter's `base_model` is its `source.adapter.base` (written once; a different one is refused)."""
+        adapter = ((data.get("source") or {}).get("adapter") if isinstance(data, dict) else None)
+        base = adapter.get("base") if isinstance(adapter, dict) else None
+        if isinstance(base, str) and data.get("base_model") in (None, base):
+            return {**data, "base_model": base}
+        if isinstance(base, str):
+            raise ValueError(f"base_model {data['base_model']!r} differs from source.adapter.base {base!r}; "
+                             "give the base once, in source.adapter.base")
+        return data
 
     @model_validator(mode="after")
     def _fine_tune_needs(self) -> "ModelEntry":
@@ -318,9 +376,10 @@ class Registry(_Strict):
         return list(self.models)
 
     def local_path(self, entry: ModelEntry) -> Path:
-        """Absolute path of a local entry's GGUF file."""
-        assert entry.source.local is not None, f"{entry.id} is not a local entry"
-        path = Path(entry.source.local.path)
+        """Absolute path of a local entry's GGUF file (an adapter's LoRA file when that is local)."""
+        local = entry.source.file
+        assert isinstance(local, LocalSource), f"{entry.id} is not a local entry"
+        path = Path(local.path)
         return path if path.is_absolute() else self.root / path
 
     def base_of(self, model_id: str) -> ModelEntry | None:
@@ -362,11 +421,28 @@ def _parse_entries(raws: list, owner: str, where: str) -> dict[str, ModelEntry]:
 
 def _check_bases(models: dict[str, ModelEntry], where: str) -> None:
     for index, entry in enumerate(models.values()):
+        field = "source.adapter.base" if entry.source.adapter else "base_model"
         if entry.base_model and entry.base_model not in models:
             raise RegistryError(
-                f"{where}: entry {entry.id!r} (#{index + 1}), field 'base_model': unknown base "
+                f"{where}: entry {entry.id!r} (#{index + 1}), field '{field}': unknown base "
                 f"{entry.base_model!r}; registered ids: {', '.join(models)}"
             )
+        problem = _adapter_problem(entry, models[entry.base_model]) if entry.source.adapter else None
+        if problem:
+            raise RegistryError(f"{where}: entry {entry.id!r} (#{index + 1}), field '{field}': {problem}")
+
+
+def _adapter_problem(entry: ModelEntry, base: ModelEntry) -> str | None:
+    """Why `base` cannot carry `entry`'s adapter, or None: llama.cpp applies a LoRA over weights loaded here, in the
+    base's own context (so one conversation holds the base's `context_length` tokens)."""
+    if base.source.adapter is not None:
+        return f"the base {base.id!r} is itself an adapter; name the model its weights come from"
+    if base.source.remote is not None:
+        return f"the base {base.id!r} is a remote server; an adapter needs weights loaded here"
+    if entry.context_length != base.context_length:
+        return (f"context_length {entry.context_length} differs from the base's {base.context_length}; "
+                "an adapter is served in its base's context, so give the same value")
+    return None
 
 
 def parse_registry(data: Any, path: Path, hub_owner: str | None = None) -> Registry:

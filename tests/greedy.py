@@ -18,14 +18,21 @@ SmolLM2-135M, one visitor, only the prompt chunk changed (8 / 64 / 256 tokens): 
 and 0.15 logits."""
 
 
-def first_divergence_gap(path: Path, prompt: list[int], a: str, b: str) -> float:
-    """Greedy-decode `prompt` a token at a time with plain llama.cpp; at the first token after which `a` and `b`
-    no longer both continue the text, the gap between the two most likely tokens' logits (0.0: never parted)."""
+def first_divergence_gap(path: Path, prompt: list[int], a: str, b: str, lora_path: Path | None = None) -> float:
+    """Greedy-decode `prompt` a token at a time with plain llama.cpp (the LoRA GGUF `lora_path` applied, if any);
+    at the first token after which `a` and `b` no longer both continue the text, the gap between the two most
+    likely tokens' logits (0.0: never parted)."""
     import llama_cpp as ll
     import numpy as np
     from llama_cpp import Llama
 
+    from serving.backends.batched import Lora
+
     llm = Llama(model_path=str(path), n_ctx=len(prompt) + 512, n_threads=2, verbose=False)
+    if lora_path is not None:
+        pointer = ll.llama_adapter_lora_init(llm._model.model, str(lora_path).encode("utf-8"))
+        assert pointer, f"llama.cpp refused {lora_path}"
+        Lora("gap", pointer).apply(llm.ctx)
     llm.eval(prompt)
     text = b""
     for _ in range(512):
@@ -42,7 +49,9 @@ def same_or_near_tie(model, messages: list[dict], got: str, expected: str, tie_g
     """None when `got` equals `expected` or parts from it only at a near-tie; else why not (for an assert)."""
     if got == expected:
         return None
-    gap = first_divergence_gap(model.path, model.prompt_tokens(messages), got, expected)
+    base = getattr(model, "base", None)  # an adapter over a loaded base (`AdaptedModel`): its path is the LoRA file
+    gap = first_divergence_gap(base.path if base else model.path, model.prompt_tokens(messages), got, expected,
+                               model.path if base else None)
     if gap <= tie_gap:
         return None
     return f"answers part where the model is sure (top-2 gap {gap:.2f} logits): {got!r} vs {expected!r}"

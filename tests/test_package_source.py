@@ -61,5 +61,5 @@ def test_exactly_one_source_kind(tmp_path):
     raw = yaml.safe_load((REPO_ROOT / "model_registry.yaml").read_text())
     entry = next(e for e in raw["models"] if e["id"] == SMOL)
     entry["source"]["local"] = {"path": "x.gguf"}
-    with pytest.raises(RegistryError, match="exactly one of 'hub', 'local', 'package' or 'remote'"):
+    with pytest.raises(RegistryError, match="exactly one of 'hub', 'local', 'package', 'remote' or 'adapter'"):
         parse_registry(raw, tmp_path / "model_registry.yaml")

@@ -13,6 +13,12 @@ longest matching prefix from any other slot (a shared persona system prompt): th
 stream is copied and trimmed, which costs a memory copy instead of reading the prompt again. When every slot is taken, the least recently used idle
 conversation's KV state is saved to RAM (bounded) and restored when that conversation comes back.
 
+A job may name a LoRA adapter loaded over the model (`Lora`; None is the bare base). llama.cpp applies
+one adapter set per context (`llama_set_adapters_lora`), so each step holds the jobs of one adapter and
+the adapters of running jobs take turns; a slot's KV is reused only by jobs of the adapter that computed
+it (its keys and values went through that adapter's weights). Adapters are loaded and freed on this
+thread (`call`), never under a step.
+
 Jobs that find no free slot wait in a FIFO queue and hear their position; more than `max_queue`
 waiting get `Busy` at once. Knows nothing of chat templates, prompts or visitors: tokens in, text
 pieces out (see `serving.backends.llamacpp` for the model around it).
@@ -27,8 +33,10 @@ import queue
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import llama_cpp as ll
 
@@ -38,6 +46,9 @@ log = logging.getLogger(__name__)
 _STEP_TARGET_S = 1.0  # how long a step reading prompt tokens may take (others' next tokens wait that long)
 _MIN_CHUNK = 8
 _MIN_BORROW = 32  # prompt tokens worth copying another slot's KV stream for (the copy moves a whole stream)
+# Steps one adapter's jobs decode before another adapter's get their turn: a switch makes llama.cpp reserve its
+# compute graph again at the next decode (measured in benchmarks/RESULTS-adapters.md), so turns are a few steps long.
+_TURN_STEPS = 4
 SHARED_PREFIX = "prefix:"
 """Conversation ids starting with this hold only what every visitor of a persona shares (its prompt and knowledge,
 no visitor's text): the slot of a forgotten conversation keeps the part of its KV that equals such a prefix, so the
@@ -70,6 +81,32 @@ class Finished:
 
 
 @dataclass(eq=False)
+class Lora:
+    """A LoRA adapter llama.cpp loaded over the scheduler's model (`llama_adapter_lora_init`), applied at `scale`.
+    Compared by identity: two loads of one file are two adapters."""
+
+    name: str
+    pointer: Any
+    """The `llama_adapter_lora_p` (never NULL: a refused file is an error before a `Lora` exists)."""
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        self._adapters = (ll.llama_adapter_lora_p_ctypes * 1)(self.pointer)
+        self._scales = (ctypes.c_float * 1)(self.scale)
+
+    def apply(self, ctx) -> None:
+        """Make this the one adapter `ctx` computes with."""
+        ll.llama_set_adapters_lora(ctx, self._adapters, 1, self._scales)
+
+    def free(self) -> None:
+        ll.llama_adapter_lora_free(self.pointer)
+
+
+Owner = tuple[str, Lora | None]
+"""Whose KV a slot or a RAM save holds: (conversation id, the adapter that computed it)."""
+
+
+@dataclass(eq=False)
 class Job:
     """One answer to generate. Created by the caller; the scheduler fills `events`."""
 
@@ -81,6 +118,8 @@ class Job:
     """Sampled tokens that end the answer without being shown (end-of-generation, template tokens)."""
     cancel: threading.Event
     conversation_id: str | None = None
+    adapter: Lora | None = None
+    """The LoRA adapter to decode with (None: the bare base)."""
     events: queue.Queue = field(default_factory=queue.Queue)
     enqueued: float = field(default_factory=time.monotonic)
     # scheduler-side state
@@ -91,6 +130,10 @@ class Job:
     position: int = 0  # last queue position told
     awaits: tuple | None = None  # (slot, its job, tokens): another job reading our prompt's prefix, to copy from
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+    @property
+    def owner(self) -> Owner | None:
+        return None if self.conversation_id is None else (self.conversation_id, self.adapter)
 
     def results(self, poll_s: float = 0.05) -> Iterator[Queued | Piece | Finished]:
         """Events until `Finished` (an exception the scheduler put is raised here)."""
@@ -111,9 +154,11 @@ class _Slot:
     seq: int
     tokens: list[int] = field(default_factory=list)
     """What this sequence holds in the KV cache, positions 0..n-1."""
-    owner: str | None = None
+    owner: Owner | None = None
     used: float = 0.0
     job: Job | None = None
+    adapter: Lora | None = None
+    """The adapter that computed `tokens`' KV."""
 
 
 @dataclass(frozen=True)
@@ -155,20 +200,23 @@ class Scheduler:
         self._chunk = max(1, min(prefill_chunk, n_batch))
         self._max_queue = max_queue
         self._queue_timeout_s = queue_timeout_s
-        self._saved: OrderedDict[str, _Saved] = OrderedDict()
+        self._saved: OrderedDict[Owner, _Saved] = OrderedDict()
         self._saved_budget = saved_budget_bytes
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._clear = False
         self._forget: set[str] = set()  # conversations whose KV (slot and RAM save) is to be dropped
-        self._shared: dict[str, list[int]] = {}  # the shared prefixes (`SHARED_PREFIX`) read so far
+        self._shared: dict[Owner, list[int]] = {}  # the shared prefixes (`SHARED_PREFIX`) read so far
         # Sequences that are the source or target of a KV copy llama.cpp has queued but not done yet: a copy
         # between two KV streams is only recorded by llama_memory_seq_cp and done at the start of the next
         # llama_decode (llama-kv-cache.cpp seq_cp: "enqueue the copy operation - the buffer copy will be performed
         # during the next update"), while llama_state_seq_set_data writes at once. Restoring into such a
         # sequence before that decode would let the queued copy carry the restored conversation elsewhere.
         self._pending_copy: set[int] = set()
+        self._applied: Lora | None = None  # the adapter set on the context now
+        self._turn_left = 0  # steps left in the applied adapter's turn
+        self._calls: deque[tuple[Callable[[], Any], Future]] = deque()  # to run on this thread between steps
         self.counts: Counter[str] = Counter()
         """Events so far, for logs and tests: copies, saves, restores, restores_skipped, aborted_steps, forgotten."""
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
@@ -206,14 +254,33 @@ class Scheduler:
         with self._cond:
             return sum(s.job is not None for s in self._slots)
 
-    def cached_tokens(self, conversation_id: str) -> list[int] | None:
-        """The tokens the KV cache (or the RAM save) holds for a conversation, if any."""
+    def cached_tokens(self, conversation_id: str, adapter: Lora | None = None) -> list[int] | None:
+        """The tokens the KV cache (or the RAM save) holds for a conversation with `adapter`, if any."""
+        owner = (conversation_id, adapter)
         with self._cond:
-            slot = next((s for s in self._slots if s.owner == conversation_id), None)
+            slot = next((s for s in self._slots if s.owner == owner), None)
             if slot is not None:
                 return list(slot.tokens)
-            saved = self._saved.get(conversation_id)
+            saved = self._saved.get(owner)
             return list(saved.tokens) if saved else None
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` run on the decode thread between two steps, its result returned (or its exception raised here):
+        for llama.cpp calls that must not overlap a decode. Loading or freeing an adapter changes the model's
+        adapter list, which a step's graph sizing walks (llama-context.cpp `graph_max_nodes`:
+        "for (const auto & lora : model.loras)")."""
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise ModelUnavailable("The model is restarting; please try again in a moment.", "scheduler closed")
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        return future.result()
+
+    def drop_adapter(self, lora: Lora) -> None:
+        """Free `lora` on the decode thread: its jobs end as cancelled (nobody holds its model any more), the KV it
+        computed is emptied, the context stops applying it."""
+        self.call(lambda: self._drop_adapter(lora))
 
     def clear_cache(self) -> None:
         """Forget every idle slot's KV cache and the RAM saves (done by the decode thread before its next step)."""
@@ -248,7 +315,7 @@ class Scheduler:
             while True:
                 with self._cond:
                     while (not self._closed and not self._waiting and not self._active() and not self._clear
-                           and not self._forget):
+                           and not self._forget and not self._calls):
                         self._cond.wait()
                     if self._closed:
                         break
@@ -256,6 +323,10 @@ class Scheduler:
                         self._drop_idle()
                     if self._forget:
                         self._drop_forgotten()
+                    calls = list(self._calls)
+                    self._calls.clear()
+                self._run_calls(calls)
+                with self._cond:
                     self._admit()
                 if self._active():
                     self._step()
@@ -266,16 +337,61 @@ class Scheduler:
             self._end_jobs(ModelUnavailable("The model is restarting; please try again in a moment.", "closed"))
 
     def _end_jobs(self, error: ModelUnavailable) -> None:
-        """Close for good: every running and waiting job gets `error` (their result loops end)."""
+        """Close for good: every running and waiting job gets `error` (their result loops end), and so does every
+        caller of `call` still waiting."""
         with self._cond:
             self._closed = True
             jobs = [s.job for s in self._slots if s.job] + list(self._waiting)
             self._waiting.clear()
             for slot in self._slots:
                 slot.job = None
+            calls = list(self._calls)
+            self._calls.clear()
         for job in jobs:
             job.sampler.close()
             job.events.put(error)
+        for _, future in calls:
+            future.set_exception(error)
+
+    @staticmethod
+    def _run_calls(calls: list[tuple[Callable[[], Any], Future]]) -> None:
+        for fn, future in calls:
+            try:
+                future.set_result(fn())
+            except Exception as err:  # the caller's to handle: it is raised in its thread
+                future.set_exception(err)
+
+    def _drop_adapter(self, lora: Lora) -> None:
+        with self._cond:
+            waiting = [job for job in self._waiting if job.adapter is lora]
+            for job in waiting:
+                self._waiting.remove(job)
+        for job in waiting:
+            job.sampler.close()
+            job.events.put(Finished("cancelled", len(job.prompt), 0, 0))
+        for slot in self._slots:
+            if slot.job is not None and slot.job.adapter is lora:
+                self._finish(slot, "cancelled")
+            if slot.adapter is lora:
+                ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+                slot.tokens, slot.owner, slot.adapter = [], None, None
+        for owner in [owner for owner in self._saved if owner[1] is lora]:
+            del self._saved[owner]
+        if self._applied is lora:
+            self._apply(None)
+        lora.free()
+
+    def _apply(self, lora: Lora | None) -> None:
+        """Set the context's adapters to `lora` alone (None: none). Changing them makes llama.cpp size its compute
+        graph again at the next decode (llama-context.cpp `set_adapters_lora`: "sched_need_reserve = true"); the KV
+        cache is left as it is."""
+        if lora is self._applied:
+            return
+        if lora is None:
+            ll.llama_set_adapters_lora(self._ctx, None, 0, None)
+        else:
+            lora.apply(self._ctx)
+        self._applied = lora
 
     def _drop_idle(self) -> None:
         for slot in self._slots:
@@ -290,21 +406,22 @@ class Scheduler:
         """Empty the idle slots of forgotten conversations and delete their RAM saves; a forgotten conversation
         whose answer still runs loses its ownership (its KV is never saved, and is reused first)."""
         for slot in self._slots:
-            if slot.owner in self._forget:
+            if slot.owner is not None and slot.owner[0] in self._forget:
                 if slot.job is None:
                     keep = self._shared_part(slot)
                     ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
                     del slot.tokens[keep:]
                 slot.owner = None
-        for conversation_id in self._forget:
-            self._saved.pop(conversation_id, None)
+        for owner in [owner for owner in self._saved if owner[0] in self._forget]:
+            del self._saved[owner]
         self.counts["forgotten"] += len(self._forget)
         self._forget.clear()
 
     def _shared_part(self, slot: _Slot) -> int:
-        """How many of `slot`'s first tokens equal a shared prefix (`SHARED_PREFIX`): worth keeping when the slot's
-        conversation is forgotten (0 when shorter than a borrow)."""
-        longest = max((common_prefix(slot.tokens, tokens) for tokens in self._shared.values()), default=0)
+        """How many of `slot`'s first tokens equal a shared prefix (`SHARED_PREFIX`) computed by the same adapter:
+        worth keeping when the slot's conversation is forgotten (0 when shorter than a borrow)."""
+        longest = max((common_prefix(slot.tokens, tokens) for owner, tokens in self._shared.items()
+                       if owner[1] is slot.adapter), default=0)
         return longest if longest >= _MIN_BORROW else 0
 
     def _active(self) -> list[_Slot]:
@@ -332,27 +449,30 @@ class Scheduler:
 
     def _pick_slot(self, job: Job) -> _Slot:
         free = [s for s in self._slots if s.job is None]
-        if job.conversation_id is not None:
-            own = next((s for s in free if s.owner == job.conversation_id), None)
+        if job.owner is not None:
+            own = next((s for s in free if s.owner == job.owner), None)
             if own is not None:
                 return own
         # an empty slot, else one no conversation owns, else the least recently used conversation's; a
         # conversation coming back from RAM avoids slots a queued copy still involves (see `_pending_copy`)
-        restoring = job.conversation_id in self._saved
+        restoring = job.owner in self._saved
         return min(free, key=lambda s: (restoring and s.seq in self._pending_copy, bool(s.tokens),
                                         s.owner is not None, s.used))
 
     def _place(self, job: Job, slot: _Slot) -> None:
-        """Give `job` the slot, keeping the longest prefix of its prompt already cached anywhere."""
-        if slot.owner != job.conversation_id:
+        """Give `job` the slot, keeping the longest prefix of its prompt already cached anywhere (by its adapter)."""
+        if slot.owner != job.owner:
             if slot.owner is not None:  # a slot no conversation owns keeps its KV (a shared prefix, `SHARED_PREFIX`)
                 self._save(slot)
-            if job.conversation_id in self._saved:
-                self._restore(slot, job.conversation_id)
+            if job.owner in self._saved:
+                self._restore(slot, job.owner)
+        if slot.adapter is not job.adapter:  # KV computed through other weights is no prefix of this job's
+            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            slot.tokens, slot.adapter = [], job.adapter
         if job.conversation_id is not None and job.conversation_id.startswith(SHARED_PREFIX):
-            self._shared[job.conversation_id] = job.prompt
+            self._shared[job.owner] = job.prompt
         limit = len(job.prompt) - 1  # the last prompt token is always evaluated: it gives the first logits
-        others = [s for s in self._slots if s is not slot]
+        others = [s for s in self._slots if s is not slot and s.adapter is job.adapter]
         keep = min(common_prefix(slot.tokens, job.prompt), limit)
         donor, cached = _longest(others, lambda s: s.tokens, job.prompt[:limit])
         if cached >= keep + _MIN_BORROW:
@@ -362,7 +482,7 @@ class Scheduler:
             ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
             del slot.tokens[keep:]
         job.cursor = job.reused = keep
-        slot.owner, slot.job, slot.used = job.conversation_id, job, time.monotonic()
+        slot.owner, slot.job, slot.used = job.owner, job, time.monotonic()
         reading, wanted = _longest([s for s in others if s.job], lambda s: s.job.prompt, job.prompt[:limit])
         if wanted >= keep + _MIN_BORROW and reading.job.awaits is None:
             job.awaits = (reading, reading.job, wanted)  # another visitor reads the same prefix now: copy it after
@@ -373,7 +493,7 @@ class Scheduler:
         ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         ll.llama_memory_seq_cp(self._mem, donor.seq, slot.seq, -1, -1)
         ll.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
-        slot.tokens = donor.tokens[:n]
+        slot.tokens, slot.adapter = donor.tokens[:n], donor.adapter
         self._pending_copy |= {donor.seq, slot.seq}
         self.counts["copies"] += 1
 
@@ -381,7 +501,8 @@ class Scheduler:
         """For a job waiting on another slot's prefix: True while it should keep waiting (copied once ready)."""
         job = slot.job
         donor, donor_job, wanted = job.awaits
-        shared = common_prefix(donor.tokens, job.prompt[:wanted])
+        # the donor slot may have passed to a job of another adapter meanwhile: its KV is then no prefix of ours
+        shared = common_prefix(donor.tokens, job.prompt[:wanted]) if donor.adapter is job.adapter else 0
         if shared < wanted and donor.job is donor_job:
             return True
         job.awaits = None
@@ -391,8 +512,8 @@ class Scheduler:
         return False
 
     def _save(self, slot: _Slot) -> None:
-        """Keep the departing conversation's KV state in RAM (bounded, least recently used dropped first).
-        A slot a queued copy still writes to holds no data yet: nothing is saved from it."""
+        """Keep the departing conversation's KV state in RAM (bounded, least recently used dropped first) and empty
+        the slot. A slot a queued copy still writes to holds no data yet: nothing is saved from it."""
         if slot.owner is not None and slot.tokens and slot.seq not in self._pending_copy:
             size = ll.llama_state_seq_get_size(self._ctx, slot.seq)
             if 0 < size <= self._saved_budget:
@@ -405,35 +526,37 @@ class Scheduler:
         ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         slot.tokens, slot.owner = [], None
 
-    def _keep(self, conversation_id: str, saved: _Saved) -> None:
-        self._saved[conversation_id] = saved
-        self._saved.move_to_end(conversation_id)
+    def _keep(self, owner: Owner, saved: _Saved) -> None:
+        self._saved[owner] = saved
+        self._saved.move_to_end(owner)
         while sum(len(s.state) for s in self._saved.values()) > self._saved_budget:
             self._saved.popitem(last=False)
 
-    def _restore(self, slot: _Slot, conversation_id: str) -> None:
+    def _restore(self, slot: _Slot, owner: Owner) -> None:
         """Put a saved conversation back into `slot`, unless a queued copy involves the slot (then it is read
         again: restoring there would be overwritten by, or leak into, that copy)."""
-        saved = self._saved.pop(conversation_id)
+        saved = self._saved.pop(owner)
         ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         if slot.seq in self._pending_copy:
             log.info("a queued KV copy involves the only free slot: a returning conversation is read again")
             self.counts["restores_skipped"] += 1
         elif ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
-            slot.tokens = list(saved.tokens)
+            slot.tokens, slot.adapter = list(saved.tokens), owner[1]
             self.counts["restores"] += 1
         else:
             log.warning("could not restore the KV state of a conversation; it is read again")
 
     def _step(self) -> None:
-        """One llama_decode: a token of every decoding job, then prompt chunks, then sampling."""
+        """One llama_decode for the jobs of one adapter: a token of every decoding job, then prompt chunks, then
+        sampling."""
         for slot in self._active():
             if slot.job.cancel.is_set():
                 self._finish(slot, "cancelled")
+        group = self._group()
         rows: list[tuple[_Slot, int, bool]] = []  # (slot, n tokens added, logits wanted)
         n = 0
         for slot in self._active():
-            if slot.job.next_token is not None and n < self._n_batch:
+            if slot.job.adapter is group and slot.job.next_token is not None and n < self._n_batch:
                 self._add(n, slot.job.next_token, len(slot.tokens), slot.seq, True)
                 rows.append((slot, 1, True))
                 n += 1
@@ -441,6 +564,8 @@ class Scheduler:
         budget = max(chunk - n, 1) if n else chunk
         for slot in self._active():
             job = slot.job
+            if job.adapter is not group:
+                continue
             if job.awaits is not None and self._take_awaited(slot):
                 continue
             if job.next_token is None and budget > 0 and n < self._n_batch:
@@ -453,6 +578,7 @@ class Scheduler:
                 n, budget = n + take, budget - take
         if not rows:
             return
+        self._apply(group)
         self._batch.n_tokens = n
         started = time.perf_counter()
         rc = self._decode(rows, prompt=n > decoding)
@@ -471,6 +597,19 @@ class Scheduler:
         if n > decoding:  # the step read prompt tokens: adapt how many the next one reads
             self._adapt_chunk(n, time.perf_counter() - started, chunk)
         self._after_decode(rows)
+
+    def _group(self) -> Lora | None:
+        """The adapter whose jobs this step decodes: the running jobs' adapters take turns of `_TURN_STEPS` steps."""
+        adapters: list[Lora | None] = []
+        for slot in self._active():
+            if not any(slot.job.adapter is a for a in adapters):
+                adapters.append(slot.job.adapter)
+        now = next((i for i, a in enumerate(adapters) if a is self._applied), -1)
+        if now >= 0 and self._turn_left > 0:
+            self._turn_left -= 1
+            return self._applied
+        self._turn_left = _TURN_STEPS - 1
+        return adapters[(now + 1) % len(adapters)] if adapters else None
 
     def _decode(self, rows: list, prompt: bool) -> int:
         """llama_decode of the batch; a step reading a prompt stops within one graph node when one of its jobs

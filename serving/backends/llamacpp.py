@@ -4,7 +4,9 @@
 template, control tokens, the tokens that end an answer) and owns a `Scheduler`
 (`serving.backends.batched`) that decodes every conversation of this model in one llama.cpp
 context. Prompts are token ids built by `serving.prompt` (template markers are control tokens, what
-visitors typed is plain text). Knows nothing of the registry's other sources, pools or Gradio.
+visitors typed is plain text). `AdaptedModel` serves a LoRA adapter over a loaded model: the same weights,
+tokenizer, template and scheduler, its jobs decoded with the adapter applied (docs/adapters.md). Knows
+nothing of the registry's other sources, pools or Gradio.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-from serving.backends.batched import Job, Scheduler
+from serving.backends.batched import Job, Lora, Scheduler
 from serving.config import ServingSettings
 from serving.conversation import MARKER_RE, Messages
 from serving.errors import InvalidInput, ModelUnavailable
@@ -94,11 +96,29 @@ def estimate_bytes(path: Path, n_ctx: int) -> int:
     return int((path.stat().st_size + kv) * _COMPUTE_OVERHEAD)
 
 
+def load_lora(model: internals.LlamaModel, entry: ModelEntry, path: Path, base: ModelEntry) -> Lora:
+    """`entry`'s LoRA GGUF at `path` loaded over `model` (`base`'s weights), or ModelUnavailable saying why not.
+
+    Checked by the pointer's truth: llama_adapter_lora_init returns NULL for a file it refuses (llama-adapter.cpp
+    catches its exception: "failed to apply lora adapter"), and ctypes hands that back as a NULL pointer object,
+    never None (llama-cpp-python 0.3.36's own `Llama(lora_path=)` tests `is None` and serves the bare base).
+    """
+    pointer = ll.llama_adapter_lora_init(model.model, str(path).encode("utf-8"))
+    if not pointer:
+        raise ModelUnavailable(
+            f"{entry.display_name} is not available: its LoRA adapter does not fit {base.display_name}.",
+            f"{entry.id}: llama.cpp refused the LoRA adapter {path} over {base.id} (an adapter of another model, "
+            "or tensors whose names, shapes or ranks do not fit this base; llama.cpp's log line names which)")
+    return Lora(entry.id, pointer, entry.source.adapter.scale)
+
+
 class LlamaCppModel:
     """A GGUF model loaded by llama.cpp, serving up to `settings.slots` conversations at once."""
 
     def __init__(self, entry: ModelEntry, path: Path, settings: ServingSettings):
         self.entry, self.path = entry, path
+        self._lock = threading.Lock()  # adapters are freed by whoever comes first: their model, or their release
+        self._closed = False
         set_verbose(False)  # llama.cpp's own log: errors only (the pool logs loads)
         params = ll.llama_model_default_params()
         params.use_mmap = True
@@ -198,11 +218,11 @@ class LlamaCppModel:
         return chain
 
     def submit(self, prompt: list[int], max_tokens: int, settings: GenerationSettings, response_format: dict | None,
-               conversation_id: str | None, cancel: threading.Event) -> Job:
-        """Start an answer to `prompt` (constrained to JSON by `response_format`, see `json_grammar`); read it
-        from the returned job's `results()`."""
+               conversation_id: str | None, cancel: threading.Event, adapter: Lora | None = None) -> Job:
+        """Start an answer to `prompt` (constrained to JSON by `response_format`, see `json_grammar`; decoded with
+        the LoRA `adapter` applied, if any); read it from the returned job's `results()`."""
         sampler = self.sampler(settings, json_grammar(response_format))
-        job = Job(prompt, max_tokens, sampler, self.stop_ids, cancel, conversation_id)
+        job = Job(prompt, max_tokens, sampler, self.stop_ids, cancel, conversation_id, adapter)
         try:
             return self.scheduler.submit(job)
         except BaseException:
@@ -213,22 +233,75 @@ class LlamaCppModel:
         """Drop the conversation's KV (its slot and its RAM save)."""
         self.scheduler.forget(conversation_id)
 
+    # ---- adapters --------------------------------------------------------------------------
+    def adapter(self, entry: ModelEntry, path: Path) -> "AdaptedModel":
+        """`entry` served as the LoRA GGUF at `path` over these weights (loaded on the decode thread: see
+        `Scheduler.call`)."""
+        lora = self.scheduler.call(lambda: load_lora(self.model, entry, path, self.entry))
+        return AdaptedModel(self, entry, path, lora)
+
+    def release(self, lora: Lora) -> None:
+        """Free an adapter of this model: on the decode thread while it runs, here once it stopped, not at all once
+        the model is closed (llama.h: "loaded adapters that are not manually freed will be freed when the
+        associated model is deleted")."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.scheduler.drop_adapter(lora)
+            except ModelUnavailable:  # the decode thread stopped: nothing decodes any more
+                ll.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
+                lora.free()
+
     @property
     def alive(self) -> bool:
         return self.scheduler.alive
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self.scheduler.close()
         self.ctx.close()
         self.model.close()
 
 
+class AdaptedModel:
+    """A registry entry served as a LoRA adapter over a loaded `LlamaCppModel`: the base's weights, tokenizer,
+    chat template, context and scheduler (every attribute not defined here is the base's), its answers decoded with
+    the adapter applied. Closing it frees the adapter, not the base."""
+
+    def __init__(self, base: LlamaCppModel, entry: ModelEntry, path: Path, lora: Lora):
+        self.base, self.entry, self.path, self.lora = base, entry, path, lora
+        self._closed = False
+
+    def __getattr__(self, name: str):
+        return getattr(self.base, name)
+
+    def submit(self, prompt: list[int], max_tokens: int, settings: GenerationSettings, response_format: dict | None,
+               conversation_id: str | None, cancel: threading.Event) -> Job:
+        return self.base.submit(prompt, max_tokens, settings, response_format, conversation_id, cancel, self.lora)
+
+    @property
+    def alive(self) -> bool:
+        """False once closed, or once its base stopped (the pool then loads it again over the base's new load)."""
+        return not self._closed and self.base.alive
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.base.release(self.lora)
+
+
 class Loader(Protocol):
-    """How the engine sizes and loads a model file (the pool budgets with `size`)."""
+    """How the engine sizes and loads a model file (the pool budgets with `size`), and an adapter over a loaded one."""
 
     def size(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> int: ...
 
     def load(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> LlamaCppModel: ...
+
+    def adapter_size(self, path: Path) -> int: ...
+
+    def load_adapter(self, base: LlamaCppModel, entry: ModelEntry, path: Path) -> AdaptedModel: ...
 
 
 class LlamaCppLoader:
@@ -240,3 +313,11 @@ class LlamaCppLoader:
 
     def load(self, entry: ModelEntry, path: Path, settings: ServingSettings) -> LlamaCppModel:
         return LlamaCppModel(entry, path, settings)
+
+    def adapter_size(self, path: Path) -> int:
+        """RAM of a LoRA GGUF over its base: its tensors, as the file holds them (llama.cpp copies them into a buffer
+        of their own size: llama-adapter.cpp "LoRA buffer size"). The base's weights and KV are the base's."""
+        return path.stat().st_size
+
+    def load_adapter(self, base: LlamaCppModel, entry: ModelEntry, path: Path) -> AdaptedModel:
+        return base.adapter(entry, path)

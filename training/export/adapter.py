@@ -15,12 +15,15 @@ peft's `lora_alpha / r` also under `rank_pattern`; rsLoRA, `alpha_pattern`, DoRA
 `modules_to_save` scale or add differently and are refused, not approximated.
 The base's config.json is read to check every pair's shape first: llama.cpp would refuse a wrong base only
 at load time. `--verify` compares llama.cpp base + adapter with the merged model in transformers.
+`data_sha256` names the data a recipe trains on, so a registry adapter entry that records it
+(`source.adapter.data_sha256`) can be told stale (`stale_adapter`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import re
 import tempfile
@@ -31,6 +34,7 @@ import gguf
 import numpy as np
 
 from serving.files import atomic_path, sha256_of
+from serving.registry import ModelEntry, Recipe
 from training.export.convert import (
     ExportError, GeneralInfo, LlamaSpec, convert_to_gguf, gguf_tensor_name, permute_for_gguf, read_llama_spec,
 )
@@ -191,6 +195,37 @@ def export_adapter(source: str | Path, out_path: str | Path, base: str | Path | 
     with atomic_path(out_path.with_name(out_path.name + ".json")) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     return record
+
+
+# ---------------------------------------------------------------- the data an adapter was trained on
+
+
+def data_sha256(recipe: Recipe, root: Path) -> str | None:
+    """One sha256 over the data `recipe` trains on: each dataset's settings (format, split, rows, options...) and the
+    sha256 of its local files (`path`, `test_path`, relative to `root`), in recipe order. None when a dataset is not
+    a local file (a Hub dataset id: its bytes are not here to hash)."""
+    digest = hashlib.sha256()
+    for spec in recipe.datasets:
+        digest.update(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode("utf-8"))
+        for name in filter(None, (spec.path, spec.test_path)):
+            path = root / name
+            if not path.is_file():
+                return None
+            digest.update(sha256_of(path).encode("ascii"))
+    return digest.hexdigest()
+
+
+def stale_adapter(entry: ModelEntry, root: Path) -> str | None:
+    """Why `entry`'s adapter is stale (its recipe's data changed since it was trained), or None: it is not an adapter,
+    records no `data_sha256`, has no recipe, its data is not all local, or the data is unchanged."""
+    adapter = entry.source.adapter
+    if adapter is None or adapter.data_sha256 is None or entry.recipe is None:
+        return None
+    now = data_sha256(entry.recipe, root)
+    if now is None or now == adapter.data_sha256:
+        return None
+    return (f"{entry.id}: its adapter was trained on data sha256 {adapter.data_sha256[:12]}..., the recipe's data is "
+            f"now {now[:12]}...; rebuild it (`python -m training rebuild {entry.id}`)")
 
 
 # ---------------------------------------------------------------- verification

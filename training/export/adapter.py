@@ -247,18 +247,16 @@ def verify_adapter(base_dir: Path, adapter_dir: Path, adapter_gguf: Path) -> dic
     Logits at every position of verify.py's prompts under its `check_logits` thresholds, and the
     `GREEDY_TOKENS` greedy tokens after each prompt (argmax, no sampler) must be equal.
     """
-    import torch
     from transformers import AutoTokenizer
 
-    from training.export.verify import LOGITS_PROMPTS, compare_logits, gguf_greedy, gguf_logits, model_logits
+    from training.export.verify import (LOGITS_PROMPTS, compare_logits, gguf_greedy, gguf_logits, model_greedy,
+                                        model_logits)
 
     tok = AutoTokenizer.from_pretrained(base_dir)
     batch = [tok(p)["input_ids"] for p in LOGITS_PROMPTS]
     model = merged_model(base_dir, adapter_dir)
     want = model_logits(model, batch)
-    with torch.no_grad():
-        want_greedy = [model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=GREEDY_TOKENS,
-                                      min_new_tokens=GREEDY_TOKENS)[0, len(ids):].tolist() for ids in batch]
+    want_greedy = model_greedy(model, batch, GREEDY_TOKENS)
     del model
     with tempfile.TemporaryDirectory(dir=adapter_gguf.parent) as scratch:
         base_gguf = Path(scratch) / "base-F32.gguf"

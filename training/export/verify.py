@@ -162,6 +162,22 @@ def gguf_greedy(gguf_path: Path, batch: list[list[int]], n_new: int, lora_path: 
     return results
 
 
+def model_greedy(model, batch: list[list[int]], n_new: int) -> list[list[int]]:
+    """The `n_new` argmax tokens a loaded transformers model appends to each token list, by the rule `gguf_greedy`
+    uses (plain argmax, end-of-text included and not stopped at: `generate`'s `min_new_tokens` would mask it)."""
+    import torch
+
+    model.eval()
+    results = []
+    with torch.no_grad():
+        for ids in batch:
+            tokens = list(ids)
+            for _ in range(n_new):
+                tokens.append(int(model(torch.tensor([tokens])).logits[0, -1].argmax()))
+            results.append(tokens[len(ids):])
+    return results
+
+
 def hf_logits(hf_dir: Path, batch: list[list[int]]) -> list[np.ndarray]:
     """Float32 logits of the HF model for each token list."""
     import torch

@@ -25,7 +25,7 @@ def registry_file(tmp_path_factory) -> Path:
         "lora": {"r": 2, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": "all-linear"},
         "datasets": [{"format": "chat_jsonl", "path": str(REPO / "data/support/train.jsonl"),
                       "test_path": str(REPO / "data/support/test.jsonl"), "rows": 24}],
-        "sft": {"max_length": 512, "learning_rate": 2.0e-3, "per_device_train_batch_size": 4,
+        "sft": {"max_length": 1024, "learning_rate": 2.0e-3, "per_device_train_batch_size": 4,
                 "assistant_only_loss": True, "logging_steps": 1, "bf16": False},
     }
     data = {"hub_owner": "iris-test", "models": [

@@ -88,10 +88,10 @@ class SupportChat(Chat):
     def default_model(self) -> str:
         return self.engine.default_model("support")
 
-    def switch(self, persona_id: str, model_id: str, store: dict, active: list[str] | None,
-               progress: gr.Progress = gr.Progress()):
+    def switch(self, persona_id: str, model_id: str, store: dict, active: list[str] | None):
         """Persona or model changed: a new conversation (the old one stays in the list), persona defaults,
-        example prompts; load the model."""
+        example prompts. Returns at once; `prepare` loads the model in the next step, so a question sent while a
+        model loads is answered after the load instead of being wiped by this event's late outputs."""
         if [persona_id, model_id] == list(active or []):  # the dropdown re-fired without a change
             return [gr.skip()] * (len(self.view(Library(), None)) + 3 + len(SLIDERS) + N_EXAMPLES)
         persona, status = self.persona(persona_id), self.model_status(model_id)
@@ -101,8 +101,6 @@ class SupportChat(Chat):
             gr.Info("Persona or model changed: started a new conversation.")
         if not status.available:
             gr.Warning(f"{status.display_name} is unavailable: {status.reason}.")
-        else:
-            self._prepare(model_id, progress)
         about, note, *examples = self.describe(persona_id, model_id)
         return [*view, [persona_id, model_id], about, note, *[getattr(defaults, key) for key in SLIDERS], *examples]
 
@@ -114,13 +112,16 @@ class SupportChat(Chat):
         return [f"_{persona.description}_", model_note(status, self.engine.registry.get(model_id).description),
                 *examples]
 
-    def _prepare(self, model_id: str, progress: gr.Progress) -> None:
-        """Load the model now, behind the dropdown's progress; a failure is a warning (the page stays usable)."""
-        try:
-            self.engine.prepare(model_id, lambda fraction, text: progress(fraction, desc=text))
-        except ServingError as err:
-            log.warning("support chat: preparing %s failed: %s", model_id, err)
-            gr.Warning(err.user_message)
+    def prepare(self, model_id: str, progress: gr.Progress = gr.Progress()):
+        """Load the model now, behind a progress bar on its note (left as it is); a failure is a warning (the page
+        stays usable)."""
+        if self.model_status(model_id).available:
+            try:
+                self.engine.prepare(model_id, lambda fraction, text: progress(fraction, desc=text))
+            except ServingError as err:
+                log.warning("support chat: preparing %s failed: %s", model_id, err)
+                gr.Warning(err.user_message)
+        return gr.skip()
 
 
 def build(engine: Engine, personas: PersonaBook | None = None) -> None:
@@ -153,7 +154,8 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     private = {"api_visibility": "private"}
     gr.on([persona.input, model.input], page.switch, [persona, model, chat.store, chat.active],
           [*chat.outputs, chat.active, about, model_info, *sliders, *examples], cancels=chat.answering,
-          trigger_mode="always_last", **private)  # a second pick while the first loads is not lost
+          trigger_mode="always_last", **private).then(  # a second pick while the first loads is not lost
+        page.prepare, model, model_info, show_progress="full", **private)
     for event in chat.followed:  # an opened conversation may be with another persona or model
         event.then(page.describe, [persona, model], [about, model_info, *examples], **private)
     gr.api(page.chat_api, api_name="chat")

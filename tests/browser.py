@@ -108,8 +108,9 @@ def demo_only_registry(folder: Path) -> Path:
 
 
 ENDLESS = "smollm2-endless"
-"""A test-only registry entry: the real SmolLM2 with `ignore_eos`, so its answers run to `max_new_tokens` (at most
-1,024 tokens, several seconds on any CPU): a Stop click or a hang-up always lands while it still streams."""
+"""A test-only registry entry: the real SmolLM2 with `ignore_eos`, so its answers run to `max_new_tokens`. The
+pages' personas cap that at 256 tokens; a test that must click while an answer streams raises it to 1,024 (a minute
+and more on a loaded 2-core box), so a Stop click or a hang-up always lands while the answer still streams."""
 
 
 def endless_registry(folder: Path) -> Path:
@@ -135,6 +136,17 @@ def open_page(page, base_url: str, path: str = "/") -> None:
     page.goto(base_url.rstrip("/") + path, wait_until="load")
     page.wait_for_selector(".gradio-container", timeout=60_000)
     page.wait_for_selector("footer", timeout=60_000)  # Gradio renders its footer once the app is mounted
+
+
+def shown_markdown(elem_id: str) -> str:
+    """A JS expression: the text a `gr.Markdown` with `elem_id` shows, without Gradio's progress tracker (which
+    writes "queue: 1/1 | 0.1s" into the same block while any event with it as an output runs)."""
+    return f"(document.querySelector('#{elem_id} [data-testid=\"markdown\"]')?.innerText ?? '')"
+
+
+def markdown_text(page, elem_id: str) -> str:
+    """What the `gr.Markdown` with `elem_id` shows now (see `shown_markdown`)."""
+    return page.evaluate(shown_markdown(elem_id))
 
 
 def settled_text(page, selector: str, quiet_ms: int = 300, timeout_ms: int = 30_000) -> str:

@@ -7,7 +7,7 @@ test's from a model that cannot end an answer by itself (`endless_app_url`), so 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser import open_page, settled_text
+from tests.browser import markdown_text, open_page, settled_text, shown_markdown
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,13 +46,13 @@ def wait_for_example(page, text: str) -> None:
 
 
 def footer(page) -> str:
-    return page.locator("#chat-footer").inner_text()
+    return markdown_text(page, "chat-footer")
 
 
 def wait_for_answer(page, count: int, previous_footer: str = "") -> str:
     """Wait until there are `count` bot messages and the footer shows a new answer's stats."""
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= {count}")
-    page.wait_for_function("([old]) => { const t = document.querySelector('#chat-footer').innerText;"
+    page.wait_for_function(f"([old]) => {{ const t = {shown_markdown('chat-footer')};"
                            " return t.includes('tokens/s') && t !== old; }", arg=[previous_footer])
     settled_text(page, BOT)
     return page.locator(BOT).nth(count - 1).inner_text()
@@ -76,6 +76,8 @@ def test_chat_flow_stream_follow_up_and_persona_switch(app_url, chromium_page):
     page.wait_for_function("document.querySelector('#model-info').innerText.includes('HF_HUB_OFFLINE')",
                            timeout=180_000)
     choose(page, "model", "Demo support (tiny Llama + LoRA, offline)")
+    # the switch's own outputs (a new conversation) are in before the question, so they cannot wipe its answer
+    page.wait_for_function("document.querySelector('#model-info').innerText.includes('demo-base fine-tuned')")
     wait_for_example(page, "How do I download my last invoice?")
 
     page.evaluate(WATCH_STREAM)
@@ -104,6 +106,8 @@ def test_chat_flow_stream_follow_up_and_persona_switch(app_url, chromium_page):
 def test_stop_cuts_a_long_answer_short_and_the_model_answers_a_follow_up(endless_app_url, chromium_page):
     page = chromium_page
     open_page(page, endless_app_url, "/")
+    page.get_by_text("Generation settings").click()
+    set_slider(page, "max_new_tokens", 1024)  # the persona's 256 can be over before a click on a loaded box
     send(page, "Explain every billing option you know in full detail.")
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= 1 && "
                            f"document.querySelector(\"{BOT}\").innerText.length > 0", timeout=180_000)
@@ -112,7 +116,6 @@ def test_stop_cuts_a_long_answer_short_and_the_model_answers_a_follow_up(endless
     assert stopped.endswith("[stopped]"), stopped
     shown = footer(page)
     assert "smollm2-endless" in shown
-    page.get_by_text("Generation settings").click()
     set_slider(page, "max_new_tokens", 16)
     send(page, "Thanks. And how do I get a refund?")
     follow_up = wait_for_answer(page, 2, shown)

@@ -11,7 +11,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import open_page, settled_text
+from tests.browser import markdown_text, open_page, settled_text, shown_markdown
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ANSWER_TIMEOUT_MS = 180_000  # the first answer may wait for a model load on a busy box
@@ -27,11 +27,11 @@ def send(page, text: str) -> None:
 def answered(page, count: int, previous_footer: str = "") -> str:
     """Wait for `count` answers and a new footer; the footer text."""
     page.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= {count}", timeout=ANSWER_TIMEOUT_MS)
-    page.wait_for_function("([old]) => { const t = document.querySelector('#chat-footer').innerText;"
+    page.wait_for_function(f"([old]) => {{ const t = {shown_markdown('chat-footer')};"
                            " return t.includes('tokens/s') && t !== old; }", arg=[previous_footer],
                            timeout=ANSWER_TIMEOUT_MS)
     settled_text(page, BOT)
-    return page.locator("#chat-footer").inner_text()
+    return markdown_text(page, "chat-footer")
 
 
 def sidebar_open(page) -> bool:
@@ -109,7 +109,7 @@ def test_export_then_import_continues_the_conversation(app_url, chromium_page, t
     expect(page.locator(USER).first).to_contain_text("Can I return shoes after 20 days?")
     expect(page.locator("#chat-list label")).to_have_count(2)
     close_sidebar(page)
-    footer = page.locator("#chat-footer").inner_text()
+    footer = markdown_text(page, "chat-footer")
     send(page, "And after 40 days?")  # the imported conversation goes on
     answered(page, 2, footer)
     expect(page.locator(USER)).to_have_count(2)
@@ -224,7 +224,8 @@ def test_the_pages_work_on_a_phone(app_url, phone_page):
 WATCH_STATUS = """() => {
   window.__statuses = [];
   const node = document.querySelector('#chat-status');
-  new MutationObserver(() => { const t = node.innerText.trim(); if (t) window.__statuses.push(t); })
+  const shown = () => node.querySelector('[data-testid="markdown"]')?.innerText.trim() ?? '';  // not the progress
+  new MutationObserver(() => { const t = shown(); if (t) window.__statuses.push(t); })
     .observe(node, {subtree: true, childList: true, characterData: true});
 }"""
 
@@ -237,6 +238,7 @@ def test_a_visitor_waiting_for_a_busy_model_sees_the_queue(endless_app_url, chro
         for page in (first, second):
             page.set_default_timeout(60_000)
             open_page(page, endless_app_url, "/")
+        set_max_tokens(first, 1024)  # the persona's 256 can be over before the second visitor's click on a loaded box
         send(first, "Explain every billing option you know in full detail.")
         first.wait_for_function(f"document.querySelectorAll(\"{BOT}\").length >= 1 && "
                                 f"document.querySelector(\"{BOT}\").innerText.length > 0", timeout=ANSWER_TIMEOUT_MS)
@@ -249,7 +251,7 @@ def test_a_visitor_waiting_for_a_busy_model_sees_the_queue(endless_app_url, chro
         answered(second, 1)
         seen = second.evaluate("window.__statuses")
         assert seen and all(text for text in seen)  # the engine's words: position and estimated wait
-        expect(second.locator("#chat-status")).to_have_text("")  # gone once the answer streams
+        second.wait_for_function(f"{shown_markdown('chat-status')}.trim() === ''")  # gone once the answer streams
     finally:
         for context in contexts:
             context.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -24,6 +24,7 @@ from gradio.context import Context
 
 from pages.errors import shown_errors
 from serving.config import ServingSettings
+from serving.context.articles import Passage
 from serving.downloads import write_download
 from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, Source
 from serving.files import write_text_atomic
@@ -119,9 +120,20 @@ def edited_text(value: object) -> str:
 class Chat:
     """The chat's handlers: the engine, the page's personas and the stop flags of running answers."""
 
-    def __init__(self, engine: Engine, personas: list[Persona], page: str):
+    def __init__(self, engine: Engine, personas: list[Persona], page: str,
+                 notes_for: Callable[[str, object, list[dict]], Sequence[Passage]] | None = None):
         self.engine, self.personas, self.page = engine, personas, page
         self.stops = StopFlags()
+        self.notes_for = notes_for
+        """(model id, the page's notes value, messages) -> passages of the visitor's notes for the latest question
+        (`ChatRequest.notes`); used when `build_chat` is given the page's notes component."""
+
+    def _passages(self, model_id: str, notes: object, messages: list[dict]) -> tuple[Passage, ...]:
+        return tuple(self.notes_for(model_id, notes, messages)) if self.notes_for and notes else ()
+
+    def _notes(self, values: tuple) -> object:
+        """The page's notes value: what `build_chat(notes=...)` adds after the settings (None without one)."""
+        return values[len(SLIDERS)] if len(values) > len(SLIDERS) else None
 
     # ---- validation (the engine's; the page only turns refusals into gr.Error) ------------
     def persona(self, persona_id: str) -> Persona:
@@ -145,14 +157,15 @@ class Chat:
             return visitor_settings(self.defaults(persona_id, model_id), **chosen)
 
     def request(self, messages: list[dict], persona_id: str, model_id: str, settings: GenerationSettings,
-                conversation_id: str) -> ChatRequest:
+                conversation_id: str, notes: object = None) -> ChatRequest:
         """The checked request for `messages` (no system message: the engine writes the persona's) as `persona_id`
-        on `model_id`."""
+        on `model_id`, with the passages of the visitor's `notes` for the latest question when the page has notes."""
         persona, status = self.persona(persona_id), self.model_status(model_id)
         if not status.available:
             raise gr.Error(f"{status.display_name} is unavailable: {status.reason}.")
         with shown_errors(self.page):
-            return self.engine.check(ChatRequest(model_id, messages, settings, conversation_id, persona_id=persona.id))
+            return self.engine.check(ChatRequest(model_id, messages, settings, conversation_id, persona_id=persona.id,
+                                                 notes=self._passages(model_id, notes, messages)))
 
     # ---- generation ----------------------------------------------------------------------
     def stream(self, request: ChatRequest, progress: gr.Progress | None = None) -> Iterator[list[tuple[str, object]]]:
@@ -172,13 +185,13 @@ class Chat:
             self.stops.stop(active)
 
     def _answer(self, library: Library, conversation: Conversation, settings: GenerationSettings,
-                progress: gr.Progress | None, typed: str = "") -> Iterator[list]:
+                progress: gr.Progress | None, typed: str = "", notes: object = None) -> Iterator[list]:
         """Stream the answer to `conversation` (ending with a question, or a cut-off answer to continue) into
         the chat's outputs; save it in the library when done. On an error the typed text comes back."""
         before = library.current()
         try:
             request = self.request(conversation.chat(), conversation.persona, conversation.model.id, settings,
-                                   conversation.id)
+                                   conversation.id, notes)
         except gr.Error:
             yield self.view(library, before, message=typed)
             raise
@@ -241,7 +254,7 @@ class Chat:
         conversation = self._open(library, persona_id, model_id)
         asked = conversation.model_copy(update={"messages": [*conversation.messages,
                                                              Message(role="user", content=message)]})
-        yield from self._answer(library, asked, settings, progress, typed=message)
+        yield from self._answer(library, asked, settings, progress, typed=message, notes=self._notes(values))
 
     def retry(self, store: dict, persona_id: str, model_id: str, *values: float,
               progress: gr.Progress = gr.Progress()):
@@ -273,7 +286,7 @@ class Chat:
             changed = changed.model_copy(update={"branches": conversation.branches})
         self.engine.history_changed(conversation.id)  # the engine's cut starts again; the KV prefix is reused
         settings = self._chosen(changed.persona, changed.model.id, values)
-        yield from self._answer(library.put(changed), changed, settings, progress)
+        yield from self._answer(library.put(changed), changed, settings, progress, notes=self._notes(values))
 
     def continue_answer(self, store: dict, persona_id: str, model_id: str, *values: float,
                         progress: gr.Progress = gr.Progress()):
@@ -282,7 +295,8 @@ class Chat:
         conversation = library.current()
         if conversation is None or not conversation.cut_off():
             raise gr.Error("There is no cut-off answer to continue.")
-        yield from self._answer(library, conversation, self._chosen(persona_id, model_id, values), progress)
+        yield from self._answer(library, conversation, self._chosen(persona_id, model_id, values), progress,
+                                notes=self._notes(values))
 
     def switch_branch(self, number: int | None, store: dict) -> list:
         library = Library.from_stored(store)
@@ -387,8 +401,10 @@ class Chat:
         try:
             persona = self.persona(persona_id)
             settings = self._chosen(persona_id, model_id, values)
-            found = self.engine.context_usage(ChatRequest(model_id, conversation.chat(), settings, conversation.id,
-                                                          persona_id=persona.id))
+            messages = conversation.chat()
+            found = self.engine.context_usage(ChatRequest(model_id, messages, settings, conversation.id,
+                                                          persona_id=persona.id,
+                                                          notes=self._passages(model_id, self._notes(values), messages)))
         except Exception as err:  # noqa: BLE001 - the meter is a hint: whatever fails, it shows nothing
             log.info("%s: no context meter: %s", self.page, err)
             return ""
@@ -439,10 +455,11 @@ class ChatView:
 def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings: list[gr.Component],
                storage_key: str, ids: Mapping[str, str], label: str = "Conversation",
                placeholder: str = "Type your question and press Enter",
-               senders: list[gr.Button] = ()) -> ChatView:
+               senders: list[gr.Button] = (), notes: gr.Component | None = None) -> ChatView:
     """The chat's layout and events. `ids` names the elements (keys: chatbot, message, send, stop, retry,
     clear, footer, notice and a `prefix` for the rest); `settings` are values in `SLIDERS` order; `senders`
-    are buttons (the page renders them) that send their own text."""
+    are buttons (the page renders them) that send their own text; `notes`: the page's notes, handed to
+    `chat.notes_for` with each question."""
     prefix = ids["prefix"]
     store = gr.BrowserState({}, storage_key=storage_key, secret=browser_secret(chat.engine.settings))
     side = _sidebar(prefix)
@@ -466,7 +483,7 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
     meter = gr.Markdown("", elem_id=f"{prefix}meter")
     view = ChatView(chatbot, store, message, gr.Markdown("", elem_id=ids["footer"]), notice, status, more,
                     side["list"], branches, sources, send, gr.State([persona.value, model.value]), [], [])
-    state = [store, persona, model, *settings]
+    state = [store, persona, model, *settings, *([notes] if notes is not None else [])]
     follow = [persona, model, view.active, *settings]
     measured = {"fn": chat.meter, "inputs": state, "outputs": meter, "show_progress": "hidden", **PRIVATE}
     unmeasured = {"fn": lambda: "", "inputs": None, "outputs": meter, **PRIVATE}

@@ -2,8 +2,9 @@
 
 UI only: one model dropdown and one "Your notes" area for the whole page, one tab per tool. Notes (pasted or
 an uploaded .md/.txt) are checked and split by `serving.context.notes` before they are kept; the quiz, cheat
-sheet, flashcards and drill then get the passages retrieved for their topic and show them as sources (the tutor
-chat does not yet: its system turn is written by the engine). Every model call goes through
+sheet, flashcards and drill then get the passages retrieved for their topic, the tutor chat those for each
+question (`ChatRequest.notes`: the engine ends the tutor's system turn with them), and all show them as sources.
+Every model call goes through
 `serving.study.tools.StudyTools` (which uses the engine); dates, scores and files come from the pure
 modules in `serving/study/`. Visitor errors (bad input, unusable model output, engine refusals) become
 one short `gr.Error` (`pages.errors.shown_errors`); the log keeps the detail. The tutor chat is the shared
@@ -201,14 +202,14 @@ class StudyPage:
 
 
 # ---- layout ------------------------------------------------------------------------------
-def _chat_tab(engine: Engine, personas: PersonaBook, model: gr.Dropdown) -> None:
-    chat = Chat(engine, [personas.get(PERSONAS["chat"])], "study tutor")
+def _chat_tab(page: StudyPage, engine: Engine, personas: PersonaBook, model: gr.Dropdown, notes: gr.State) -> None:
+    chat = Chat(engine, [personas.get(PERSONAS["chat"])], "study tutor", notes_for=page.tools.tutor_notes)
     tutor = chat.personas[0]
     defaults = tutor.settings(engine.registry.get(model.value).generation)
     gr.Markdown(f"_{tutor.description}_")
     fixed = [gr.State(getattr(defaults, key)) for key in SLIDERS]
     view = build_chat(chat, gr.State(tutor.id), model, fixed, "iris-study-chats", TUTOR_IDS, label="Tutor",
-                      placeholder="Ask the tutor")
+                      placeholder="Ask the tutor", notes=notes)
     model.input(lambda store: chat.restart(store, "Model changed: started a new conversation with the tutor."),
                 view.store, view.outputs, cancels=view.answering, api_visibility="private")
 
@@ -327,9 +328,9 @@ def _notes_area(page: StudyPage) -> gr.State:
     """The page's one notes area: paste or upload, checked before kept; the kept notes' summary shown."""
     notes = gr.State(None)
     with gr.Accordion("Your notes (optional): study from your own material", open=False, elem_id="notes-area"):
-        gr.Markdown(f"Paste notes or upload a .md/.txt file (up to {MAX_NOTES_BYTES // 1000} KB). The quiz, cheat "
-                    "sheet, flashcards and drill then use the passages that match their topic and show them as "
-                    "sources.")
+        gr.Markdown(f"Paste notes or upload a .md/.txt file (up to {MAX_NOTES_BYTES // 1000} KB). The tutor, quiz, "
+                    "cheat sheet, flashcards and drill then use the passages that match the question or topic and "
+                    "show them as sources.")
         text = gr.Textbox(label="Paste notes", lines=6, elem_id="notes-text")
         with gr.Row():
             use = gr.Button("Use pasted notes", elem_id="notes-use")
@@ -352,7 +353,7 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()],
                         value=engine.default_model("study"), label="Model", elem_id="study-model")
     notes = _notes_area(page)
-    tabs = {"Study chat": lambda: _chat_tab(engine, personas, model), "Quiz": lambda: _quiz_tab(page, model, notes),
+    tabs = {"Study chat": lambda: _chat_tab(page, engine, personas, model, notes), "Quiz": lambda: _quiz_tab(page, model, notes),
             "Answer feedback": lambda: _feedback_tab(page, model),
             "Cheat sheet": lambda: _sheet_tab(page, model, notes), "Study planner": lambda: _plan_tab(page, model),
             "Flashcards": lambda: _cards_tab(page, model, notes), "Mixed drill": lambda: _drill_tab(page, model, notes)}

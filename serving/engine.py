@@ -29,7 +29,8 @@ from serving.backends.batched import SHARED_PREFIX, Finished, Piece, Queued
 from serving.backends.llamacpp import AdaptedModel, LlamaCppLoader, LlamaCppModel, Loader
 from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
-from serving.context.render import RequestContext, Source, system_text
+from serving.context.articles import Passage
+from serving.context.render import RequestContext, Source, system_text, with_notes
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
                             validation_message)
@@ -71,6 +72,10 @@ class ChatRequest:
     """A persona (`personas/*.yaml`) that writes the system turn: its prompt, then the help-center passages and
     order records its knowledge and order lookup give the latest question. `messages` then hold no system message.
     None: `messages` are sent as given."""
+    notes: tuple[Passage, ...] = ()
+    """Passages of the visitor's own notes that the caller retrieved for this turn (`serving.context.notes`): the
+    persona's system turn ends with them as plain text, and the answer lists them among its sources. Needs a
+    persona."""
 
 
 @dataclass(frozen=True)
@@ -456,6 +461,9 @@ class Engine:
             if any(m["role"] == "system" for m in request.messages):
                 raise InvalidInput("Invalid message: with a persona, the persona writes the system message; "
                                    "send only user and assistant messages.")
+        if request.notes and (request.persona_id is None or not isinstance(request.notes, (tuple, list))
+                              or not all(isinstance(p, Passage) for p in request.notes)):
+            raise InvalidInput("Invalid notes: give passages of notes (serving.context.notes) with a persona.")
         return entry, request
 
     def _persona(self, persona_id: object) -> Persona:
@@ -476,6 +484,7 @@ class Engine:
             asked = [m["content"] for m in request.messages if m["role"] == "user"]
             context = self.context.for_request(persona, question_of(asked), count_tokens,
                                                self.context.settings.budget_tokens(n_ctx))
+        context = with_notes(context, request.notes)
         system = {"role": "system", "content": system_text(persona.system_prompt, context.text)}
         return dataclasses.replace(request, messages=[system, *request.messages]), context
 

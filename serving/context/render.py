@@ -20,6 +20,7 @@ from serving.context.retrieval import passages_text
 KNOWLEDGE_HEADER = "Help center passages (answer from them; if they do not cover the question, say so):"
 NO_PASSAGE = "Help center: no article matches this question; say that you do not know rather than guess."
 ORDERS_HEADER = "Order records:"
+NOTES_HEADER = "Passages from the learner's own notes (answer from them; if they do not cover the question, say so):"
 UNAVAILABLE = "Order lookup is unavailable right now."
 EXCERPT_CHARS = 240
 MAX_TITLE, MAX_EXCERPT = 300, 1000  # bounds of a kept `Source` (a visitor's browser stores them with the answer)
@@ -110,3 +111,13 @@ def format_context(passages: Sequence[Passage] | None, orders: OrderFindings = O
     sources = [passage_source(p) for p in passages or ()] + [order_source(o) for o in orders.found]
     notice = UNAVAILABLE if orders.unavailable else None
     return RequestContext(text="\n\n".join(blocks), sources=tuple(sources), notice=notice)
+
+
+def with_notes(context: RequestContext, notes: Sequence[Passage]) -> RequestContext:
+    """`context` followed by passages of the visitor's own notes (retrieved by the caller for this request), as
+    plain text after everything shared, and listed as sources after the context's own."""
+    if not notes:
+        return context
+    block = f"{NOTES_HEADER}\n\n{passages_text(notes)}"
+    return context.model_copy(update={"text": "\n\n".join(t for t in (context.text, block) if t),
+                                      "sources": (*context.sources, *map(passage_source, notes))})

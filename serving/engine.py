@@ -38,7 +38,7 @@ from serving.generation import GenerationSettings
 from serving.personas import Persona, PersonaBook, load_personas
 from serving.pool import Cancelled, ModelPool
 from serving.prompt import TemplateError
-from serving.registry import ModelEntry, Registry, UnknownModelId
+from serving.registry import HubSource, ModelEntry, Registry, UnknownModelId
 from serving.resolve import Progress, Resolver
 
 __all__ = [
@@ -114,6 +114,8 @@ class GenerationStats:
     """Prompt tokens already in the KV cache (an earlier turn, or a shared prefix), not read again."""
     sources: tuple[Source, ...] = ()
     """The help-center passages and order records the answer was given (a persona request's context)."""
+    base_model: str | None = None
+    """For an adapter entry: the registry id of the base it answered over (`source` is then its LoRA file)."""
 
 
 @dataclass(frozen=True)
@@ -584,12 +586,13 @@ class Engine:
     def _stats(self, entry: ModelEntry, path: Path | None, n_prompt: int, n_tokens: int, ttft: float,
                rate: float, finish: str, dropped: int, cached: int = 0,
                sources: tuple[Source, ...] = ()) -> GenerationStats:
-        hub = entry.source.hub
+        file, adapter = entry.source.file, entry.source.adapter
         return GenerationStats(
             model_id=entry.id, quant=entry.quant, source=str(path) if path else entry.source.kind,
-            revision=hub.revision if hub else None, sha256=self.resolver.expected_sha(entry),
+            revision=file.revision if isinstance(file, HubSource) else None, sha256=self.resolver.expected_sha(entry),
             n_prompt_tokens=n_prompt, n_tokens=n_tokens, ttft_s=ttft, tokens_per_s=rate,
-            finish_reason=finish, dropped_turns=dropped, cached_prompt_tokens=cached, sources=sources)
+            finish_reason=finish, dropped_turns=dropped, cached_prompt_tokens=cached, sources=sources,
+            base_model=adapter.base if adapter else None)
 
     def close(self) -> None:
         self.pool.close()

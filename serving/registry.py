@@ -334,7 +334,8 @@ class ModelEntry(_Strict):
 
     @property
     def is_hub(self) -> bool:
-        return self.source.hub is not None
+        """True when its GGUF file comes from the Hub (the model's own, or its adapter's LoRA file)."""
+        return isinstance(self.source.file, HubSource)
 
 
 class PageDefaults(_Strict):
@@ -395,12 +396,19 @@ def _entry_label(raw: Any, index: int) -> str:
     return f"entry {name!r} (#{index + 1})" if name else f"entry #{index + 1}"
 
 
-def _substitute_owner(raw: dict, owner: str) -> dict:
-    hub = (raw.get("source") or {}).get("hub")
+def _with_owner(source: Any, owner: str) -> Any:
+    """`source` (a model's, or its adapter's) with `{hub_owner}` replaced in its hub repo."""
+    hub = source.get("hub") if isinstance(source, dict) else None
     if isinstance(hub, dict) and isinstance(hub.get("repo"), str):
-        hub = {**hub, "repo": hub["repo"].replace("{hub_owner}", owner)}
-        raw = {**raw, "source": {**raw["source"], "hub": hub}}
-    return raw
+        source = {**source, "hub": {**hub, "repo": hub["repo"].replace("{hub_owner}", owner)}}
+    return source
+
+
+def _substitute_owner(raw: dict, owner: str) -> dict:
+    source = _with_owner(raw.get("source"), owner)
+    if isinstance(source, dict) and isinstance(source.get("adapter"), dict):
+        source = {**source, "adapter": _with_owner(source["adapter"], owner)}
+    return {**raw, "source": source} if source is not raw.get("source") else raw
 
 
 def _parse_entries(raws: list, owner: str, where: str) -> dict[str, ModelEntry]:

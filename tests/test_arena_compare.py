@@ -128,6 +128,28 @@ def test_guard_checks_sha256_when_the_registry_declares_one(registry):
         check_provenance(pinned_registry, "demo-base", stats_for("demo-base", sha256="b" * 64))
 
 
+def test_an_adapter_pane_names_its_lora_file_and_its_base(registry):
+    """The shipped support adapter: its pane shows the LoRA file, the base it rides on and the file's pin, and an
+    answer reported without that base (the bare base under the fine-tune's name) is refused."""
+    pane = pane_source(registry, "smollm2-135m-support")
+    adapter = registry.get("smollm2-135m-support").source.adapter
+    assert (pane.source_file, pane.base_model, pane.sha256) == (
+        "smollm2-135m-support-lora-f16.gguf", "smollm2-135m-instruct", adapter.local.sha256)
+    line = format_stats(pane, None)
+    assert "smollm2-135m-support-lora-f16.gguf over `smollm2-135m-instruct`" in line and adapter.local.sha256[:12] in line
+    answered = stats_for("smollm2-135m-support", source="/srv/release/smollm2-135m-support-lora-f16.gguf",
+                         sha256=adapter.local.sha256, base_model="smollm2-135m-instruct")
+    check_provenance(registry, "smollm2-135m-support", answered)
+    with pytest.raises(ProvenanceError, match="base None"):
+        check_provenance(registry, "smollm2-135m-support", replace(answered, base_model=None))
+    with pytest.raises(ProvenanceError, match="base 'smollm2-135m-instruct'"):
+        check_provenance(registry, "smollm2-135m-instruct", replace(answered, model_id="smollm2-135m-instruct",
+                                                                    sha256=None, source="package"))
+    hub = pane_source(registry, "llama-3.2-1b-support")  # a Hub adapter: repo/file of the LoRA, over its Hub base
+    assert hub.source_file.endswith("/Llama-3.2-1B-Instruct-Support-lora-f16.gguf")
+    assert hub.base_model == "llama-3.2-1b-instruct"
+
+
 @pytest.mark.parametrize("prompt, message",
                          [("", "empty prompt"), ("   \n", "empty prompt"), ("x" * 101, "limit here is 100")])
 def test_empty_and_oversize_prompts_are_refused(prompt, message):

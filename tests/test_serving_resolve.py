@@ -120,8 +120,12 @@ def test_repo_registry_offline_serves_the_demo_models_and_marks_hub_entries(regi
     hub = [s for s in status.values() if registry.get(s.id).is_hub]
     assert hub and all(not s.available and s.reason for s in hub)
     assert status["smollm2-135m-instruct"].available  # ships in an installed package: no Hub needed
-    tuned = registry.local_path(registry.get("smollm2-135m-support")).exists()
-    assert engine.default_model("support") == ("smollm2-135m-support" if tuned else "smollm2-135m-instruct")
+    # the shipped support adapter (committed in release/) over it: the default, with nothing built first
+    assert status["smollm2-135m-support"].available and engine.default_model("support") == "smollm2-135m-support"
+    # a Llama fine-tune is a Hub adapter over a Hub base: unavailable offline, saying why, as its base is
+    tuned = status["llama-3.2-1b-support"]
+    assert not tuned.available and "base model Llama 3.2 1B Instruct is not available" in tuned.reason
+    assert "HF_HUB_OFFLINE" in tuned.reason
 
 
 class _HubHandler(http.server.BaseHTTPRequestHandler):

@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from serving.engine import ChatRequest, Engine, GenerationStats
 from serving.errors import InvalidInput, ServingError
 from serving.generation import GenerationSettings
-from serving.registry import ModelEntry, Registry
+from serving.registry import HubSource, Registry
 
 RUN_ORDER_NOTE = ("Answers run one after the other (A, then B) so each model has the CPU to itself: "
                   "same prompt, settings and seed for both.")
@@ -40,25 +40,29 @@ class PaneSource:
     model_id: str
     display_name: str
     source_file: str
-    """GGUF file name (hub `repo/filename` or local file name)."""
+    """GGUF file name (hub `repo/filename` or local file name); an adapter's LoRA file."""
     revision: str | None
     sha256: str | None
+    base_model: str | None = None
+    """The registry id of the base an adapter entry rides on (None for a model's own file)."""
 
 
 def pane_source(registry: Registry, model_id: str) -> PaneSource:
     entry = registry.get(model_id)
-    hub, other, remote = entry.source.hub, entry.source.local or entry.source.package, entry.source.remote
+    file, remote, adapter = entry.source.file, entry.source.remote, entry.source.adapter
+    base = adapter.base if adapter else None
     if remote is not None:
         return PaneSource(entry.id, entry.display_name, f"{remote.model} (remote)", None, None)
-    if hub is not None:
-        return PaneSource(entry.id, entry.display_name, f"{hub.repo}/{hub.filename}", hub.revision, hub.sha256)
-    return PaneSource(entry.id, entry.display_name, PurePosixPath(other.path).name, None, other.sha256)
+    if isinstance(file, HubSource):
+        return PaneSource(entry.id, entry.display_name, f"{file.repo}/{file.filename}", file.revision, file.sha256,
+                          base)
+    return PaneSource(entry.id, entry.display_name, PurePosixPath(file.path).name, None, file.sha256, base)
 
 
 def check_provenance(registry: Registry, requested_id: str, stats: GenerationStats) -> None:
-    """Refuse an answer whose reported model id, source or sha256 is not the requested entry's.
+    """Refuse an answer whose reported model id, source, sha256 or base is not the requested entry's.
 
-    The engine reports `source` as "hub"/"local"/"package" (or a path naming the file): either must match.
+    The engine reports `source` as "hub"/"local"/"package"/"adapter" (or a path naming the file): either must match.
     """
     entry, expected = registry.get(requested_id), pane_source(registry, requested_id)
     problems = []
@@ -69,6 +73,8 @@ def check_provenance(registry: Registry, requested_id: str, stats: GenerationSta
         problems.append(f"source {stats.source!r}")
     if expected.sha256 and stats.sha256 != expected.sha256:
         problems.append(f"sha256 {stats.sha256!r}")
+    if stats.base_model != expected.base_model:
+        problems.append(f"base {stats.base_model!r}")
     if problems:
         raise ProvenanceError(
             f"The answer for {requested_id} came from another model, so it was not shown. Try again.",
@@ -167,7 +173,8 @@ def format_stats(source: PaneSource, stats: GenerationStats | None) -> str:
     """One Markdown line per pane: real id, file, revision/sha, and the timings once known."""
     sha = (stats.sha256 if stats and stats.sha256 else source.sha256) or ""
     revision = (stats.revision if stats and stats.revision else source.revision) or "local file"
-    head = f"`{source.model_id}` · {source.source_file} · {revision}" + (f" · sha256 {sha[:12]}" if sha else "")
+    over = f" over `{source.base_model}`" if source.base_model else ""
+    head = f"`{source.model_id}` · {source.source_file}{over} · {revision}" + (f" · sha256 {sha[:12]}" if sha else "")
     if stats is None:
         return head
     return (f"{head}  \nTTFT {stats.ttft_s:.2f} s · {stats.tokens_per_s:.1f} tokens/s · "

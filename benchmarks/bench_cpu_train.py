@@ -37,7 +37,7 @@ def worker(args) -> dict:
     from training.sft.trainer import TrainPlan, build_trainer
     from training.stages.prepare import read_jsonl
 
-    recipe = load_registry(REPO / "model_registry.yaml").get("smollm2-135m-support").recipe
+    recipe = load_registry(REPO / "model_registry.yaml").get("smollm2-135m-support-cpu").recipe  # the CPU recipe
     rows = [{"messages": r["messages"]} for r in read_jsonl(REPO / "data/support/train.jsonl")[:256]]
     stamps: list[float] = []
 

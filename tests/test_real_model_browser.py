@@ -1,8 +1,9 @@
 """The real pair in Debian's Chromium: SmolLM2-135M-Instruct (from its PyPI package) and Iris's support
-fine-tune of it are the offline defaults; `/` streams a support answer, `/compare` shows two different ones.
+fine-tune of it, the LoRA adapter committed in release/ and served over that base, are the offline defaults; `/`
+streams a support answer, `/compare` shows two different ones, the fine-tune's pane naming its LoRA file and base.
 
-Needs the fine-tune built by `python -m training rebuild smollm2-135m-support` (scripts/test.sh does it).
-Nothing here depends on the exact words: only that answers stream, differ and come from the right files.
+Nothing is built first. Nothing here depends on the exact words: only that answers stream, differ and come from the
+right files.
 """
 
 import pytest
@@ -17,10 +18,12 @@ QUESTION = "Hi, where is my order BL-12345? It still has not arrived."
 
 @pytest.fixture(scope="module")
 def real_pair(registry):
-    path = registry.local_path(registry.get("smollm2-135m-support"))
-    if not path.exists():
-        pytest.fail(f"{path} missing: run `python -m training rebuild smollm2-135m-support`")
-    return path
+    from serving.resolve import Resolver
+
+    found = Resolver(registry).availability(registry.get("smollm2-135m-support"))
+    if not found.available:
+        pytest.fail(f"the shipped support adapter cannot be served: {found.reason}")
+    return found.path
 
 
 def test_support_chat_streams_an_answer_from_the_fine_tune_by_default(real_pair, app_url, chromium_page):
@@ -39,7 +42,7 @@ def test_support_chat_streams_an_answer_from_the_fine_tune_by_default(real_pair,
 def test_compare_defaults_to_the_fine_tune_and_its_base_with_different_answers(real_pair, app_url, chromium_page):
     page = chromium_page
     open_page(page, app_url, "/compare")
-    wait_text(page, "#compare-head-a", "smollm2-135m-support")
+    wait_text(page, "#compare-head-a", "smollm2-135m-support-lora-f16.gguf over smollm2-135m-instruct")
     wait_text(page, "#compare-head-b", "smollm2-135m-instruct")
     short_answers(page)
     page.locator("#compare-set-max_new_tokens input[type='number']").fill("48")

@@ -212,7 +212,8 @@ def test_dry_run_publish_lists_uploads_and_writes_the_card(lora_run, workspace):
     plan = json.loads((lora_run / "publish" / "upload_plan.json").read_text())
     assert plan["dry_run"] and plan["repo"] == "iris-test/tiny-lora"
     paths = [f["path_in_repo"] for f in plan["files"]]
-    assert {"README.md", "tiny-lora-Q4_K_M.gguf", "eval/report.md", "adapter/adapter_model.safetensors"} <= set(paths)
+    assert {"README.md", "tiny-lora-Q4_K_M.gguf", "tiny-lora-lora-f16.gguf", "eval/report.md",
+            "adapter/adapter_model.safetensors"} <= set(paths)
     card = ModelCard.load(lora_run / "publish" / "README.md")
     assert card.data.license == "apache-2.0" and card.data.base_model == str(workspace["base"])
     assert stage(lora_run, "export")["sha256"] in card.text and "| finetune |" in card.text
@@ -240,7 +241,7 @@ def test_registry_update_is_atomic_and_keeps_the_file(source, model_id, qlora_ru
     update_registry_entry(copy, model_id, revision=revision, sha256=sha)
     registry = load_registry(copy)
     entry = registry.get(model_id)
-    assert entry.published and entry.source.hub.sha256 == sha and entry.source.hub.revision == revision
+    assert entry.published and entry.source.file.sha256 == sha and entry.source.file.revision == revision  # the model's file or its LoRA's
     before, after = load_registry(REPO / "model_registry.yaml" if source == "repo" else workspace["registry"]), registry
     assert all(before.get(i) == after.get(i) for i in before.ids() if i != model_id)
     diff = [d for d in difflib.ndiff(original.splitlines(), copy.read_text().splitlines()) if d[:1] in "+-"]

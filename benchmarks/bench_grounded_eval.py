@@ -50,7 +50,8 @@ def registry(n_ctx: int, adapter: Path):
     base = next(m for m in data["models"] if m["id"] == BASE_ID)
     base = {**base, "id": "base", "context_length": n_ctx}
     recipe = next(m for m in data["models"] if m["id"] == "smollm2-135m-support")["recipe"]
-    tuned = {"id": "finetune", "recipe": recipe, "display_name": "finetune", "kind": "fine-tuned", "context_length": n_ctx,
+    tuned = {"id": "finetune", "recipe": recipe, "display_name": "finetune", "kind": "fine-tuned",
+             "context_length": n_ctx,
              "quant": "F16", "license": "apache-2.0",
              "source": {"adapter": {"base": "base",
                                     "local": {"path": str(adapter.resolve()), "sha256": sha256_of(adapter)}}}}
@@ -75,7 +76,8 @@ def main() -> int:
     parser.add_argument("--task-rows", type=int, default=24, help="questions per held-out set and cell (0: all)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--n-ctx", type=int, default=2048)
-    parser.add_argument("--test", type=Path, default=RUN_TEST if RUN_TEST.exists() else ROOT / "data/support/test.jsonl")
+    parser.add_argument("--test", type=Path,
+                        default=RUN_TEST if RUN_TEST.exists() else ROOT / "data/support/test.jsonl")
     parser.add_argument("--handwritten", type=Path, default=ROOT / "data/support/heldout_handwritten.jsonl")
     parser.add_argument("--adapter", type=Path, default=ADAPTER)
     parser.add_argument("--only", choices=[f"{w}/{c}" for w in WHO for c in CONTEXTS], default=None,

@@ -402,9 +402,9 @@ class Chat:
             persona = self.persona(persona_id)
             settings = self._chosen(persona_id, model_id, values)
             messages = conversation.chat()
+            notes = self._passages(model_id, self._notes(values), messages)
             found = self.engine.context_usage(ChatRequest(model_id, messages, settings, conversation.id,
-                                                          persona_id=persona.id,
-                                                          notes=self._passages(model_id, self._notes(values), messages)))
+                                                          persona_id=persona.id, notes=notes))
         except Exception as err:  # noqa: BLE001 - the meter is a hint: whatever fails, it shows nothing
             log.info("%s: no context meter: %s", self.page, err)
             return ""

@@ -353,7 +353,8 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     model = gr.Dropdown([(model_label(s), s.id) for s in engine.catalog()],
                         value=engine.default_model("study"), label="Model", elem_id="study-model")
     notes = _notes_area(page)
-    tabs = {"Study chat": lambda: _chat_tab(page, engine, personas, model, notes), "Quiz": lambda: _quiz_tab(page, model, notes),
+    tabs = {"Study chat": lambda: _chat_tab(page, engine, personas, model, notes),
+            "Quiz": lambda: _quiz_tab(page, model, notes),
             "Answer feedback": lambda: _feedback_tab(page, model),
             "Cheat sheet": lambda: _sheet_tab(page, model, notes), "Study planner": lambda: _plan_tab(page, model),
             "Flashcards": lambda: _cards_tab(page, model, notes), "Mixed drill": lambda: _drill_tab(page, model, notes)}

@@ -61,6 +61,8 @@ def test_both_runs_trained_and_the_table_has_their_numbers(grid):
             assert float(row[column]) >= 0, (column, row)
         assert float(row["heldout_loss"]) > 0 and int(row["steps"]) == 3
     assert float(rows[1]["adapter_mb"]) > 1.8 * float(rows[0]["adapter_mb"])  # rank 4 stores twice rank 2
+    assert int(rows[1]["trainable_params"]) == 2 * int(rows[0]["trainable_params"]) > 0  # r x (n_in + n_out) each
+    assert float(rows[1]["trainable_percent"]) == pytest.approx(2 * float(rows[0]["trainable_percent"]), rel=1e-3)
     markdown = (grid / "results.md").read_text()
     assert markdown.startswith("| run | lora.r | heldout_loss |") and markdown.count("\n| lora.r-") == 2
     assert (grid / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -84,6 +86,22 @@ def test_a_second_invocation_skips_finished_runs(grid, registry_file, capsys):
     assert experiment(registry_file, "--grid", "lora.r=2,4") == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == 2
     assert {p: p.stat().st_mtime_ns for p in grid.glob("*/result.json")} == stamps and len(stamps) == 2
+
+
+def test_a_transformers_result_does_not_finish_a_llama_cpp_run(grid, registry_file):
+    """The GPU box's quick eval leaves a result.json; `--export` on a CPU box must still export and evaluate."""
+    from dataclasses import replace
+
+    from training.stages.experiment import Options, finished
+
+    quick = Options(registry=str(registry_file), model_id="grid-support", folder=grid)
+    assert finished(quick, {"lora.r": 2}) and not finished(replace(quick, export=True), {"lora.r": 2})
+    assert json.loads((grid / "lora.r-2" / "result.json").read_text())["eval"] == "transformers"
+
+
+def test_task_rows_need_the_llama_cpp_eval(registry_file, tmp_path):
+    with pytest.raises(SystemExit, match=r"^experiment: error: --task-rows needs --export"):
+        experiment(registry_file, "--grid", "lora.r=2", "--task-rows", "4", "--runs-dir", str(tmp_path))
 
 
 @pytest.mark.parametrize(("grid_arg", "message"), [

@@ -31,6 +31,23 @@ def _task_section(task: dict[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def _adapter_lines(export: dict[str, Any]) -> list[str]:
+    """The LoRA GGUF beside the merged one: what llama.cpp applies over the base (`--lora`, a registry adapter)."""
+    if not export.get("adapter_gguf"):
+        return []
+    return [f"- `{export['adapter_gguf'].rsplit('/', 1)[-1]}`: the LoRA adapter as a llama.cpp LoRA GGUF (rank "
+            f"{export.get('adapter_rank')}), to serve over the base GGUF instead of the merged file; sha256 "
+            f"`{export['adapter_sha256']}`; verification: {export.get('adapter_verification')}",
+            f"- training data sha256 `{export.get('data_sha256')}` (`training.export.adapter.data_sha256`)"]
+
+
+def _trainable_line(train: dict[str, Any]) -> str:
+    if train.get("trainable_params") is None:
+        return "- trainable parameters: not recorded (trained before they were counted)"
+    return (f"- trainable parameters: {train['trainable_params']:,} ({train['trainable_percent']:.4g}% of the base's "
+            f"{train['base_params']:,})")
+
+
 def build_card(entry: dict[str, Any], recipe: dict[str, Any], metrics: dict[str, Any]):
     """A ModelCard with YAML metadata (license, base model, datasets) and a body with every number."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -45,9 +62,11 @@ def build_card(entry: dict[str, Any], recipe: dict[str, Any], metrics: dict[str,
         "Rebuilt with the Iris training toolkit: `python -m training rebuild " + entry["id"] + "`.", "",
         "## Files", "",
         f"- `{export.get('gguf', '').rsplit('/', 1)[-1]}`: {export.get('quant')} GGUF, sha256 `{export.get('sha256')}`",
-        f"- export verification: {export.get('verification')}", "",
+        f"- export verification: {export.get('verification')}",
+        *_adapter_lines(export), "",
         "## Training", "",
         f"- base model: `{recipe['base_checkpoint']}`, method: {recipe['method']}, seed {recipe['seed']}",
+        _trainable_line(train),
         f"- datasets: {', '.join(d['path'] for d in recipe['datasets'])}",
         f"- steps: {train.get('global_step')}, final loss {train.get('last_loss')}, "
         f"{train.get('tokens_per_s')} tokens/s, runtime {train.get('train_runtime_s')} s", "",

@@ -215,17 +215,28 @@ def data_sha256(recipe: Recipe, root: Path) -> str | None:
     return digest.hexdigest()
 
 
-def stale_adapter(entry: ModelEntry, root: Path) -> str | None:
-    """Why `entry`'s adapter is stale (its recipe's data changed since it was trained), or None: it is not an adapter,
-    records no `data_sha256`, has no recipe, its data is not all local, or the data is unchanged."""
+def adapter_data_check(entry: ModelEntry, root: Path) -> tuple[bool, str]:
+    """(stale, a sentence saying why) for `entry`'s adapter: stale when the `data_sha256` the registry records differs
+    from the sha256 of its recipe's data now. Not stale, and the sentence says why it cannot tell, when `entry` is not
+    an adapter, records no `data_sha256`, has no recipe or trains on data that is not all local."""
     adapter = entry.source.adapter
     if adapter is None or adapter.data_sha256 is None or entry.recipe is None:
-        return None
+        return False, (f"{entry.id}: the registry records no training-data sha256 for it (source.adapter.data_sha256, "
+                       "with a recipe): nothing to compare")
     now = data_sha256(entry.recipe, root)
-    if now is None or now == adapter.data_sha256:
-        return None
-    return (f"{entry.id}: its adapter was trained on data sha256 {adapter.data_sha256[:12]}..., the recipe's data is "
-            f"now {now[:12]}...; rebuild it (`python -m training rebuild {entry.id}`)")
+    if now is None:
+        return False, f"{entry.id}: its recipe trains on data that is not a local file (a Hub dataset): cannot hash it"
+    if now == adapter.data_sha256:
+        return False, f"{entry.id}: its adapter was trained on the recipe's current data (sha256 {now})"
+    return True, (f"{entry.id}: its adapter is stale: trained on data sha256 {adapter.data_sha256}, the recipe's data "
+                  f"is now sha256 {now}; rebuild it (`python -m training rebuild {entry.id}`) and record the new "
+                  "sha256 in source.adapter.data_sha256")
+
+
+def stale_adapter(entry: ModelEntry, root: Path) -> str | None:
+    """Why `entry`'s adapter is stale (its recipe's data changed since it was trained), or None (`adapter_data_check`)."""
+    stale, reason = adapter_data_check(entry, root)
+    return reason if stale else None
 
 
 # ---------------------------------------------------------------- verification

@@ -148,6 +148,15 @@ def peak_memory() -> dict[str, float]:
     return out
 
 
+def trainable_parameters(model) -> dict[str, float | int]:
+    """The LoRA parameters trained and the base's parameter count, by peft's own count
+    (`get_nb_trainable_parameters`, which counts a 4-bit QLoRA weight at its unpacked size)."""
+    trainable, total = model.get_nb_trainable_parameters()
+    base = total - trainable
+    return {"trainable_params": int(trainable), "base_params": int(base),
+            "trainable_percent": round(100.0 * trainable / base, 4)}
+
+
 def memory_now() -> dict[str, float]:
     """This process's resident CPU memory and, on CUDA, torch's allocated / peak allocated / reserved GPU memory (GiB)."""
     import torch

@@ -10,8 +10,11 @@ has one is skipped, so the command resumes where it stopped.
 
 The eval is the merged model's held-out loss and the support task metric from greedy transformers
 answers (no GGUF: fast on a GPU box without llama.cpp). `--export` runs the real export and eval stages
-instead (the GGUF through llama.cpp, and the judge when `--judge` is given). This module knows nothing
-about training itself: it edits recipes, calls stages and tabulates their records.
+instead (the GGUF through llama.cpp, `--task-rows` questions per task set, and the judge when `--judge` is
+given). A run is finished when its result.json comes from the same kind of eval: so a run trained and
+evaluated on a GPU box is finished on a CPU box by the same command with `--export` (its prepare and train
+stages are up to date and skipped; merge runs again when its model folder did not travel). This module knows
+nothing about training itself: it edits recipes, calls stages and tabulates their records.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from training.stages.run import Run, StageError, stage_errors, write_json_atomic
 
 RESULT = "result.json"
 COLUMNS = ["run", "heldout_loss", "fact_recall", "all_facts", "judge", "tokens_per_s", "peak_memory_gib",
-           "train_s", "wall_s", "adapter_mb", "steps", "final_train_loss", "final_eval_loss"]
+           "train_s", "wall_s", "adapter_mb", "trainable_params", "trainable_percent", "steps", "final_train_loss",
+           "final_eval_loss"]
 _KEY_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 
 
@@ -57,6 +61,8 @@ class Options:
     """Run the GGUF export and the llama.cpp eval stage (slow) instead of the transformers eval."""
     judge: str | None = None
     """Judge for the eval stage (only with `export`)."""
+    task_rows: int | None = None
+    """Task-metric questions per held-out set in the eval stage (only with `export`; None: the stage's default)."""
     attn: str = "auto"
     """Attention implementation for training (`auto`: picked by the machine and the run's length)."""
 
@@ -189,9 +195,21 @@ def run_one(options: Options, overrides: dict[str, Any]) -> dict[str, Any]:
     merge.merge(run)
     evaluation = _export_eval(run, options) if options.export else _quick_eval(run, options)
     wall = sum(_stage_seconds(run).values()) + evaluation.pop("eval_s", 0.0)
-    result = {"run": run.dir.name, "overrides": overrides, **evaluation, **_train_numbers(run), "wall_s": round(wall, 1)}
+    result = {"run": run.dir.name, "overrides": overrides, "eval": eval_kind(options), **evaluation,
+              **_train_numbers(run), "wall_s": round(wall, 1)}
     write_json_atomic(run.dir / RESULT, result)
     return result
+
+
+def eval_kind(options: Options) -> str:
+    """"llama.cpp" (the export and eval stages) or "transformers" (the quick eval): what a result.json came from."""
+    return "llama.cpp" if options.export else "transformers"
+
+
+def finished(options: Options, overrides: dict[str, Any]) -> bool:
+    """The run has a result from the eval these options ask for (a result without "eval" predates llama.cpp runs)."""
+    path = options.folder / run_name(overrides) / RESULT
+    return path.exists() and json.loads(path.read_text()).get("eval", "transformers") == eval_kind(options)
 
 
 def _open(registry: Registry, entry: ModelEntry, recipe: Recipe, folder: Path) -> Run:
@@ -214,6 +232,7 @@ def _train_numbers(run: Run) -> dict[str, Any]:
     return {"tokens_per_s": metrics["tokens_per_s"], "peak_memory_gib": round(peak, 3),
             "memory_kind": "gpu_allocated" if "peak_gpu_allocated_gib" in metrics else "cpu_rss",
             "train_s": round(metrics["train_runtime_s"], 1), "adapter_mb": round(adapter / 1e6, 2),
+            "trainable_params": metrics.get("trainable_params"), "trainable_percent": metrics.get("trainable_percent"),
             "steps": metrics["global_step"], "final_train_loss": train_rows[-1]["loss"] if train_rows else None,
             "final_eval_loss": eval_rows[-1]["eval_loss"] if eval_rows else None}
 
@@ -273,8 +292,9 @@ def _export_eval(run: Run, options: Options) -> dict[str, Any]:
     from training.stages import evaluate, export
 
     export.export(run)
+    rows = {"task_rows": options.task_rows} if options.task_rows is not None else {}
     record = evaluate.evaluate(run, max_new_tokens=options.max_new_tokens, heldout_rows=options.heldout_rows,
-                               judge=options.judge)["metrics"]
+                               judge=options.judge, **rows)["metrics"]
     report = json.loads((run.dir / "eval" / "report.json").read_text())
     judge = (record.get("judge_means") or {}).get("finetune")
     return {"heldout_loss": record["heldout"]["finetune"]["loss"], **_task_numbers(report.get("task")), "judge": judge}
@@ -307,7 +327,7 @@ def experiment(options: Options, runs: list[dict[str, Any]]) -> list[dict[str, A
         recipe_with(entry.recipe, overrides)  # every run validated before the first one trains
     for number, overrides in enumerate(runs, 1):
         name = run_name(overrides)
-        if (options.folder / name / RESULT).exists():
+        if finished(options, overrides):
             print(f"[experiment] {number}/{len(runs)} {name}: finished earlier, skipped", flush=True)
             continue
         print(f"[experiment] {number}/{len(runs)} {name}: {_shown(overrides)}", flush=True)
@@ -377,6 +397,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-rows", type=int, default=200, help="held-out rows for loss and task metric")
     parser.add_argument("--export", action="store_true", help="export each run to GGUF and eval through llama.cpp (slow)")
     parser.add_argument("--judge", default=None, help="eval judge (with --export; see `eval --help`)")
+    parser.add_argument("--task-rows", type=int, default=None,
+                        help="task-metric questions per held-out set (with --export; default: the eval stage's)")
     parser.add_argument("--attn", default="auto",
                         help="attention implementation for every run (auto picks by run length, so runs of different "
                              "lengths may differ; name one, e.g. sdpa, to compare tokens/s like for like)")
@@ -390,10 +412,13 @@ def main(args: argparse.Namespace) -> int:
             raise StageError(f"{entry.id} has no fine-tuning recipe to vary")
         if args.judge and not args.export:
             raise StageError("--judge needs --export (the judge reads the eval stage's answers)")
+        if args.task_rows is not None and not args.export:
+            raise StageError("--task-rows needs --export (the transformers eval asks every --heldout-rows question)")
         runs_dir = Path(args.runs_dir) if args.runs_dir else registry.root / "runs"
         options = Options(registry=args.registry, model_id=entry.id, folder=runs_dir / "experiments" / entry.id,
                           max_steps=args.max_steps, max_new_tokens=args.max_new_tokens,
-                          heldout_rows=args.heldout_rows, export=args.export, judge=args.judge, attn=args.attn)
+                          heldout_rows=args.heldout_rows, export=args.export, judge=args.judge,
+                          task_rows=args.task_rows, attn=args.attn)
         runs = plan_runs(parse_grid(args.grid), entry.recipe, args.one_at_a_time)
         results = experiment(options, runs)
         print(f"[experiment] {len(results)} runs: {options.folder / 'results.md'}, {options.folder / 'loss_curves.png'}")

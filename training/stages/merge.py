@@ -2,12 +2,14 @@
 
 For QLoRA the adapter is merged into the 16-bit base, not the 4-bit one it trained against. The
 result (merge/model/) is saved with the base tokenizer and the model's own chat template, ready
-for the GGUF exporter.
+for the GGUF exporter. A record without its model folder (a run folder brought back without the weights)
+is not up to date.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def merge(run: Run, dtype: str = "bfloat16") -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
     inputs = {"train": run.upstream("train")["fingerprint"], "base": run.recipe.base_checkpoint, "dtype": dtype}
+    if not (run.dir / "merge" / "model" / "config.json").exists():  # e.g. a run folder copied without its weights
+        run = replace(run, force=True)
     return run_stage(run, "merge", inputs, lambda out: _merge(run, out, dtype))
 
 

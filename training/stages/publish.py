@@ -1,8 +1,10 @@
 """Stage 6, `python -m training publish MODEL_ID`: model card, Hub upload, registry update.
 
-With $HF_TOKEN set, uploads the GGUF, README.md (model card), the adapter and the eval report to
-the entry's Hub repo, then records the commit (`revision`), the GGUF's sha256 and
-`published: true` in the registry with an atomic write. Without a token it is a dry run that
+With $HF_TOKEN set, uploads the GGUF, README.md (model card), the adapter (the LoRA GGUF beside the
+merged one, and the peft folder under adapter/) and the eval report to the entry's Hub repo ($HF_ENDPOINT
+when set), then records the commit (`revision`), the GGUF's sha256 and `published: true` in the registry
+with an atomic write. A local entry gets its file installed where the registry serves it from: the merged
+GGUF, or the LoRA GGUF for an adapter entry (`source.adapter.local`). Without a token it is a dry run that
 lists what would be uploaded. The token is read from the environment only and never printed,
 logged or written anywhere.
 """
@@ -19,7 +21,7 @@ from typing import Any
 import yaml
 
 from serving.files import atomic_path, write_text_atomic
-from serving.registry import UnknownModelId, parse_registry
+from serving.registry import HubSource, LocalSource, UnknownModelId, parse_registry
 from training.stages.run import Run, StageError, add_run_arguments, open_run, run_stage, stage_errors, write_json_atomic
 
 TOKEN_ENV = "HF_TOKEN"
@@ -40,6 +42,8 @@ def upload_plan(run: Run, out: Path, with_adapter: bool = True) -> list[dict[str
     files = [(out / "README.md", "README.md"), (Path(metrics["export"]["gguf"]), Path(metrics["export"]["gguf"]).name)]
     files += [(run.dir / "eval" / name, f"eval/{name}") for name in ("report.md", "report.json")]
     files += [(run.dir / "train" / "loss.png", "training/loss.png")]
+    if metrics["export"].get("adapter_gguf") and (with_adapter or run.entry.source.adapter):  # an adapter serves it
+        files += [(Path(metrics["export"]["adapter_gguf"]), Path(metrics["export"]["adapter_gguf"]).name)]
     if with_adapter:
         adapter = run.dir / "train" / "adapter"
         files += [(p, f"adapter/{p.relative_to(adapter)}") for p in sorted(adapter.rglob("*")) if p.is_file()]
@@ -48,40 +52,56 @@ def upload_plan(run: Run, out: Path, with_adapter: bool = True) -> list[dict[str
 
 def publish(run: Run, with_adapter: bool = True) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
-    hub = run.entry.source.hub
-    if run.entry.source.local is not None:  # built here, served from the entry's own path
-        inputs = {"eval": run.upstream("eval")["fingerprint"], "export": run.upstream("export")["metrics"]["sha256"]}
+    hub, exported = run.entry.source.file, run.upstream("export")["metrics"]
+    if isinstance(hub, LocalSource):  # built here, served from the entry's own path
+        inputs = {"eval": run.upstream("eval")["fingerprint"], "export": _served_file(run)["sha256"]}
         return run_stage(run, "publish", inputs, lambda out: _install_local(run, out))
-    if hub is None:
-        raise StageError(f"{run.entry.id}: only hub and local entries can be published")
+    if not isinstance(hub, HubSource):
+        raise StageError(f"{run.entry.id}: only a Hub or a local file (a model's or an adapter's) can be published")
     dry_run = not os.environ.get(TOKEN_ENV)
-    inputs = {"eval": run.upstream("eval")["fingerprint"], "export": run.upstream("export")["metrics"]["sha256"],
-              "repo": hub.repo, "dry_run": dry_run, "adapter": with_adapter}
+    inputs = {"eval": run.upstream("eval")["fingerprint"], "export": exported["sha256"],
+              "adapter_gguf": exported.get("adapter_sha256"), "repo": hub.repo, "dry_run": dry_run,
+              "adapter": with_adapter}
     return run_stage(run, "publish", inputs, lambda out: _publish(run, out, hub.repo, dry_run, with_adapter))
 
 
-def _install_local(run: Run, out: Path) -> dict[str, Any]:
-    """Put the verified GGUF where the local entry is served from (atomically), with its model card."""
-    upload_plan(run, out, with_adapter=False)  # writes the card
+def _served_file(run: Run) -> dict[str, str]:
+    """The exported file the entry serves, and its sha256: the LoRA GGUF for an adapter entry, else the merged."""
     exported = run.upstream("export")["metrics"]
+    key = "adapter_" if run.entry.source.adapter else ""
+    if not exported.get(f"{key}gguf"):
+        raise StageError(f"{run.entry.id}: the export stage wrote no adapter GGUF; run `python -m training export "
+                         f"{run.entry.id} --force`")
+    return {"gguf": exported[f"{key}gguf"], "sha256": exported[f"{key}sha256"]}
+
+
+def _install_local(run: Run, out: Path) -> dict[str, Any]:
+    """Put the exported GGUF where the local entry is served from (atomically), with its model card."""
+    upload_plan(run, out, with_adapter=False)  # writes the card
+    served = _served_file(run)
     target = run.registry.local_path(run.entry)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as staging:
-        _link_or_copy(Path(exported["gguf"]), staging)
+        _link_or_copy(Path(served["gguf"]), staging)
     shutil.copyfile(out / "README.md", target.with_suffix(".md"))
-    print(f"[publish] {run.entry.id}: installed {target} (sha256 {exported['sha256']}); the app serves it now")
-    return {"installed": str(target), "sha256": exported["sha256"]}
+    print(f"[publish] {run.entry.id}: installed {target} (sha256 {served['sha256']}); the app serves it now")
+    if run.entry.source.adapter:
+        data = run.upstream("export")["metrics"].get("data_sha256")
+        print(f"[publish] {run.entry.id}: pin it in the registry: source.adapter.local.sha256: {served['sha256']}, "
+              f"source.adapter.data_sha256: {data}")
+    return {"installed": str(target), **served}
 
 
 def _publish(run: Run, out: Path, repo: str, dry_run: bool, with_adapter: bool) -> dict[str, Any]:
     plan = upload_plan(run, out, with_adapter)
     write_json_atomic(out / "upload_plan.json", {"repo": repo, "dry_run": dry_run, "files": plan})
-    sha256 = run.upstream("export")["metrics"]["sha256"]
+    sha256 = _served_file(run)["sha256"]  # the pin is the served file's: an adapter entry serves the LoRA GGUF
     if dry_run:
         print(f"[publish] dry run (no ${TOKEN_ENV}): would upload to {repo}:")
         for item in plan:
             print(f"  {item['path_in_repo']:<40} {item['bytes']:>12,d} bytes  <- {item['local']}")
-        print(f"  then set {run.entry.id}: source.hub.revision=<commit>, source.hub.sha256={sha256}, published: true")
+        hub = "source.adapter.hub" if run.entry.source.adapter else "source.hub"
+        print(f"  then set {run.entry.id}: {hub}.revision=<commit>, {hub}.sha256={sha256}, published: true")
         return {"dry_run": True, "repo": repo, "files": [i["path_in_repo"] for i in plan]}
     revision = _upload(repo, plan, out / "staging")
     update_registry_entry(run.registry.path, run.entry.id, revision=revision, sha256=sha256)

@@ -1,6 +1,11 @@
 """`python -m training rebuild MODEL_ID`: every stage in order, each skipped when its output is
-up to date: prepare -> train -> merge -> export (GGUF, verified) -> eval -> publish (card, upload
-or dry run, registry update)."""
+up to date: prepare -> train -> merge -> export (GGUF verified, and the LoRA adapter GGUF) -> eval ->
+publish (card, upload or dry run, registry update).
+
+First it says whether a registered adapter is stale: the training-data sha256 its registry entry records
+against the sha256 of the recipe's data now (`training.export.adapter.adapter_data_check`); `--check` says
+only that, exit status 1 when stale.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from training.stages import evaluate, export, merge, prepare, publish, train
-from training.stages.run import add_run_arguments, open_run, stage_errors
+from training.stages.run import Run, add_run_arguments, open_run, stage_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,16 +25,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length in the eval prompt set")
     parser.add_argument("--judge", default=None, help="optional eval judge (see `eval --help`)")
     parser.add_argument("--domain", default=None, help="eval prompt-set domain (see `eval --help`)")
-    parser.add_argument("--no-adapter", action="store_true", help="do not upload the LoRA adapter")
+    parser.add_argument("--no-adapter", action="store_true", help="do not upload the LoRA adapter (peft folder and GGUF)")
+    parser.add_argument("--verify-adapter", action="store_true",
+                        help="check the adapter GGUF against the merged model in transformers (logits, greedy tokens)")
+    parser.add_argument("--check", action="store_true",
+                        help="only say whether the registered adapter is stale (exit status 1) and run no stage")
+
+
+def check_data(run: Run, always: bool) -> bool:
+    """Print whether the registered adapter was trained on the recipe's current data (for an adapter entry, or
+    `always`); True when stale."""
+    from training.export.adapter import adapter_data_check
+
+    stale, reason = adapter_data_check(run.entry, run.root)
+    if always or run.entry.source.adapter is not None:
+        print(f"[rebuild] {reason}", flush=True)
+    return stale
 
 
 def main(args: argparse.Namespace) -> int:
     with stage_errors("rebuild"):
         run = open_run(args)
+        stale = check_data(run, always=args.check)
+        if args.check:
+            return 1 if stale else 0
         prepare.prepare(run, strict=args.strict)
         train.train(run, resume=args.resume, max_steps=args.max_steps, attn=args.attn)
         merge.merge(run)
-        export.export(run)
+        export.export(run, verify_adapter=args.verify_adapter)
         evaluate.evaluate(run, max_new_tokens=args.max_new_tokens, prompts_file=Path(evaluate.PROMPTS_PATH),
                           judge=args.judge, domain=args.domain)
         publish.publish(run, with_adapter=not args.no_adapter)

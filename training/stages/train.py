@@ -1,10 +1,10 @@
 """Stage 2, `python -m training train MODEL_ID`: LoRA/QLoRA fine-tune on prepare/train.jsonl.
 
 Writes train/adapter/ (the peft adapter), train/checkpoints/ (every `save_steps`), train/loss.csv,
-train/loss.png and train/metrics.json (runtime, tokens/s, peak memory). loss.csv has a row per logged
-step (train loss, or eval loss on the first rows of prepare/test.jsonl every `eval_steps`) with the memory
-at that step. `--resume` continues from the latest checkpoint after an interruption. Runs unchanged under
-`accelerate launch` (DDP).
+train/loss.png and train/metrics.json (runtime, tokens/s, peak memory, trainable parameters: count and % of
+the base's). loss.csv has a row per logged step (train loss, or eval loss on the first rows of
+prepare/test.jsonl every `eval_steps`) with the memory at that step. `--resume` continues from the latest
+checkpoint after an interruption. Runs unchanged under `accelerate launch` (DDP).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def _resume_point(out: Path, resume: bool) -> Path | None:
 
 
 def _train(run: Run, out: Path, overrides: dict[str, Any], attn: str, resume: bool) -> dict[str, Any]:
-    from training.sft.trainer import TrainPlan, build_trainer, metrics_callback, peak_memory, plot_loss
+    from training.sft.trainer import (TrainPlan, build_trainer, metrics_callback, peak_memory, plot_loss,
+                                      trainable_parameters)
     from training.stages.prepare import read_jsonl
 
     data_dir = run.dir / "prepare"
@@ -78,7 +79,7 @@ def _train(run: Run, out: Path, overrides: dict[str, Any], attn: str, resume: bo
     trainer = build_trainer(plan, read_jsonl(data_dir / "train.jsonl"), eval_rows,
                             callbacks=[metrics_callback(out / "loss.csv")])
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    metrics = _summary(trainer, result.metrics, checkpoint)
+    metrics = {**_summary(trainer, result.metrics, checkpoint), **trainable_parameters(trainer.model)}
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(out / "adapter")
         plot_loss(out / "loss.csv", out / "loss.png", f"{run.entry.id}: train and eval loss")

@@ -174,8 +174,8 @@ def test_rebuild_says_stale_first_then_installs_a_local_adapters_lora_gguf(works
     assert cli("rebuild", "tiny-adapter", "--registry", str(registry), "--runs-dir", str(folder / "runs"),
                "--max-steps", "2", "--max-new-tokens", "4") == 0
     out = capsys.readouterr().out
-    assert out.index(f"is stale: trained on data sha256 {old}, the recipe's data is now sha256 {now}") < out.index(
-        "[prepare]")
+    assert out.index(f"trained on data sha256 {old}, the recipe's data is now sha256 {now}: the adapter is "
+                     "stale") < out.index("[prepare]")
     export = stage(folder / "runs" / "tiny-adapter", "export")
     installed = folder / "adapters" / "tiny-adapter-lora-f16.gguf"
     assert sha256(installed) == export["adapter_sha256"] and export["data_sha256"] == now
@@ -204,6 +204,6 @@ def test_check_tells_a_stale_adapter_by_its_data_sha256(workspace, capsys):
     assert now != trained_on
     assert cli(*check) == 1
     out = capsys.readouterr().out
-    assert "is stale" in out and f"data sha256 {trained_on}" in out and f"now sha256 {now}" in out
+    assert f"trained on data sha256 {trained_on}, the recipe's data is now sha256 {now}: the adapter is stale" in out
     assert {p: p.stat().st_mtime_ns for p in (folder / "runs" / "tiny-adapter").rglob("stage.json")} == stamps
     assert len(stamps) == 6  # the rebuild before this test ran every stage; --check runs none

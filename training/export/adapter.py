@@ -228,9 +228,9 @@ def adapter_data_check(entry: ModelEntry, root: Path) -> tuple[bool, str]:
         return False, f"{entry.id}: its recipe trains on data that is not a local file (a Hub dataset): cannot hash it"
     if now == adapter.data_sha256:
         return False, f"{entry.id}: its adapter was trained on the recipe's current data (sha256 {now})"
-    return True, (f"{entry.id}: its adapter is stale: trained on data sha256 {adapter.data_sha256}, the recipe's data "
-                  f"is now sha256 {now}; rebuild it (`python -m training rebuild {entry.id}`) and record the new "
-                  "sha256 in source.adapter.data_sha256")
+    return True, (f"{entry.id}: its adapter was trained on data sha256 {adapter.data_sha256}, the recipe's data is "
+                  f"now sha256 {now}: the adapter is stale; rebuild it (`python -m training rebuild {entry.id}`) and "
+                  "record the new sha256 in source.adapter.data_sha256")
 
 
 def stale_adapter(entry: ModelEntry, root: Path) -> str | None:

@@ -125,14 +125,14 @@ def _pair(module: str, a: np.ndarray, b: np.ndarray, spec: LlamaSpec) -> LoraPai
 
 def read_lora_pairs(adapter_dir: Path, spec: LlamaSpec) -> list[LoraPair]:
     """Every A/B pair of the adapter, checked against the base `spec`, in GGUF file order."""
-    from safetensors.numpy import load_file
+    from safetensors.torch import load_file  # torch reads bfloat16 (a QLoRA adapter's dtype), numpy cannot
 
     halves: dict[str, dict[str, np.ndarray]] = {}
     for key, value in load_file(str(adapter_dir / "adapter_model.safetensors")).items():
         match = _LORA_KEY.match(key)
         if match is None:
             raise ExportError(f"adapter tensor {key!r} is not a LoRA A/B weight; cannot map it to GGUF")
-        halves.setdefault(match.group(1), {})[match.group(2)] = value.astype(np.float32)
+        halves.setdefault(match.group(1), {})[match.group(2)] = value.float().numpy()
     incomplete = [module for module, ab in halves.items() if len(ab) != 2]
     if incomplete:
         raise ExportError(f"adapter has lora_A without lora_B (or the reverse) for {incomplete[0]!r}")

@@ -207,3 +207,20 @@ def test_check_tells_a_stale_adapter_by_its_data_sha256(workspace, capsys):
     assert f"trained on data sha256 {trained_on}, the recipe's data is now sha256 {now}: the adapter is stale" in out
     assert {p: p.stat().st_mtime_ns for p in (folder / "runs" / "tiny-adapter").rglob("stage.json")} == stamps
     assert len(stamps) == 6  # the rebuild before this test ran every stage; --check runs none
+
+
+
+def test_a_stage_command_takes_the_run_folder_itself(workspace, tmp_path):
+    """`--run-dir` opens any run folder (an experiment run brought back from a GPU box) with the registry recipe:
+    the eval stage runs there, and a missing stage is named with that folder's path."""
+    import shutil
+
+    copy = tmp_path / "brought-back"
+    shutil.copytree(workspace["run"], copy, ignore=shutil.ignore_patterns("eval"))
+    common = ["--registry", str(workspace["registry"]), "--run-dir", str(copy), "--runs-dir", str(tmp_path / "other")]
+    assert cli("eval", "tiny-hub", *common, "--heldout-rows", "4", "--task-rows", "2", "--max-new-tokens", "4") == 0
+    assert json.loads((copy / "run.json").read_text())["stages"]["eval"]["metrics"]["heldout"]
+    shutil.rmtree(copy / "train")
+    with pytest.raises(SystemExit, match=rf"stage 'train' has not run for tiny-hub \(no {copy}/train/stage.json\)"):
+        cli("merge", "tiny-hub", *common, "--force")
+    assert not (tmp_path / "other").exists()

@@ -99,6 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_options(parser)
     parser.add_argument("--registry", help="stage form: registry file (default: model_registry.yaml)")
     parser.add_argument("--runs-dir", help="stage form: parent of the run folder (default: runs/)")
+    parser.add_argument("--run-dir", help="stage form: the run folder itself (default: RUNS_DIR/MODEL_ID)")
     parser.add_argument("--force", action="store_true", help="stage form: re-run even when up to date")
 
 
@@ -108,6 +109,6 @@ def main(args: argparse.Namespace) -> int:
 
         return cli.main(args)
     with stage_errors("export"):
-        export(open_run(argparse.Namespace(model_id=args.hf_dir, registry=args.registry,
-                                           runs_dir=args.runs_dir, force=args.force)))
+        export(open_run(argparse.Namespace(model_id=args.hf_dir, registry=args.registry, runs_dir=args.runs_dir,
+                                           run_dir=args.run_dir, force=args.force)))
     return 0

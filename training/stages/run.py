@@ -38,6 +38,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_id", help="registry id of the model to rebuild")
     parser.add_argument("--registry", default=None, help="registry file (default: model_registry.yaml or $IRIS_REGISTRY)")
     parser.add_argument("--runs-dir", default=None, help="parent of the run folder (default: runs/ next to the registry)")
+    parser.add_argument("--run-dir", default=None,
+                        help="the run folder itself (default: RUNS_DIR/MODEL_ID), e.g. an experiment run "
+                             "runs/experiments/MODEL_ID/RUN to finish on another machine")
     parser.add_argument("--force", action="store_true", help="re-run even when the stage output is up to date")
 
 
@@ -134,7 +137,7 @@ def open_run(args: argparse.Namespace) -> Run:
     if entry.recipe.method == "scratch":
         raise StageError(f"{entry.id} is trained from scratch; build it with `python -m training build-demo`")
     runs = Path(args.runs_dir) if args.runs_dir else registry.root / "runs"
-    run_dir = runs / entry.id
+    run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else runs / entry.id
     run_dir.mkdir(parents=True, exist_ok=True)
     return Run(registry=registry, entry=entry, dir=run_dir, force=bool(getattr(args, "force", False)))
 

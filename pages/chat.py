@@ -54,10 +54,12 @@ def model_label(status: ModelStatus) -> str:
     return status.display_name if status.available else f"{status.display_name} (unavailable)"
 
 
-def footer(stats: GenerationStats | AnswerStats | None) -> str:
+def footer(stats: GenerationStats | AnswerStats | None, trained: str = "") -> str:
+    """The line under an answer: the model, its quant, how it was trained (when Iris trained it) and the speed."""
     if stats is None:
         return ""
-    return (f"Model `{stats.model_id}` · {stats.quant} · {stats.tokens_per_s:.1f} tokens/s · "
+    how = f" · {trained}" if trained else ""
+    return (f"Model `{stats.model_id}` · {stats.quant}{how} · {stats.tokens_per_s:.1f} tokens/s · "
             f"{stats.n_tokens} tokens · first token after {stats.ttft_s:.2f}s")
 
 
@@ -411,12 +413,18 @@ class Chat:
         return context_line(found.used, found.limit, found.dropped, found.reserve)
 
     # ---- what the chat shows -------------------------------------------------------------
+    def footer(self, stats: AnswerStats | None) -> str:
+        """`footer` with the training line of the answer's model, when it is still registered."""
+        registry = self.engine.registry
+        return footer(stats, registry.get(stats.model_id).training_line() if stats and stats.model_id in registry.ids()
+                      else "")
+
     def view(self, library: Library, conversation: Conversation | None, message: object = gr.skip(),
              notice: str = "") -> list:
         """The chat's outputs (`ChatView.outputs`) for `conversation` open in `library`."""
         branches = conversation.branches if conversation else []
         return [conversation.chat() if conversation else [], library.stored(), message,
-                footer(conversation.last_stats() if conversation else None), notice, "",
+                self.footer(conversation.last_stats() if conversation else None), notice, "",
                 gr.update(visible=bool(conversation and conversation.cut_off())),
                 gr.update(choices=library.choices(), value=library.active),
                 gr.update(choices=[(b.label(), i) for i, b in enumerate(branches)], value=None,
@@ -455,7 +463,7 @@ class ChatView:
 def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings: list[gr.Component],
                storage_key: str, ids: Mapping[str, str], label: str = "Conversation",
                placeholder: str = "Type your question and press Enter",
-               senders: list[gr.Button] = (), notes: gr.Component | None = None) -> ChatView:
+               senders: list[gr.Button] = (), notes: gr.Component | None = None, welcome: str = "") -> ChatView:
     """The chat's layout and events. `ids` names the elements (keys: chatbot, message, send, stop, retry,
     clear, footer, notice and a `prefix` for the rest); `settings` are values in `SLIDERS` order; `senders`
     are buttons (the page renders them) that send their own text; `notes`: the page's notes, handed to
@@ -468,7 +476,7 @@ def build_chat(chat: Chat, persona: gr.Component, model: gr.Component, settings:
                            visible=False, elem_id=f"{prefix}branches")
     chatbot = gr.Chatbot(height=460, buttons=["copy", "copy_all"], label=label, elem_id=ids["chatbot"],
                          feedback_options=None, editable="user", render_markdown=True,
-                         max_height="60vh", min_height=240)
+                         max_height="60vh", min_height=240, placeholder=welcome or None)
     sources = gr.Markdown("", elem_id=f"{prefix}sources")
     status = gr.Markdown("", elem_id=f"{prefix}status")
     with gr.Row(equal_height=True):

@@ -209,7 +209,7 @@ def _chat_tab(page: StudyPage, engine: Engine, personas: PersonaBook, model: gr.
     gr.Markdown(f"_{tutor.description}_")
     fixed = [gr.State(getattr(defaults, key)) for key in SLIDERS]
     view = build_chat(chat, gr.State(tutor.id), model, fixed, "iris-study-chats", TUTOR_IDS, label="Tutor",
-                      placeholder="Ask the tutor", notes=notes)
+                      placeholder="Ask the tutor", notes=notes, welcome=tutor.welcome)
     model.input(lambda store: chat.restart(store, "Model changed: started a new conversation with the tutor."),
                 view.store, view.outputs, cancels=view.answering, api_visibility="private")
 

@@ -102,7 +102,12 @@ class SupportChat(Chat):
         if not status.available:
             gr.Warning(f"{status.display_name} is unavailable: {status.reason}.")
         about, note, *examples = self.describe(persona_id, model_id)
+        view[0] = gr.update(value=view[0], placeholder=persona.welcome or None)  # the new persona's greeting
         return [*view, [persona_id, model_id], about, note, *[getattr(defaults, key) for key in SLIDERS], *examples]
+
+    def welcome(self, persona_id: str):
+        """The greeting an empty chat shows for `persona_id`."""
+        return gr.update(placeholder=self.persona(persona_id).welcome or None)
 
     def describe(self, persona_id: str, model_id: str) -> list:
         """The persona's description, the model's note and the persona's example prompts."""
@@ -144,7 +149,8 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
     prompts = [*first.example_prompts[:N_EXAMPLES], *[None] * N_EXAMPLES][:N_EXAMPLES]
     examples = [gr.Button(text, visible=text is not None, size="sm", elem_classes="example-prompt", render=False)
                 for text in prompts]
-    chat = build_chat(page, persona, model, sliders, "iris-support-chats", IDS, senders=examples)
+    chat = build_chat(page, persona, model, sliders, "iris-support-chats", IDS, senders=examples,
+                      welcome=first.welcome)
     with gr.Row():
         for button in examples:
             button.render()
@@ -157,5 +163,6 @@ def build(engine: Engine, personas: PersonaBook | None = None) -> None:
           trigger_mode="always_last", **private).then(  # a second pick while the first loads is not lost
         page.prepare, model, model_info, show_progress="full", **private)
     for event in chat.followed:  # an opened conversation may be with another persona or model
-        event.then(page.describe, [persona, model], [about, model_info, *examples], **private)
+        event.then(page.describe, [persona, model], [about, model_info, *examples], **private).then(
+            page.welcome, persona, chat.chatbot, **private)
     gr.api(page.chat_api, api_name="chat")

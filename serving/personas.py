@@ -48,6 +48,8 @@ class Persona(BaseModel):
     """Overrides of `GenerationSettings` keys on top of the model's defaults."""
     position: int = 100
     """Place in its group's picker (lower first, then by name)."""
+    welcome: str = Field("", max_length=500)
+    """Greeting shown in an empty chat with this persona (Markdown; never sent to the model)."""
     knowledge: str | None = None
     """Folder of Markdown help-center articles this persona answers from, relative to the personas folder."""
     order_lookup: bool = False

@@ -7,6 +7,7 @@ neither llama.cpp, torch nor Gradio. Errors name the entry and the field.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from pathlib import Path
@@ -300,6 +301,17 @@ class ModelEntry(_Strict):
     """One-line description for the UI."""
     recipe: Recipe | None = None
     """How `training/` rebuilds the model."""
+    trained_on: datetime.date | None = None
+    """Day the served weights were trained (YYYY-MM-DD), for the chat footer; unset for models built on each machine."""
+
+    def training_line(self) -> str:
+        """How the served model was trained, for a chat footer: method, data and day; "" for one Iris did not train."""
+        if self.recipe is None:
+            return ""
+        method = {"scratch": "trained from scratch", "lora": "LoRA", "qlora": "QLoRA"}[self.recipe.method]
+        data = " + ".join(Path(d.path).name + (f" ({d.rows:,} rows)" if d.rows else "") for d in self.recipe.datasets)
+        day = f", trained {self.trained_on.isoformat()}" if self.trained_on else ""
+        return f"{method} on {data}{day}"
 
     @field_validator("id")
     @classmethod

@@ -45,6 +45,11 @@ def wait_for_example(page, text: str) -> None:
                            ".some(b => b.innerText.includes(text))", arg=[text])
 
 
+def greets(page, text: str) -> None:
+    """Wait until the empty chat shows a welcome containing `text`."""
+    page.wait_for_function("([text]) => (document.querySelector('#chatbot')?.innerText ?? '').includes(text)", arg=[text])
+
+
 def footer(page) -> str:
     return markdown_text(page, "chat-footer")
 
@@ -67,7 +72,9 @@ def test_deep_links_open_each_page(app_url, chromium_page):
 def test_chat_flow_stream_follow_up_and_persona_switch(app_url, chromium_page):
     page = chromium_page
     open_page(page, app_url, "/")
+    greets(page, "I'm the Order Assistant")  # the persona's welcome fills the empty chat (never sent to a model)
     choose(page, "persona", "Billing & Pricing")
+    greets(page, "I'm the Billing & Pricing assistant")
     page.locator("#model input").click()
     options = page.get_by_role("option").all_inner_texts()
     assert any("Llama 3.2 1B Instruct (unavailable)" in o for o in options)  # offline: Hub models unavailable
@@ -87,6 +94,7 @@ def test_chat_flow_stream_follow_up_and_persona_switch(app_url, chromium_page):
     assert len(set(page.evaluate("window.__lengths"))) >= 2  # streamed: the bubble grew in steps
     shown = footer(page)
     assert "demo-support" in shown and "Q4_K_M" in shown and "tokens/s" in shown
+    assert "LoRA on support.jsonl" in shown  # how the model was trained, from its registry recipe
 
     page.get_by_text("Generation settings").click()
     set_slider(page, "max_new_tokens", 48)
@@ -100,6 +108,7 @@ def test_chat_flow_stream_follow_up_and_persona_switch(app_url, chromium_page):
     page.wait_for_function("document.querySelector('#chat-notice').innerText"
                            ".includes('Started a new conversation with Technical Support')")
     wait_for_example(page, "How do I reset my password?")
+    greets(page, "I'm Technical Support")
     assert page.locator("#set-temperature input[type='number']").input_value() == "0.2"  # persona default
 
 

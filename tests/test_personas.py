@@ -56,3 +56,14 @@ def test_bad_fields_name_the_file_and_field(tmp_path):
         load_persona(unknown)
     with pytest.raises(KeyError, match="unknown persona id 'nope'"):
         load_personas().get("nope")
+
+
+def test_every_support_persona_and_the_tutor_greet_an_empty_chat(tmp_path):
+    book = load_personas()
+    greeted = [p for p in book.personas.values() if p.group == "support"] + [book.get("study_tutor")]
+    for persona in greeted:
+        assert persona.welcome.strip() and persona.name.split()[0].lower() in persona.welcome.lower(), persona.id
+        assert persona.welcome not in persona.system_prompt  # a greeting for the page, never sent to the model
+    too_long = write(tmp_path, "chatty.yaml", "id: chatty\n" + BASE + f"welcome: {'x' * 501}\n")
+    with pytest.raises(PersonaError, match=r"chatty\.yaml: field 'welcome': String should have at most 500"):
+        load_persona(too_long)

@@ -1,8 +1,8 @@
-"""Compare page (`/compare`): side by side, blind arena, leaderboard.
+"""Compare page (`/compare`): 2–4 models side by side, blind arena (a pair), leaderboard.
 
-UI only: pairing, the A-then-B run with its provenance guard, votes and ratings live in
-`serving.arena`; models are reached only through `serving.engine.Engine`. `?a=<id>&b=<id>`
-preselects the side-by-side pair. Every visitor error becomes a short `gr.Warning`.
+UI only: pairing, the runs with their provenance guard, link parsing, votes and ratings live in
+`serving.arena`; models are reached only through `serving.engine.Engine`. `?models=a,b,c` (or the
+older `?a=<id>&b=<id>`) preselects the side-by-side panes. Every visitor error becomes a short `gr.Warning`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from pages.chat import model_label, slider
 from pages.errors import shown_errors
 from serving.arena import ratings
 from serving.arena.compare import (
-    RUN_ORDER_NOTE, PairHistory, PairUpdate, format_stats, pane_source, run_pair, validate_prompt,
-    validate_system_prompt, with_fixed_seed,
+    MAX_PANES, MIN_PANES, PANE_LETTERS, PANES_NOTE, RUN_ORDER_NOTE, PairHistory, PanesUpdate, format_stats,
+    pane_source, panes_from_link, run_panes, run_pair, validate_prompt, validate_system_prompt, with_fixed_seed,
 )
 from serving.arena.integrity import VoteLimiter, reveals_identity
 from serving.arena.pairing import BattleRound, PairingError, battle_settings, default_pair, new_round
@@ -46,6 +46,8 @@ STORED_NOTE = ("**What a vote stores:** your prompt, both answers, the two model
                "verdict and the time; no name, account or cookie. Your IP address is only held in memory for an hour "
                "to limit votes. The public export lists only counted votes' model pairs, verdicts and dates; prompts "
                "and answers are exported only for this server's owner.")
+KEEP = object()
+"""`padded`'s default: a hidden pane's output is left unchanged."""
 LEADERBOARD_HEADERS = ["Rank", "Model", "Rating (BT)", "95% CI", "Elo", "Battles", "Win rate", "W-L-T"]
 
 
@@ -94,18 +96,13 @@ class ComparePage:
     def model_choices(self) -> list[tuple[str, str]]:
         return [(model_label(s), s.id) for s in self.engine.catalog()]
 
-    def initial_pair(self, query: dict[str, str]) -> tuple[str | None, str | None, str | None]:
-        """(a, b, warning): the `?a=&b=` ids when registered, else the default pair."""
+    def initial_panes(self, query: dict[str, str]) -> tuple[list[str], str | None]:
+        """(model ids, warning): the link's `?models=` (or `?a=&b=`) when valid, else the default pair."""
         try:
             default = default_pair(self.engine.registry, self.available())
         except PairingError as err:
-            return None, None, str(err)
-        wanted = [query.get("a"), query.get("b")]
-        if any(w and w not in self.engine.registry.ids() for w in wanted):
-            # The link's text is not shown back: a crafted link must not put its words into the page's toast.
-            return (*default, "The link names a model this server does not have; showing the default pair.")
-        a = wanted[0] or default[0]
-        return a, wanted[1] or (default[1] if default[1] != a else default[0]), None
+            return [], str(err)
+        return panes_from_link(query, self.engine.registry.ids(), default)
 
     def pane_header(self, model_id: str | None, side: str) -> str:
         if not model_id:
@@ -113,6 +110,11 @@ class ComparePage:
         registry = self.engine.registry
         line = format_stats(pane_source(registry, model_id), None)
         return f"### {side}: {registry.get(model_id).display_name}\n{line}"
+
+    def pane_count(self, count, *models) -> tuple:
+        """Show the first `count` panes and hide the rest; the share link follows."""
+        n = panes_shown(count)
+        return (*[gr.update(visible=pane < n) for pane in range(MAX_PANES)], share_link(models[:n]))
 
     # ---- settings -------------------------------------------------------------------------
     def persona_choices(self) -> list[tuple[str, str]]:
@@ -127,7 +129,7 @@ class ComparePage:
         return (persona.system_prompt, *[getattr(values, f) for f in SETTINGS_FIELDS])
 
     def generation(self, values: tuple) -> GenerationSettings:
-        """Shared settings from the UI values, with one seed drawn for both sides when empty."""
+        """Shared settings from the UI values, with one seed drawn for all panes when empty."""
         *chosen, seed = values
         with shown_errors("compare"):
             settings = visitor_settings(DEFAULTS, **dict(zip(SETTINGS_FIELDS, chosen)))
@@ -140,50 +142,56 @@ class ComparePage:
                     validate_system_prompt(system_prompt, self.settings.max_system_chars))
 
     # ---- side by side ---------------------------------------------------------------------
-    def side_by_side(self, prompt, model_a, model_b, system_prompt, history: PairHistory | None,
-                     *values) -> Iterator[tuple]:
+    def side_by_side(self, prompt, count, *rest) -> Iterator[tuple]:
+        """Every shown pane answers `prompt` at once; inputs: prompt, pane count, the four pickers, system prompt,
+        history, settings values. Outputs: prompt, history, the four chats, the four headers."""
+        models, (system_prompt, history, *values) = rest[:MAX_PANES], rest[MAX_PANES:]
         (prompt, system_prompt), settings = self.checked(prompt, system_prompt), self.generation(values)
-        history = history or PairHistory()
-        if not model_a or not model_b or model_a == model_b:
-            raise gr.Error("Pick two different models, one for A and one for B.")
-        heads = [self.pane_header(model_a, "A"), self.pane_header(model_b, "B")]
+        models = list(models[:panes_shown(count)])
+        if not all(models):
+            raise gr.Error("Pick a model for every pane.")
+        if history is None or len(history.turns) != len(models):
+            history = PairHistory.of(len(models)) if history is None or any(history.turns) else replace(
+                history, turns=((),) * len(models))  # a cleared history keeps its id, so Stop reaches the new run
+        heads = [self.pane_header(m, PANE_LETTERS[pane]) for pane, m in enumerate(models)]
         update = None
         try:
             with self.stops.run(history.conversation_id) as stop:
-                for update in run_pair(self.engine, (model_a, model_b), history, prompt, system_prompt, settings,
-                                       stop):
-                    yield self._pair_view(update, (model_a, model_b), prompt, heads, settings)
+                for update in run_panes(self.engine, models, history, prompt, system_prompt, settings, stop):
+                    yield self._panes_view(update, models, prompt, heads, settings)
         except ServingError as err:
             log.warning("side-by-side failed: %s", err)
             gr.Warning(err.user_message)
-            yield gr.update(), history, chat_view(history, 0), chat_view(history, 1), *heads
+            yield (gr.update(), history, *padded([chat_view(history, p) for p in range(len(models))]),
+                   *padded(heads))
             return
         for notice in update.notices:
             gr.Info(notice)
 
-    def _pair_view(self, update: PairUpdate, models, prompt, heads, settings) -> tuple:
-        registry, done = self.engine.registry, update.active is None
-        for side, stats in enumerate(update.stats):
+    def _panes_view(self, update: PanesUpdate, models, prompt, heads, settings) -> tuple:
+        registry = self.engine.registry
+        for pane, stats in enumerate(update.stats):
             if stats is not None:
-                heads[side] = (f"### {'AB'[side]}: {registry.get(models[side]).display_name}\n"
-                               f"{format_stats(pane_source(registry, stats.model_id), stats)} · seed {settings.seed}")
-        views = [chat_view(update.history, s) if done else
-                 chat_view(update.history, s, prompt, update.answers[s] or None if update.active >= s else None)
-                 for s in (0, 1)]
-        return ("" if done else gr.update(), update.history, *views, *heads)
+                line = format_stats(pane_source(registry, stats.model_id), stats, update.peak_rss_mb[pane])
+                heads[pane] = (f"### {PANE_LETTERS[pane]}: {registry.get(models[pane]).display_name}\n"
+                               f"{line} · seed {settings.seed}")
+        views = [chat_view(update.history, p) if update.done else
+                 chat_view(update.history, p, prompt, update.answers[p] or None if update.running[p] else
+                           update.answers[p]) for p in range(len(models))]
+        return ("" if update.done else gr.update(), update.history, *padded(views), *padded(heads))
 
     def stop(self, history: PairHistory | None) -> None:
-        """Stop the pair run of this conversation (the side generating now ends; the other is skipped)."""
+        """Stop this visitor's side-by-side run: every pane of it ends (another visitor's run has its own id)."""
         if history is not None:
             self.stops.stop(history.conversation_id)
 
     def clear(self, history: PairHistory | None = None) -> tuple:
-        """A fresh pair history (new conversation ids) and empty panes; a running pair is stopped."""
+        """A fresh history (new conversation ids) and empty panes; a running side-by-side run is stopped."""
         if history is not None:
             self.stop(history)
-            for side in "ab":
-                self.engine.forget(f"{history.conversation_id}-{side}")
-        return PairHistory(), [], []
+            for pane in range(len(history.turns)):
+                self.engine.forget(history.pane_id(pane))
+        return PairHistory(), *[[] for _ in range(MAX_PANES)]
 
     # ---- blind arena ----------------------------------------------------------------------
     def start_round(self) -> tuple:
@@ -281,13 +289,15 @@ class ComparePage:
 
     # ---- page load ------------------------------------------------------------------------
     def on_load(self, request: gr.Request) -> tuple:
-        a, b, warning = self.initial_pair(dict(request.query_params) if request else {})
+        models, warning = self.initial_panes(dict(request.query_params) if request else {})
         if warning:
             gr.Warning(warning)
-        choices = self.model_choices()
-        return (gr.update(choices=choices, value=a), gr.update(choices=choices, value=b),
-                self.pane_header(a, "A"), self.pane_header(b, "B"), share_link(a, b), *self.start_round(),
-                *self.leaderboard())
+        choices, n = self.model_choices(), max(MIN_PANES, len(models))
+        models = padded(models, None)
+        return (n, *[gr.update(choices=choices, value=m) for m in models],
+                *[self.pane_header(m, letter) for m, letter in zip(models, PANE_LETTERS)],
+                *[gr.update(visible=pane < n) for pane in range(MAX_PANES)], share_link(models[:n]),
+                *self.start_round(), *self.leaderboard())
 
 
 def visitor_keys(request: gr.Request | None, trust_forwarded_for: bool = False) -> dict[str, str]:
@@ -302,24 +312,39 @@ def visitor_keys(request: gr.Request | None, trust_forwarded_for: bool = False) 
     return {"session": request.session_hash or "", "IP address": address}
 
 
-def share_link(model_a: str | None, model_b: str | None) -> str:
-    if not model_a or not model_b:
+def panes_shown(count) -> int:
+    """The pane count the UI asked for, kept within 2–4."""
+    try:
+        return min(MAX_PANES, max(MIN_PANES, int(count)))
+    except (TypeError, ValueError):
+        return MIN_PANES
+
+
+def padded(values: list, fill: object = KEEP) -> list:
+    """`values` for the shown panes, then `fill` (default: leave the component as it is) for the hidden ones."""
+    return [*values, *[gr.update() if fill is KEEP else fill for _ in range(MAX_PANES - len(values))]]
+
+
+def share_link(models) -> str:
+    if len(models) < MIN_PANES or not all(models):
         return ""
-    return f"Link to this pair: [`/compare?a={model_a}&b={model_b}`](/compare?a={model_a}&b={model_b})"
+    path = f"/compare?models={','.join(models)}"
+    return f"Link to these panes: [`{path}`]({path})"
 
 
 def build(engine: Engine) -> None:
     """Create the page's components inside the current Blocks/route context and wire them."""
     page = ComparePage(engine, load_personas(), ArenaSettings.from_env())
-    gr.Markdown("## Compare models\nIs the fine-tune better than its base? Ask both, or let visitors vote blind.")
-    with gr.Accordion("Persona and shared settings (both sides use the same ones)", open=False,
+    gr.Markdown("## Compare models\nIs the fine-tune better than its base? Ask two to four models at once, "
+                "or let visitors vote blind on a pair.")
+    with gr.Accordion("Persona and shared settings (every pane uses the same ones)", open=False,
                       elem_id="compare-settings"):
         persona = gr.Dropdown(page.persona_choices(), value=CUSTOM, label="Persona")
-        system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to both models",
+        system = gr.Textbox(label="System prompt", lines=2, placeholder="Optional system prompt sent to every model",
                             max_length=page.settings.max_system_chars)
         with gr.Row():
             sliders = [slider(f, getattr(DEFAULTS, f), f"compare-set-{f}") for f in SLIDERS]
-            seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for both)",
+            seed = gr.Number(value=None, precision=0, label="Seed (empty: one random seed for all)",
                              elem_id="compare-set-seed")
     values = [*sliders, seed]
     persona.change(page.persona_defaults, persona, [system, *values], **UI_ONLY)
@@ -338,35 +363,37 @@ def build(engine: Engine) -> None:
 
 
 def _build_side_by_side(page: ComparePage, system, values) -> list:
-    gr.Markdown(f"*{RUN_ORDER_NOTE}*")
-    with gr.Row():
-        model_a = gr.Dropdown([], label="Model A", elem_id="compare-model-a")
-        model_b = gr.Dropdown([], label="Model B", elem_id="compare-model-b")
+    gr.Markdown(f"*{PANES_NOTE}*")
+    count = gr.Radio(list(range(MIN_PANES, MAX_PANES + 1)), value=MIN_PANES, label="Panes", elem_id="compare-panes")
     link = gr.Markdown(elem_id="compare-link")
+    columns, pickers, heads, chats = [], [], [], []
     with gr.Row(equal_height=True):
-        with gr.Column():
-            head_a = gr.Markdown(elem_id="compare-head-a")
-            chat_a = gr.Chatbot(label="A", height=360, elem_id="compare-chat-a")
-        with gr.Column():
-            head_b = gr.Markdown(elem_id="compare-head-b")
-            chat_b = gr.Chatbot(label="B", height=360, elem_id="compare-chat-b")
-    prompt = gr.Textbox(label="Prompt for both models", lines=2, elem_id="compare-prompt")
+        for pane, letter in enumerate(PANE_LETTERS):
+            with gr.Column(visible=pane < MIN_PANES, min_width=240) as column:
+                key = letter.lower()
+                pickers.append(gr.Dropdown([], label=f"Model {letter}", elem_id=f"compare-model-{key}"))
+                heads.append(gr.Markdown(elem_id=f"compare-head-{key}"))
+                chats.append(gr.Chatbot(label=letter, height=360, elem_id=f"compare-chat-{key}"))
+            columns.append(column)
+    prompt = gr.Textbox(label="Prompt for every pane", lines=2, elem_id="compare-prompt")
     with gr.Row():
-        send = gr.Button("Ask both", variant="primary", elem_id="compare-send")
+        send = gr.Button("Ask all", variant="primary", elem_id="compare-send")
         stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
-        clear = gr.Button("Clear both", elem_id="compare-clear")
+        clear = gr.Button("Clear all", elem_id="compare-clear")
     history = gr.State(None)  # a PairHistory per session, made on the first run (a shared default would share ids)
-    run = dict(fn=page.side_by_side, inputs=[prompt, model_a, model_b, system, history, *values],
-               outputs=[prompt, history, chat_a, chat_b, head_a, head_b], **UI_ONLY)
+    run = dict(fn=page.side_by_side, inputs=[prompt, count, *pickers, system, history, *values],
+               outputs=[prompt, history, *chats, *heads], **UI_ONLY)
     send.click(**run)
     prompt.submit(**run)
     stop.click(page.stop, history, None, queue=False, **UI_ONLY)
-    clear.click(page.clear, history, [history, chat_a, chat_b], **UI_ONLY)
-    for picker, head, side in ((model_a, head_a, "A"), (model_b, head_b, "B")):
-        picker.change(lambda m, s=side: page.pane_header(m, s), picker, head, **UI_ONLY).then(
-            page.clear, history, [history, chat_a, chat_b], **UI_ONLY)
-        picker.change(share_link, [model_a, model_b], link, **UI_ONLY)
-    return [model_a, model_b, head_a, head_b, link]
+    clear.click(page.clear, history, [history, *chats], **UI_ONLY)
+    count.change(page.pane_count, [count, *pickers], [*columns, link], **UI_ONLY).then(
+        page.clear, history, [history, *chats], **UI_ONLY)
+    for picker, head, letter in zip(pickers, heads, PANE_LETTERS):
+        picker.change(lambda m, s=letter: page.pane_header(m, s), picker, head, **UI_ONLY).then(
+            page.clear, history, [history, *chats], **UI_ONLY)
+        picker.change(lambda n, *ms: share_link(ms[:panes_shown(n)]), [count, *pickers], link, **UI_ONLY)
+    return [count, *pickers, *heads, *columns, link]
 
 
 def _build_arena(page: ComparePage) -> dict:

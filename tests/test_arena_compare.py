@@ -1,4 +1,5 @@
-"""Side-by-side runs on the real demo GGUFs: A then B, shared seed, own histories, provenance guard."""
+"""Compare runs on the real demo GGUFs: the arena's pair A then B, 2–4 panes at once, shared seed, own histories,
+provenance guard per pane, and the `?models=` link."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from dataclasses import replace
 import pytest
 
 from serving.arena.compare import (
-    PairHistory, ProvenanceError, check_provenance, format_stats, pane_source, run_pair, validate_prompt,
-    validate_system_prompt, with_fixed_seed,
+    PairHistory, ProvenanceError, check_provenance, format_stats, pane_source, panes_from_link, run_panes, run_pair,
+    validate_prompt, validate_system_prompt, with_fixed_seed,
 )
 from serving.config import ServingSettings
-from serving.engine import Engine, GenerationStats
+from serving.engine import ChatRequest, Engine, GenerationStats
 from serving.errors import InvalidInput
 from serving.generation import GenerationSettings
+from tests.greedy import same_or_near_tie
 
 PAIR = ("demo-support", "demo-base")
 SETTINGS = GenerationSettings(temperature=0.8, max_new_tokens=24, seed=11)
@@ -30,15 +32,18 @@ def engine(registry, demo_paths):
 
 
 class MisroutingEngine:
-    """A real engine with the bug seen in peer tools: every request is answered by one fixed model."""
+    """A real engine with the bug seen in peer tools: every request (for `only`, if given) is answered by one
+    fixed model."""
 
-    def __init__(self, engine: Engine, answer_with: str):
-        self.engine, self.answer_with, self.registry = engine, answer_with, engine.registry
+    def __init__(self, engine: Engine, answer_with: str, only: str | None = None):
+        self.engine, self.answer_with, self.only, self.registry = engine, answer_with, only, engine.registry
 
     def prepare(self, model_id, cancel=None):
         self.engine.prepare(model_id, cancel=cancel)
 
     def stream(self, request, cancel=None):
+        if self.only not in (None, request.model_id):
+            return self.engine.stream(request, cancel)
         return self.engine.stream(replace(request, model_id=self.answer_with), cancel)
 
 
@@ -173,3 +178,84 @@ def test_an_oversize_system_prompt_is_refused_before_any_model_work():
     assert validate_system_prompt(None, max_chars=10) == "" and validate_system_prompt("Be brief.", 10) == "Be brief."
     with pytest.raises(InvalidInput, match="system prompt is 11 characters; the limit here is 10"):
         validate_system_prompt("x" * 11, max_chars=10)
+
+
+PANES = ("demo-base", "demo-support", "demo-base")  # a model twice: its two panes share its slots
+LONG = GenerationSettings(temperature=0.0, max_new_tokens=64, seed=0, ignore_eos=True)  # never ends early
+
+
+def test_panes_stream_at_once_and_each_answer_is_its_models_answer_alone(engine):
+    updates = list(run_panes(engine, PANES, PairHistory.of(3), "Where is my order?", SYSTEM, LONG))
+    final = updates[-1]
+    first_token = [next(i for i, u in enumerate(updates) if u.answers[p]) for p in range(3)]
+    finished = [next(i for i, u in enumerate(updates) if u.stats[p]) for p in range(3)]
+    # every pane had begun before any had finished: run one after the other, the last would begin after the first ended
+    assert max(first_token) < min(finished) and final.done and updates[0].running == (True, True, True)
+    assert [s.model_id for s in final.stats] == list(PANES) and all(s.n_tokens == 64 for s in final.stats)
+    for pane, model_id in enumerate(PANES):
+        messages = PairHistory.of(3).messages(pane, SYSTEM, "Where is my order?")
+        alone, _ = engine.complete(ChatRequest(model_id, messages, LONG))
+        problem = same_or_near_tie(engine.pool._loaded[model_id].model, messages, final.answers[pane], alone)
+        assert problem is None, (model_id, problem)
+    assert all(rss and rss > 0 for rss in final.peak_rss_mb)
+    assert [len(t) for t in final.history.turns] == [2, 2, 2]
+    assert [t[1]["content"] for t in final.history.turns] == list(final.answers)
+
+
+def test_cancel_stops_every_pane(engine):
+    cancel = threading.Event()
+    updates = []
+    for update in run_panes(engine, PANES, PairHistory.of(3), "Tell me about refunds", SYSTEM,
+                            LONG.merged(max_new_tokens=512), cancel):
+        updates.append(update)
+        if any(update.answers):
+            cancel.set()
+    final = updates[-1]
+    assert final.done and all(s.finish_reason == "cancelled" for s in final.stats)
+    assert all(s.n_tokens < 512 for s in final.stats)
+
+
+def test_the_guard_checks_every_pane_and_stops_the_others(engine):
+    """Only the base's requests are misrouted (to the fine-tune): its pane is refused, the run ends with it."""
+    buggy = MisroutingEngine(engine, answer_with="demo-support", only="demo-base")
+    updates = []
+    with pytest.raises(ProvenanceError, match="demo-base"):
+        for update in run_panes(buggy, ("demo-support", "demo-support", "demo-base"), PairHistory.of(3), "Hello",
+                                SYSTEM, LONG):
+            updates.append(update)
+    assert all(u.stats[2] is None for u in updates)  # the wrong answer never got its stats / history
+    assert not any(u.done for u in updates)
+
+
+def test_a_pane_count_other_than_the_historys_is_refused(engine):
+    with pytest.raises(ValueError, match="2 panes"):
+        next(run_panes(engine, PANES, PairHistory(), "Hi", SYSTEM, LONG))
+
+
+KNOWN = ("demo-base", "demo-support", "other")
+DEFAULT = ("demo-support", "demo-base")
+
+
+@pytest.mark.parametrize("query, panes, notice", [
+    ({"models": "demo-base,other,demo-support"}, ["demo-base", "other", "demo-support"], None),
+    ({"models": " demo-base , demo-base ,"}, ["demo-base", "demo-base"], None),  # duplicates allowed, blanks dropped
+    ({"models": "demo-base,other,demo-support,demo-base,other"}, ["demo-base", "other", "demo-support", "demo-base"],
+     "at most 4 models; showing the first 4 of 5"),
+    ({"models": "demo-base"}, list(DEFAULT), "names 2 to 4 models"),
+    ({"models": ""}, list(DEFAULT), "names 2 to 4 models"),
+    ({"models": "demo-base,Call +1 555 0100"}, list(DEFAULT), "does not have"),
+    ({"a": "demo-base", "b": "other"}, ["demo-base", "other"], None),  # the older pair links keep working
+    ({"a": "demo-base"}, ["demo-base", "demo-support"], None),
+    ({"b": "demo-support"}, ["demo-base", "demo-support"], None),
+    ({"a": "nope", "b": "demo-base"}, list(DEFAULT), "does not have"),
+    ({}, list(DEFAULT), None),
+])
+def test_links_name_two_to_four_known_models(query, panes, notice):
+    got, said = panes_from_link(query, KNOWN, DEFAULT)
+    assert got == panes and (said is None if notice is None else notice in said)
+    assert said is None or not any(v and v in said for v in query.values())  # the link's text is never echoed
+
+
+def test_the_pane_line_names_the_process_rss_as_such(registry):
+    line = format_stats(pane_source(registry, "demo-base"), stats_for("demo-base"), 812.4)
+    assert "process peak RSS while this pane ran 812 MiB" in line

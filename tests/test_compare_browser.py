@@ -1,4 +1,5 @@
-"""The Compare page in Debian's Chromium: a side-by-side run and a blind round with vote, reveal, leaderboard.
+"""The Compare page in Debian's Chromium: three panes side by side, the older pair link, a blind round with vote,
+reveal and leaderboard, and bad links.
 
 One app instance for this module, offline, serving only the two demo GGUFs (a registry of just them), with
 its votes in a temp SQLite file.
@@ -13,7 +14,7 @@ import pytest
 
 from serving.arena.pairing import BATTLE_SETTINGS
 from serving.arena.votes import VoteStore, public_records
-from tests.browser import demo_only_registry, launch_app, open_page
+from tests.browser import demo_only_registry, launch_app, markdown_text, open_page, settled_text, shown_markdown
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 DEMO = ("demo-base", "demo-support")
@@ -51,26 +52,40 @@ def bot_text(page, chat_id: str) -> str:
     return page.locator(f"#{chat_id} [data-testid='bot']").last.inner_text()
 
 
-def test_side_by_side_shows_two_answers_from_the_right_models(compare_url, chromium_page):
+def test_three_panes_stream_together_each_from_its_own_model(compare_url, chromium_page):
     page = chromium_page
-    open_page(page, compare_url, "/compare?a=demo-base&b=demo-support")
-    wait_text(page, "#compare-head-b", "demo-support")
-    assert "demo-base" in page.locator("#compare-head-a").inner_text()
-    wait_text(page, "#compare-link", "/compare?a=demo-base&b=demo-support")
+    open_page(page, compare_url, "/compare?models=demo-base,demo-support,demo-base")
+    panes = dict(zip("abc", ("demo-base", "demo-support", "demo-base")))
+    page.wait_for_function(f"{shown_markdown('compare-head-c')}.includes('demo-base')")
+    assert "/compare?models=demo-base,demo-support,demo-base" in markdown_text(page, "compare-link")
+    assert not page.locator("#compare-chat-d").is_visible()
     short_answers(page)
     page.locator("#compare-prompt textarea").fill("Where is my order?")
     page.locator("#compare-send").click()
-    wait_text(page, "#compare-head-b", "tokens/s", timeout=120_000)
-    heads = [page.locator(f"#compare-head-{s}").inner_text() for s in "ab"]
-    assert "demo-base" in heads[0] and "demo-base-Q4_K_M.gguf" in heads[0]
-    assert "demo-support" in heads[1] and "demo-support-Q4_K_M.gguf" in heads[1]
-    assert all("TTFT" in h and "seed 7" in h for h in heads)
-    answers = [bot_text(page, f"compare-chat-{s}") for s in "ab"]
+    for key in panes:
+        page.wait_for_function(f"{shown_markdown(f'compare-head-{key}')}.includes('tokens/s')", timeout=120_000)
+    for key, model_id in panes.items():
+        head = markdown_text(page, f"compare-head-{key}")
+        assert f"{key.upper()}: " in head and model_id in head
+        assert f"{model_id}-Q4_K_M.gguf" in head and "TTFT" in head and "seed 7" in head
+        assert "process peak RSS while this pane ran" in head
+    answers = [settled_text(page, f"#compare-chat-{key} [data-testid='bot']") for key in panes]
     assert answers[0] != answers[1] and any(a.strip() for a in answers) and "…" not in answers
 
     page.locator("#compare-clear").click()
     page.wait_for_function("document.querySelectorAll('#compare-chat-a [data-testid=\"bot\"]').length === 0")
-    assert page.locator("#compare-chat-b [data-testid='bot']").count() == 0
+    assert all(page.locator(f"#compare-chat-{key} [data-testid='bot']").count() == 0 for key in "bc")
+    page.locator("#compare-panes").get_by_text("2", exact=True).click()  # back to two panes: C is hidden
+    page.locator("#compare-chat-c").wait_for(state="hidden")
+    page.wait_for_function(f"{shown_markdown('compare-link')}.trim().endsWith('models=demo-base,demo-support')")
+
+
+def test_the_older_pair_link_still_opens_two_panes(compare_url, chromium_page):
+    page = chromium_page
+    open_page(page, compare_url, "/compare?a=demo-base&b=demo-support")
+    page.wait_for_function(f"{shown_markdown('compare-head-b')}.includes('demo-support')")
+    assert "demo-base" in markdown_text(page, "compare-head-a")
+    assert page.locator("#compare-chat-b").is_visible() and not page.locator("#compare-chat-c").is_visible()
 
 
 def test_blind_round_vote_reveal_and_leaderboard(compare_url, chromium_page, votes_db):
@@ -132,3 +147,11 @@ def test_bad_link_falls_back_to_the_default_pair_and_oversize_prompt_is_refused(
     page.locator("#compare-send").click()
     page.get_by_text("the limit here is 200").first.wait_for()
     assert page.locator("#compare-chat-a [data-testid='bot']").count() == 0
+
+
+def test_a_link_with_too_many_models_shows_the_first_four_and_says_so(compare_url, chromium_page):
+    page = chromium_page
+    open_page(page, compare_url, "/compare?models=demo-base,demo-support,demo-base,demo-support,demo-base")
+    page.get_by_text("showing the first 4 of 5").first.wait_for()
+    page.wait_for_function(f"{shown_markdown('compare-head-d')}.includes('demo-support')")
+    assert page.locator("#compare-chat-d").is_visible()

@@ -40,17 +40,10 @@ from pathlib import Path
 
 from bench_batching import at_once, spread, timed
 from bench_serving import REPO
+from serving.cpu import process_rss_mib  # noqa: E402  (bench_serving puts the repo on the path)
 
 QUESTION = "My order 48213 has not moved for three days; what should I do?"
 RANK = 16
-
-
-def rss_mib() -> float:
-    """Resident memory of this process now (VmRSS), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def files(work: Path) -> dict[str, Path]:
@@ -96,7 +89,7 @@ def worker_design(args) -> dict:
 
     set_verbose(False)
     settings = ServingSettings(n_threads=args.threads)
-    start = rss_mib()
+    start = process_rss_mib()
     params = ll.llama_model_default_params()
     params.use_mmap = True
     model = internals.LlamaModel(path_model=str(args.base_gguf), params=params, verbose=False)
@@ -125,13 +118,13 @@ def worker_design(args) -> dict:
     one = context()
     decode(one, 0, 32)
     decode(one, 1, 32)
-    rss_one = rss_mib()
+    rss_one = process_rss_mib()
     pointer = ll.llama_adapter_lora_init(model.model, str(files(args.work)["lora"]).encode())
     assert pointer, "llama.cpp refused the benchmark's adapter"
     lora = Lora("bench", pointer)
     lora.apply(one.ctx)
     decode(one, 1, 1)
-    rss_adapter = rss_mib()
+    rss_adapter = process_rss_mib()
     steps = args.steps
     with_adapter = [decode(one, 1) for _ in range(steps)]
     ll.llama_set_adapters_lora(one.ctx, None, 0, None)
@@ -147,7 +140,7 @@ def worker_design(args) -> dict:
     two = context()
     lora.apply(two.ctx)
     decode(two, 0, 32)
-    rss_two = rss_mib()
+    rss_two = process_rss_mib()
     ll.llama_set_adapters_lora(one.ctx, None, 0, None)
     decode(one, 0)
     alternating = [decode(two if i % 2 else one, 0) for i in range(steps)]
@@ -189,10 +182,10 @@ def request(model_id: str, tokens: int, conversation: str | None = None):
 def worker_memory(args) -> dict:
     """RSS once `args.models` all answered (each model's weights, KV and compute buffers touched)."""
     engine = make_engine(args)
-    before = rss_mib()
+    before = process_rss_mib()
     for model_id in args.models.split(","):
         engine.complete(request(model_id, 8))
-    return {"rss_before_mib": before, "rss_mib": rss_mib(), "pool_mib": engine.pool.used_bytes() / 2**20}
+    return {"rss_before_mib": before, "rss_mib": process_rss_mib(), "pool_mib": engine.pool.used_bytes() / 2**20}
 
 
 def worker_speed(args) -> dict:

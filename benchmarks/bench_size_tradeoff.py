@@ -34,18 +34,12 @@ import time
 from pathlib import Path
 
 from bench_batching import QUESTIONS, at_once, make_engine, request, timed
+from serving.cpu import process_rss_mib  # noqa: E402  (bench_serving puts the repo on the path)
 
 # About 500 tokens of a support conversation's context (Llama 3 tokenizer: ~4.3 characters a token).
 FILLER = ("Earlier in this conversation the customer explained that the parcel was left at a neighbour's door, that "
           "the tracking page still shows it as in transit, and that they would like either a replacement or a "
           "refund, whichever is faster. ") * 5
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def long_prompt(i: int) -> str:
@@ -67,7 +61,7 @@ def worker(args) -> dict:
     started = time.perf_counter()
     engine.prepare("bench")
     load_s = time.perf_counter() - started
-    after_load = rss_mib()
+    after_load = process_rss_mib()
     alone = timed(engine, request(long_prompt(0), "alone", args.tokens))
     group = at_once(engine, [request(long_prompt(i + 1), f"v{i}", args.tokens) for i in range(args.visitors)])
     decode_span = max(r["end"] for r in group) - min(r["first"] for r in group)

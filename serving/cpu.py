@@ -78,3 +78,13 @@ def memory_limit_bytes(root: Path = CGROUP_ROOT) -> int:
         if text.isdigit() and int(text) < 2**60:
             return int(text)
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def process_rss_mib() -> float | None:
+    """This process's resident memory now (VmRSS), MiB; None where /proc is not there."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), None)
+    except OSError:
+        return None
+    return None if kb is None else kb / 1024

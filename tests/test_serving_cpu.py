@@ -39,3 +39,13 @@ def test_cpu_model_and_flags_come_from_the_first_processor():
     text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 amx_int8\n\nprocessor\t: 1\nmodel name\t: Other\n"
     assert cpu_model(text) == "AMD EPYC" and cpu_flags(text) == {"fpu", "avx2", "amx_int8"}
     assert cpu_flags("") == set() and cpu_model("")  # no cpuinfo: no flags, still a name
+
+
+def test_process_rss_grows_with_what_the_process_holds():
+    from serving.cpu import process_rss_mib
+
+    before = process_rss_mib()
+    held = bytearray(64 * 2**20)  # 64 MiB, touched
+    held[::4096] = b"\1" * len(held[::4096])
+    assert before and process_rss_mib() - before > 48
+    del held

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
+from serving.cpu import process_rss_mib
 from serving.engine import Cancel, ChatRequest, Engine, GenerationStats
 from serving.errors import InvalidInput, ServingError
 from serving.generation import GenerationSettings
@@ -216,16 +217,6 @@ def panes_from_link(query: dict[str, str], known: Sequence[str],
     return wanted, None
 
 
-def process_rss_mb() -> float | None:
-    """This process's resident memory now (VmRSS), MiB; None where /proc is not there."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), None)
-    except OSError:
-        return None
-    return None if kb is None else kb / 1024
-
-
 @dataclass(frozen=True)
 class PanesUpdate:
     """Progress of a side-by-side run; the last one has no pane running and the extended history."""
@@ -263,7 +254,7 @@ def run_panes(
         engine.prepare(model_id, cancel=cancel)  # load first, so TTFT measures generation, not loading
     n, events, halt = len(model_ids), queue.Queue(), Cancel(cancel)
     answers, stats, running, notices = [""] * n, [None] * n, [True] * n, []
-    peaks: list[float | None] = [process_rss_mb()] * n
+    peaks: list[float | None] = [process_rss_mib()] * n
     for pane, model_id in enumerate(model_ids):
         request = ChatRequest(model_id=model_id, messages=history.messages(pane, system_prompt, prompt),
                               settings=settings, conversation_id=history.pane_id(pane))
@@ -275,7 +266,7 @@ def run_panes(
                 pane, event = events.get(timeout=0.1)
             except queue.Empty:
                 pane, event = None, None
-            rss = process_rss_mb()
+            rss = process_rss_mib()
             peaks = [max(p, rss) if on and p is not None and rss is not None else p for p, on in zip(peaks, running)]
             if isinstance(event, BaseException):
                 raise event

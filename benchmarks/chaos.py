@@ -8,7 +8,9 @@ llama.cpp refuses). Checked:
 
 - no answer ends with "stopped unexpectedly" except those running when the thread was killed (a third of the
   way in);
-- every greedy answer that ran to its end equals the same prompt answered alone (replayed after the run);
+- every greedy answer that ran to its end is the greedy answer to its own prompt: equal to the same prompt
+  answered alone after the run, or else, replayed through plain llama.cpp, within `TIE_GAP` logits of the most
+  likely token at every token (`tests/greedy.py`: step shapes round differently, a wrong KV cache is far off);
 - no request waits for its first token longer than the queue timeout;
 - the process RSS stays within the pool's estimate of the model (weights, KV cache, compute, KV RAM store) above
   the RSS before loading, plus 64 MiB for the visitors' Python objects, and the KV RAM store within `kv_ram_mb`.
@@ -206,9 +208,10 @@ def replay(engine: Engine, model_id: str, report: Report, tie_gap: float) -> Non
     """Every completed greedy answer against the same prompt answered alone (no conversation: nothing cached).
 
     llama.cpp's results depend a little on the shape of the step a token was computed in (`tests/greedy.py`), so an
-    answer that differs is a violation unless, where it first differs, the model's top two candidates were within
-    `tie_gap` logits, or the prompt answered alone with another prompt chunk size gives exactly that answer (the
-    batched answer is then one that a plain, unshared computation of the same prompt produces)."""
+    answer that differs is a violation unless every one of its tokens was within `tie_gap` logits of the most likely
+    one on its own prompt (plain llama.cpp, the same repetition penalty), or the prompt answered alone with another
+    prompt chunk size gives exactly that answer (the batched answer is then one that a plain, unshared computation
+    of the same prompt produces)."""
     model = engine.pool._loaded[model_id].model
     model.scheduler.clear_cache()
     other_shapes = OtherShapes(engine.registry, model_id)
@@ -218,7 +221,7 @@ def replay(engine: Engine, model_id: str, report: Report, tie_gap: float) -> Non
             alone, stats = engine.complete(ChatRequest(model_id, messages, settings))
             if alone == answer:
                 continue
-            problem = same_or_near_tie(model, messages, answer, alone, tie_gap)
+            problem = same_or_near_tie(model, messages, answer, alone, tie_gap, settings)
             if problem and other_shapes.answers(messages, settings, answer):
                 problem = None
                 report.events["other_chunking"] += 1

@@ -195,7 +195,8 @@ def test_panes_stream_at_once_and_each_answer_is_its_models_answer_alone(engine)
     for pane, model_id in enumerate(PANES):
         messages = PairHistory.of(3).messages(pane, SYSTEM, "Where is my order?")
         alone, _ = engine.complete(ChatRequest(model_id, messages, LONG))
-        problem = same_or_near_tie(engine.pool._loaded[model_id].model, messages, final.answers[pane], alone)
+        problem = same_or_near_tie(engine.pool._loaded[model_id].model, messages, final.answers[pane], alone,
+                                   settings=LONG)
         assert problem is None, (model_id, problem)
     assert all(rss and rss > 0 for rss in final.peak_rss_mb)
     assert [len(t) for t in final.history.turns] == [2, 2, 2]

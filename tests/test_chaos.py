@@ -1,7 +1,8 @@
 """A short chaos run in CI (benchmarks/chaos.py): 8 visitors on a 4-slot SmolLM2-135M for 40 s with random Stop,
 hang-ups, conversation switches (evictions to RAM), edits, deletions and one deliberate crash of the model's
-decode thread. The invariants are the script's: no unexpected stop but after the crash, every greedy answer equal
-to the prompt answered alone, no wait beyond the queue timeout, RSS and the KV RAM store within their budgets."""
+decode thread. The invariants are the script's: no unexpected stop but after the crash, every greedy answer the
+greedy answer to its own prompt (tests/greedy.py), no wait beyond the queue timeout, RSS and the KV RAM store
+within their budgets."""
 
 import pytest
 

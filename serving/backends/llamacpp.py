@@ -34,7 +34,7 @@ from serving.registry import ModelEntry
 
 _KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
 _COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
-_PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repetition penalty
+PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repetition penalty
 _MIN_P = 0.05  # llama-cpp-python's create_completion default, kept so answers read as before
 # llama-cpp-python's JSON-schema converter lets raw control characters into strings, which JSON forbids
 _LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
@@ -204,7 +204,7 @@ class LlamaCppModel:
             banned |= self.grammar_bias
         if banned:
             chain.add_logit_bias(self.n_vocab, banned)
-        chain.add_penalties(self.n_vocab, _PENALTY_LAST_N, settings.repeat_penalty, 0.0, 0.0)
+        chain.add_penalties(self.n_vocab, PENALTY_LAST_N, settings.repeat_penalty, 0.0, 0.0)
         if grammar is not None:
             chain.add_grammar(self.model, grammar)
         if settings.temperature == 0.0:

@@ -68,7 +68,9 @@ def main() -> int:
                       "rounding": spread(noise), "wrong_kv": spread(wrong),
                       "rounding_above_tie_gap": sum(n > TIE_GAP for n in noise),
                       "wrong_kv_within_tie_gap": sum(w <= TIE_GAP for w in wrong),
-                      "worst_rounding": [[round(n, 2), a] for n, a in worst]}, indent=1))
+                      "worst_rounding": [[round(n, 2), a] for n, a in worst],
+                      "rounding_values": [round(n, 2) for n in noise], "wrong_kv_values": [round(w, 2) for w in wrong]},
+                     indent=1))
     return 0
 
 

@@ -27,7 +27,8 @@ TIE_GAP = 1.5
 """Logits below the most likely token that a token of a batched greedy answer may be (step-shape rounding). Measured
 on SmolLM2-135M over the answers of four chaos runs (benchmarks/greedy_noise.py, RESULTS-greedy-noise.md): rounding
 kept every token of 222 answers within 0.58 logits; the same answers replayed on another visitor's prompt were
-3.4-6.4 logits off at the median (generic answers fit several questions, so a wrong cache is not always visible in one answer)."""
+3.4-6.4 logits off at the median (generic answers fit several questions, so a wrong cache is not always visible
+in one answer)."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ QUANT_TYPES = (
 )
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+RUN_PREFIX = "run:"
+"""`recipe.base_checkpoint: run:<model-id>` starts from that model's merged run output."""
 
 
 class RegistryError(ValueError):
@@ -238,8 +240,9 @@ class ExportSpec(_Strict):
 class Recipe(_Strict):
     """Everything `training/` needs to rebuild a model; `lora`/`sft` keys are peft/TRL's own."""
 
-    base_checkpoint: str
-    """Hugging Face checkpoint (Hub id or local folder) to start from."""
+    base_checkpoint: str = Field(min_length=1)
+    """Hugging Face checkpoint (Hub id or local folder) to start from, or `run:<model-id>`: the merged output of
+    another registry model's run (a second training stage; `rebuild` brings that run up to date first)."""
     method: Literal["lora", "qlora", "scratch"]
     """Fine-tuning method; `scratch` trains a new model from `architecture`. (Full fine-tuning is not
     implemented, so `full` is refused rather than silently trained as LoRA.)"""
@@ -257,6 +260,18 @@ class Recipe(_Strict):
     """`transformers.LlamaConfig` keys for `scratch` models."""
     eval_domain: Literal["general", "support", "study"] | None = None
     """Prompt set `eval` answers (default: from the first dataset's format)."""
+
+    @property
+    def run_base(self) -> str | None:
+        """The registry id of a `run:<model-id>` base checkpoint (an earlier training stage), else None."""
+        return self.base_checkpoint.removeprefix(RUN_PREFIX) if self.base_checkpoint.startswith(RUN_PREFIX) else None
+
+    @field_validator("base_checkpoint")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        if value.startswith(RUN_PREFIX) and not _ID_RE.match(value.removeprefix(RUN_PREFIX)):
+            raise ValueError(f"{value!r}: `{RUN_PREFIX}` must be followed by a registry model id")
+        return value
 
     @field_validator("method", mode="before")
     @classmethod
@@ -452,6 +467,28 @@ def _check_bases(models: dict[str, ModelEntry], where: str) -> None:
             raise RegistryError(f"{where}: entry {entry.id!r} (#{index + 1}), field '{field}': {problem}")
 
 
+def _check_run_bases(models: dict[str, ModelEntry], where: str) -> None:
+    """Every `run:<model-id>` base names a model `rebuild` trains (a LoRA/QLoRA recipe) and is the entry's
+    `base_model`, and no chain of them comes back to where it started."""
+    run_base = lambda entry: entry.recipe.run_base if entry.recipe else None  # noqa: E731
+    for index, entry in enumerate(models.values()):
+        label = f"{where}: entry {entry.id!r} (#{index + 1}), field 'recipe.base_checkpoint'"
+        chain = [entry.id]
+        while (stage := run_base(models[chain[-1]])) is not None:
+            if stage not in models:
+                raise RegistryError(f"{label}: {RUN_PREFIX}{stage} names an unknown model id; registered ids: "
+                                    f"{', '.join(models)}")
+            if stage in chain:
+                raise RegistryError(f"{label}: the stages form a cycle: {' -> '.join([*chain, stage])}")
+            if models[stage].recipe is None or models[stage].recipe.method == "scratch":
+                raise RegistryError(f"{label}: {RUN_PREFIX}{stage} has no LoRA/QLoRA recipe, so no run of it has a "
+                                    "merged output to start from")
+            chain.append(stage)
+        if run_base(entry) and entry.base_model not in (None, run_base(entry)):
+            raise RegistryError(f"{label}: {RUN_PREFIX}{run_base(entry)} differs from base_model "
+                                f"{entry.base_model!r}; a second stage's base model is its first stage")
+
+
 def _adapter_problem(entry: ModelEntry, base: ModelEntry) -> str | None:
     """Why `base` cannot carry `entry`'s adapter, or None: llama.cpp applies a LoRA over weights loaded here, in the
     base's own context (so one conversation holds the base's `context_length` tokens)."""
@@ -475,6 +512,7 @@ def parse_registry(data: Any, path: Path, hub_owner: str | None = None) -> Regis
         raise RegistryError(f"{where}: field 'hub_owner': set it in the file or in ${HUB_OWNER_ENV}")
     models = _parse_entries(data["models"], owner, where)
     _check_bases(models, where)
+    _check_run_bases(models, where)
     defaults = _parse_defaults(data.get("defaults") or {}, models, where)
     return Registry(hub_owner=owner, root=path.resolve().parent, path=path.resolve(), models=models, defaults=defaults)
 

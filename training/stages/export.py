@@ -37,7 +37,7 @@ def adapter_name(run: Run) -> str:
 def export(run: Run, verify_adapter: bool = False) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
     inputs = {"merge": run.upstream("merge")["fingerprint"], "export": run.recipe.export.model_dump(),
-              "base": run.recipe.base_checkpoint, "name": gguf_name(run), "adapter": adapter_name(run),
+              "base": run.base_identity(), "name": gguf_name(run), "adapter": adapter_name(run),
               "verify_adapter": verify_adapter}
     return run_stage(run, "export", inputs, lambda out: _export(run, out, verify_adapter))
 

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def merge(run: Run, dtype: str = "bfloat16") -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
-    inputs = {"train": run.upstream("train")["fingerprint"], "base": run.recipe.base_checkpoint, "dtype": dtype}
+    inputs = {"train": run.upstream("train")["fingerprint"], "base": run.base_identity(), "dtype": dtype}
     if not (run.dir / "merge" / "model" / "config.json").exists():  # e.g. a run folder copied without its weights
         run = replace(run, force=True)
     return run_stage(run, "merge", inputs, lambda out: _merge(run, out, dtype))

@@ -44,7 +44,7 @@ def prepare(run: Run, strict: bool = False) -> dict[str, Any]:
         "datasets": [spec.model_dump(mode="json") for spec in recipe.datasets],
         "sources": [_source_identity(run, path) for spec in recipe.datasets for path in (spec.path, spec.test_path)
                     if path],
-        "seed": recipe.seed, "max_length": recipe.sft.get("max_length"), "base": recipe.base_checkpoint,
+        "seed": recipe.seed, "max_length": recipe.sft.get("max_length"), "base": run.base_identity(),
         "strict": strict,
     }
     return run_stage(run, "prepare", inputs, lambda out: _prepare(run, out, strict))

@@ -2,6 +2,10 @@
 up to date: prepare -> train -> merge -> export (GGUF verified, and the LoRA adapter GGUF) -> eval ->
 publish (card, upload or dry run, registry update).
 
+A recipe whose `base_checkpoint` is `run:<model-id>` (a second training stage) first brings that model's run up
+to date through its merge stage (rebuilding it when its merged model is missing, and saying so), then trains from
+the merged model.
+
 First it says whether a registered adapter is stale: the training-data sha256 its registry entry records
 against the sha256 of the recipe's data now (`training.export.adapter.adapter_data_check`); `--check` says
 only that, exit status 1 when stale.
@@ -43,12 +47,30 @@ def check_data(run: Run, always: bool) -> bool:
     return stale
 
 
+def earlier_stage(run: Run, args: argparse.Namespace) -> None:
+    """Prepare, train and merge the run a `run:<model-id>` base names (each skipped when up to date; its own
+    earlier stage first), so this run trains from a current merged model."""
+    stage = run.stage_run()
+    if stage is None:
+        return
+    merged = stage.dir / "merge" / "model" / "config.json"
+    why = ("is brought up to date first" if merged.exists()
+           else f"has no merged model ({merged.parent}), so it is rebuilt first")
+    print(f"[rebuild] {run.entry.id} starts from {run.recipe.base_checkpoint}: {stage.entry.id}'s run {why} "
+          "(prepare, train, merge; each skipped when up to date)", flush=True)
+    earlier_stage(stage, args)
+    prepare.prepare(stage, strict=args.strict)
+    train.train(stage, max_steps=args.max_steps, attn=args.attn)
+    merge.merge(stage)
+
+
 def main(args: argparse.Namespace) -> int:
     with stage_errors("rebuild"):
         run = open_run(args)
         stale = check_data(run, always=args.check)
         if args.check:
             return 1 if stale else 0
+        earlier_stage(run, args)
         prepare.prepare(run, strict=args.strict)
         train.train(run, resume=args.resume, max_steps=args.max_steps, attn=args.attn)
         merge.merge(run)

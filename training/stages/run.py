@@ -78,6 +78,8 @@ class Run:
     entry: ModelEntry
     dir: Path
     force: bool = False
+    runs: Path | None = None
+    """Parent of the run folders (default: runs/ next to the registry); a `run:<model-id>` base is found there."""
 
     @property
     def recipe(self) -> Recipe:
@@ -108,17 +110,43 @@ class Run:
             )
         return record
 
+    def stage_run(self) -> Run | None:
+        """The run of the earlier training stage a `run:<model-id>` base names, else None."""
+        stage = self.recipe.run_base
+        if stage is None:
+            return None
+        runs = self.runs or self.root / "runs"
+        return Run(registry=self.registry, entry=self.registry.get(stage), dir=runs / stage, runs=self.runs)
+
     def base_checkpoint(self) -> str:
-        """The recipe's base checkpoint as a local path when it is one, else the Hub id."""
+        """The recipe's base checkpoint as a local path when it is one (an earlier stage's merged model for
+        `run:<model-id>`), else the Hub id."""
+        stage = self.stage_run()
+        if stage is not None:
+            merged = stage.dir / "merge" / "model"
+            if not (merged / "config.json").exists():
+                raise StageError(f"{self.entry.id} starts from {self.recipe.base_checkpoint}, which has no merged "
+                                 f"model ({merged}); run `python -m training rebuild {self.entry.id}` (it trains "
+                                 f"{stage.entry.id} first) or `python -m training rebuild {stage.entry.id}`")
+            return str(merged)
         local = self.root / self.recipe.base_checkpoint
         return str(local) if local.exists() else self.recipe.base_checkpoint
 
+    def base_identity(self) -> Any:
+        """What the base is, for stage fingerprints: the checkpoint's name, and for `run:<model-id>` also the
+        fingerprint of that run's merge stage, so retraining the first stage re-runs the second."""
+        stage = self.stage_run()
+        if stage is None:
+            return self.recipe.base_checkpoint
+        return {"run": stage.entry.id, "merge": (stage.stage_record("merge") or {}).get("fingerprint")}
+
     def ensure_base(self) -> None:
         """Import the base entry's GGUF (package or local source) into `base_checkpoint` when that folder is
-        missing: any GGUF the registry serves can be a training base (`python -m training import-gguf`)."""
+        missing: any GGUF the registry serves can be a training base (`python -m training import-gguf`).
+        A `run:<model-id>` base is an earlier stage's run, made by `rebuild` (`training.stages.rebuild`)."""
         local = self.root / self.recipe.base_checkpoint
         base = self.registry.base_of(self.entry.id)
-        if local.exists() or base is None or base.source.hub is not None:
+        if self.recipe.run_base or local.exists() or base is None or base.source.hub is not None:
             return
         from serving.resolve import Resolver
         from training.export.gguf_import import import_gguf
@@ -139,7 +167,8 @@ def open_run(args: argparse.Namespace) -> Run:
     runs = Path(args.runs_dir) if args.runs_dir else registry.root / "runs"
     run_dir = Path(args.run_dir) if getattr(args, "run_dir", None) else runs / entry.id
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Run(registry=registry, entry=entry, dir=run_dir, force=bool(getattr(args, "force", False)))
+    return Run(registry=registry, entry=entry, dir=run_dir, force=bool(getattr(args, "force", False)),
+               runs=runs)
 
 
 def is_main_process() -> bool:

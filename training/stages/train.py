@@ -32,7 +32,7 @@ def train(run: Run, resume: bool = False, max_steps: int | None = None, attn: st
     """Run the stage (or skip it when up to date); returns its record."""
     recipe = run.recipe
     overrides = {"max_steps": max_steps} if max_steps else {}
-    inputs = {"data": run.upstream("prepare")["fingerprint"], "base": recipe.base_checkpoint, "method": recipe.method,
+    inputs = {"data": run.upstream("prepare")["fingerprint"], "base": run.base_identity(), "method": recipe.method,
               "lora": recipe.lora, "sft": recipe.sft, "seed": recipe.seed, "overrides": overrides, "attn": attn}
     return run_stage(run, "train", inputs, lambda out: _train(run, out, overrides, attn, resume))
 
@@ -79,7 +79,8 @@ def _train(run: Run, out: Path, overrides: dict[str, Any], attn: str, resume: bo
     trainer = build_trainer(plan, read_jsonl(data_dir / "train.jsonl"), eval_rows,
                             callbacks=[metrics_callback(out / "loss.csv")])
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    metrics = {**_summary(trainer, result.metrics, checkpoint), **trainable_parameters(trainer.model)}
+    metrics = {**_summary(trainer, result.metrics, checkpoint), **trainable_parameters(trainer.model),
+               "base_checkpoint": plan.base_checkpoint}  # the folder trained from (an earlier stage's, for run:)
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(out / "adapter")
         plot_loss(out / "loss.csv", out / "loss.png", f"{run.entry.id}: train and eval loss")

@@ -3,7 +3,9 @@
 Earlier generated answers sometimes start or end with the instruction the writer was given
 ("Briefly compare X and Y.", "Relate it to everyday life.") instead of only answering. Those
 sentences are stripped from the start and end of assistant turns, and lines made only of such an
-instruction are removed anywhere; the count goes into the data report.
+instruction are removed anywhere; the count goes into the data report. The questions leaked them too ("What is
+osmosis? Relate it to everyday life."): user turns are cleaned the same way, except that a question made only of
+instructions keeps its first sentence, which is the question itself ("Briefly explain osmosis."); counted apart.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ META = re.compile(
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+")
 NOTE = "meta_instructions_stripped"
+QUESTION_NOTE = "meta_instructions_stripped_from_questions"
 
 
 def _strip_ends(sentences: list[str]) -> tuple[list[str], int]:
@@ -55,9 +58,22 @@ def strip_meta(answer: str) -> tuple[str, int]:
     return (head_end + sep + " ".join(tail)).strip(), removed + n_head + n_tail
 
 
+def strip_meta_question(question: str) -> tuple[str, int]:
+    """The question without leaked meta-instructions, and how many were removed; when every sentence is one,
+    the first is the question and stays."""
+    text, removed = strip_meta(question)
+    if text:
+        return text, removed
+    sentences = _SENTENCE_END.split(question.strip())
+    return sentences[0], len(sentences) - 1
+
+
 def convert(record: dict, options: dict[str, Any], report: SourceReport) -> Example:
     messages = read_messages(record)
     for message in messages:
+        if message["role"] == "user" and isinstance(message["content"], str):
+            message["content"], removed = strip_meta_question(message["content"])
+            report.notes[QUESTION_NOTE] += removed
         if message["role"] == "assistant" and isinstance(message["content"], str):
             message["content"], removed = strip_meta(message["content"])
             report.notes[NOTE] += removed

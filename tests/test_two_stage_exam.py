@@ -43,3 +43,34 @@ def test_the_exam_adapter_cleans_user_and_assistant_turns_and_counts_them_apart(
     assert questions == ["Briefly explain mitosis.", "What is osmosis?", "what is a lever?"]
     assert "One cell makes two." in [e["messages"][1]["content"] for e in split.train]
     assert report.notes[QUESTION_NOTE] == 3 and report.notes[NOTE] == 1
+
+
+def test_the_bundled_exam_set_is_its_generators_output_and_prepares_clean():
+    from training.data.exam_gen import LEAKED_ANSWER, LEAKED_QUESTION, OUT, generate
+
+    rows = generate()
+    assert OUT.read_text(encoding="utf-8") == "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    assert 300 <= len(rows) <= 400
+    leaks = (*LEAKED_QUESTION, *LEAKED_ANSWER)
+    leaked = [r for r in rows if any(text in m["content"] for m in r["messages"] for text in leaks)]
+    assert len(leaked) > 30  # the cleaning has work to do
+    spec = DatasetSpec(format="exam_jsonl", path="data/study/exam.jsonl", test_size=0.1)
+    split, report = prepare_source(spec, ROOT, 42, lambda e: 1, None, strict=True)
+    assert report.notes[QUESTION_NOTE] > 10 and report.notes[NOTE] > 10 and report.kept == len(rows)
+    turns = [m["content"] for e in split.train + split.test for m in e["messages"]]
+    assert not [(text, t) for text in leaks for t in turns if text in t]
+
+
+def test_the_study_recipes_train_on_it_directly_and_after_a_general_stage(registry):
+    from serving.resolve import Resolver
+
+    direct, two_stage = registry.get("smollm2-135m-study"), registry.get("smollm2-135m-study-two-stage")
+    general = registry.get("smollm2-135m-general-stage")
+    assert two_stage.recipe.run_base == general.id == two_stage.base_model
+    assert general.recipe.base_checkpoint == direct.recipe.base_checkpoint == "models/smollm2-135m-instruct-hf"
+    assert two_stage.recipe.model_dump(exclude={"base_checkpoint"}) == direct.recipe.model_dump(exclude={"base_checkpoint"})
+    assert direct.recipe.datasets[0].format == "exam_jsonl" and direct.recipe.eval_domain == "study"
+    for entry in (general, direct, two_stage):  # built on demand, like the CPU support recipe: no page default
+        assert entry.source.kind == "local" and entry.id not in registry.defaults.ids()
+        if not registry.local_path(entry).exists():
+            assert not Resolver(registry).availability(entry).available

@@ -1,0 +1,207 @@
+"""SmolLM2 on study work: the base, the study fine-tune trained directly, and the one trained in two stages (general
+chat first, then the same study data: `base_checkpoint: run:smollm2-135m-general-stage`).
+
+Every answer is greedy through the engine, as the app serves it (the installed GGUFs of `python -m training rebuild
+smollm2-135m-study` and `... smollm2-135m-study-two-stage`). Three measures:
+
+- held-out exam rows (prepare/test.jsonl of the study run, the same split for both recipes): the share of answers
+  that contain the reference's key line (`Answer: ...`, or `True.`/`False.`), i.e. the answer the data teaches;
+- the study prompts of training/stages/eval_prompts.yaml, answered side by side (text in the results);
+- the study tools' structured outputs (quiz, flashcards, drill, through `serving.study.tools` exactly as the Study
+  page calls them) on fact-base topics: parse rate, duplicate questions within one output, and answer keys that are
+  wrong: a multiple-choice key is checkable when its question matches a fact of data/study/facts.yaml (two or more
+  content words shared) and one option holds that fact's answer; it is wrong when the key names another option. A key
+  whose explanation names another option's text but not the keyed one's is counted apart (self-contradiction).
+
+    python benchmarks/bench_two_stage.py --out benchmarks/RESULTS-two-stage.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import yaml  # noqa: E402
+
+from serving.engine import ChatRequest, Engine  # noqa: E402
+from serving.registry import load_registry  # noqa: E402
+from serving.study.inputs import DrillRequest, FlashcardsRequest, QuizRequest  # noqa: E402
+from serving.study.tools import StructuredOutputError, StudyTools  # noqa: E402
+
+MODELS = ("smollm2-135m-instruct", "smollm2-135m-study", "smollm2-135m-study-two-stage")
+TOPICS = ("osmosis", "Newton's laws of motion", "the French Revolution", "cell division")
+GREEDY = {"temperature": 0.0, "seed": 0}
+STOP_WORDS = set("a an the of to in is are and or what which who how why does do by for on with its it that this "
+                 "be as at from called".split())
+
+
+def words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9']+", text.lower()) if w not in STOP_WORDS and len(w) > 2}
+
+
+def norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def key_line(answer: str) -> str | None:
+    """The line a held-out answer is checked by: `Answer: ...`, or the `True.`/`False.` verdict; None otherwise."""
+    lines = answer.strip().split("\n")
+    found = next((line for line in lines if line.startswith("Answer:")), None)
+    return found or (lines[0] if lines[0] in ("True.", "False.") else None)
+
+
+def heldout(engine: Engine, model: str, rows: list[dict], max_new_tokens: int) -> dict:
+    checked = [(r["messages"][0]["content"], key_line(r["messages"][1]["content"])) for r in rows]
+    checked = [(q, k) for q, k in checked if k]
+    settings = engine.registry.get(model).generation.merged(max_new_tokens=max_new_tokens, **GREEDY)
+    hits = 0
+    for question, key in checked:
+        text, _ = engine.complete(ChatRequest(model, [{"role": "user", "content": question}], settings))
+        hits += norm(key) in norm(text)
+    return {"rows": len(checked), "key_line_found": hits}
+
+
+def prompts(engine: Engine, model: str, max_new_tokens: int) -> list[tuple[str, str]]:
+    study = yaml.safe_load((REPO / "training" / "stages" / "eval_prompts.yaml").read_text())["study"]
+    settings = engine.registry.get(model).generation.merged(max_new_tokens=max_new_tokens, **GREEDY)
+    return [(p, engine.complete(ChatRequest(model, [{"role": "user", "content": p}], settings))[0]) for p in study]
+
+
+def duplicates(texts: list[str]) -> int:
+    seen, dup = set(), 0
+    for text in map(norm, texts):
+        dup += text in seen
+        seen.add(text)
+    return dup
+
+
+def check_key(question, facts: list[dict]) -> tuple[bool, bool, bool]:
+    """(checkable, wrong by the fact base, explanation names another option instead of the keyed one)."""
+    options = [norm(o) for o in question.options]
+    keyed = options["ABCD".index(question.answer)]
+    scored = sorted(((len(words(question.question) & words(f["question"] + " " + f["why"])), i)
+                     for i, f in enumerate(facts)), reverse=True)
+    fact = facts[scored[0][1]] if scored[0][0] >= 2 else None
+    holders = [i for i, o in enumerate(options) if fact and norm(fact["answer"]) and norm(fact["answer"]) in o]
+    checkable = len(holders) == 1
+    wrong = checkable and options[holders[0]] != keyed
+    explanation = norm(question.explanation)
+    others = [o for o in options if o != keyed and len(o) > 3 and o in explanation]
+    contradicts = bool(others) and (len(keyed) <= 3 or keyed not in explanation)
+    return checkable, wrong, contradicts
+
+
+def tool_outputs(tools: StudyTools, model: str, facts: list[dict], max_new_tokens: int) -> dict:
+    overrides = {**GREEDY, "max_new_tokens": max_new_tokens}
+    calls = {
+        "quiz": lambda t: tools.quiz(model, QuizRequest(topic=t, n_questions=4, difficulty="easy"), overrides),
+        "flashcards": lambda t: tools.flashcards(model, FlashcardsRequest(topic=t, n_cards=5), overrides),
+        "drill": lambda t: tools.drill(model, DrillRequest(topic=t, difficulty="easy"), overrides),
+    }
+    out = {}
+    for name, call in calls.items():
+        stats = {"asked": 0, "parsed": 0, "questions": 0, "duplicates": 0, "checkable_keys": 0, "wrong_keys": 0,
+                 "contradicting_keys": 0, "seconds": 0.0, "samples": []}
+        for topic in TOPICS:
+            stats["asked"] += 1
+            started = time.perf_counter()
+            try:
+                result = call(topic)
+            except StructuredOutputError as err:
+                stats["samples"].append(f"{topic}: unparsed ({err.user_message[:60]})")
+                continue
+            finally:
+                stats["seconds"] += time.perf_counter() - started
+            stats["parsed"] += 1
+            texts, choice = _questions(name, result)
+            stats["questions"] += len(texts)
+            stats["duplicates"] += duplicates(texts)
+            for question in choice:
+                checkable, wrong, contradicts = check_key(question, facts)
+                stats["checkable_keys"] += checkable
+                stats["wrong_keys"] += wrong
+                stats["contradicting_keys"] += contradicts
+            stats["samples"].append(f"{topic}: {texts[0][:90] if texts else ''}")
+        stats["seconds"] = round(stats["seconds"], 1)
+        out[name] = stats
+    return out
+
+
+def _questions(name: str, result) -> tuple[list[str], list]:
+    """Question texts of one output (for duplicates) and its multiple-choice questions (for the keys)."""
+    if name == "quiz":
+        return [q.question for q in result.questions], list(result.questions)
+    if name == "flashcards":
+        return [c.front for c in result.cards], []
+    texts = [q.question for q in result.multiple_choice] + [q.statement for q in result.true_false]
+    return texts + [q.question for q in result.short_answer], list(result.multiple_choice)
+
+
+def host_cpu() -> str:
+    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs"
+
+
+def render(report: dict) -> str:
+    lines = ["# Two-stage vs direct study fine-tune of SmolLM2-135M (CPU)", "",
+             f"Command: `{report['command']}`; host: {report['host']}; {report['date']}. Greedy, through the engine.",
+             "", "## Held-out exam rows (answers containing the reference's key line)", "",
+             "| model | rows | key line found |", "| --- | ---: | ---: |"]
+    for model, r in report["heldout"].items():
+        lines.append(f"| {model} | {r['rows']} | {r['key_line_found']} ({100 * r['key_line_found'] / max(r['rows'], 1):.0f}%) |")
+    lines += ["", "## Study tools' structured outputs (" + ", ".join(TOPICS) + ")", "",
+              "| model | tool | parsed | questions | duplicate questions | checkable keys | wrong keys | "
+              "explanation contradicts key | seconds |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for model, tools in report["tools"].items():
+        for tool, s in tools.items():
+            lines.append(f"| {model} | {tool} | {s['parsed']}/{s['asked']} | {s['questions']} | {s['duplicates']} | "
+                         f"{s['checkable_keys']} | {s['wrong_keys']} | {s['contradicting_keys']} | {s['seconds']} |")
+    lines += ["", "## Study prompts (eval_prompts.yaml), first 200 characters", ""]
+    for model, answers in report["prompts"].items():
+        lines += [f"**{model}**", ""] + [f"- {p} -> {a[:200]!r}" for p, a in answers] + [""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--heldout-rows", type=int, default=34)
+    parser.add_argument("--max-new-tokens", type=int, default=96, help="held-out rows and study prompts")
+    parser.add_argument("--tool-tokens", type=int, default=700, help="token limit of one structured output")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    registry = load_registry()
+    facts = yaml.safe_load((REPO / "data" / "study" / "facts.yaml").read_text())
+    test = [json.loads(line) for line in (REPO / "runs" / "smollm2-135m-study" / "prepare" / "test.jsonl")
+            .read_text().splitlines()][:args.heldout_rows]
+    engine = Engine(registry)
+    tools = StudyTools(engine)
+    report = {"command": "python " + " ".join(["benchmarks/bench_two_stage.py", *sys.argv[1:]]), "host": host_cpu(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "heldout": {}, "tools": {}, "prompts": {}}
+    try:
+        for model in args.models.split(","):
+            report["heldout"][model] = heldout(engine, model, test, args.max_new_tokens)
+            report["tools"][model] = tool_outputs(tools, model, facts, args.tool_tokens)
+            report["prompts"][model] = prompts(engine, model, args.max_new_tokens)
+            print(json.dumps({model: [report["heldout"][model], report["tools"][model]]}, default=str), flush=True)
+    finally:
+        engine.close()
+    text = render(report)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+        args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

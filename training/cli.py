@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.stages.train", "LoRA/QLoRA fine-tune (stage 2)"),
     "merge": ("training.stages.merge", "merge the adapter into a 16-bit base (stage 3)"),
     "eval": ("training.stages.evaluate", "evaluate base vs fine-tune (stage 5)"),
+    "compare": ("training.stages.compare", "MODEL_ID MODEL_ID ...: registry models answer prompt sets, side by side"),
     "publish": ("training.stages.publish", "model card, Hub upload, registry update (stage 6)"),
     "experiment": ("training.stages.experiment", "a grid of recipe overrides through the stages: one table, one plot"),
 }

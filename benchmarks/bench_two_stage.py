@@ -33,11 +33,11 @@ import yaml  # noqa: E402
 
 from serving.engine import ChatRequest, Engine  # noqa: E402
 from serving.registry import load_registry  # noqa: E402
-from serving.study.inputs import DrillRequest, FlashcardsRequest, QuizRequest  # noqa: E402
+from serving.study.inputs import DrillRequest, FlashcardsRequest, QuizRequest, StudyInputError  # noqa: E402
 from serving.study.tools import StructuredOutputError, StudyTools  # noqa: E402
 
 MODELS = ("smollm2-135m-instruct", "smollm2-135m-study", "smollm2-135m-study-two-stage")
-TOPICS = ("osmosis", "Newton's laws of motion", "the French Revolution", "cell division")
+TOPICS = ("osmosis", "Newton's laws of motion", "the French Revolution")
 GREEDY = {"temperature": 0.0, "seed": 0}
 STOP_WORDS = set("a an the of to in is are and or what which who how why does do by for on with its it that this "
                  "be as at from called".split())
@@ -99,7 +99,8 @@ def check_key(question, facts: list[dict]) -> tuple[bool, bool, bool]:
     return checkable, wrong, contradicts
 
 
-def tool_outputs(tools: StudyTools, model: str, facts: list[dict], max_new_tokens: int) -> dict:
+def tool_outputs(tools: StudyTools, model: str, facts: list[dict], max_new_tokens: int,
+                 topics: tuple[str, ...] = TOPICS) -> dict:
     overrides = {**GREEDY, "max_new_tokens": max_new_tokens}
     calls = {
         "quiz": lambda t: tools.quiz(model, QuizRequest(topic=t, n_questions=4, difficulty="easy"), overrides),
@@ -110,13 +111,13 @@ def tool_outputs(tools: StudyTools, model: str, facts: list[dict], max_new_token
     for name, call in calls.items():
         stats = {"asked": 0, "parsed": 0, "questions": 0, "duplicates": 0, "checkable_keys": 0, "wrong_keys": 0,
                  "contradicting_keys": 0, "seconds": 0.0, "samples": []}
-        for topic in TOPICS:
+        for topic in topics:
             stats["asked"] += 1
             started = time.perf_counter()
             try:
                 result = call(topic)
-            except StructuredOutputError as err:
-                stats["samples"].append(f"{topic}: unparsed ({err.user_message[:60]})")
+            except (StructuredOutputError, StudyInputError) as err:
+                stats["samples"].append(f"{topic}: unparsed ({getattr(err, 'user_message', str(err))[:60]})")
                 continue
             finally:
                 stats["seconds"] += time.perf_counter() - started
@@ -158,7 +159,7 @@ def render(report: dict) -> str:
              "| model | rows | key line found |", "| --- | ---: | ---: |"]
     for model, r in report["heldout"].items():
         lines.append(f"| {model} | {r['rows']} | {r['key_line_found']} ({100 * r['key_line_found'] / max(r['rows'], 1):.0f}%) |")
-    lines += ["", "## Study tools' structured outputs (" + ", ".join(TOPICS) + ")", "",
+    lines += ["", "## Study tools' structured outputs (" + report["topics"] + ")", "",
               "| model | tool | parsed | questions | duplicate questions | checkable keys | wrong keys | "
               "explanation contradicts key | seconds |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for model, tools in report["tools"].items():
@@ -174,33 +175,39 @@ def render(report: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--heldout-rows", type=int, default=34)
+    parser.add_argument("--heldout-rows", type=int, default=24)
+    parser.add_argument("--topics", default="|".join(TOPICS), help="study-tool topics, |-separated")
     parser.add_argument("--max-new-tokens", type=int, default=96, help="held-out rows and study prompts")
-    parser.add_argument("--tool-tokens", type=int, default=700, help="token limit of one structured output")
+    parser.add_argument("--tool-tokens", type=int, default=1000,
+                        help="token limit of one structured output (the schema's text limits shrink to fit it)")
+    parser.add_argument("--test", type=Path, default=REPO / "runs" / "smollm2-135m-study" / "prepare" / "test.jsonl",
+                        help="held-out exam rows (the study run's split)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     registry = load_registry()
     facts = yaml.safe_load((REPO / "data" / "study" / "facts.yaml").read_text())
-    test = [json.loads(line) for line in (REPO / "runs" / "smollm2-135m-study" / "prepare" / "test.jsonl")
-            .read_text().splitlines()][:args.heldout_rows]
+    test = [json.loads(line) for line in args.test.read_text().splitlines()][:args.heldout_rows]
     engine = Engine(registry)
     tools = StudyTools(engine)
     report = {"command": "python " + " ".join(["benchmarks/bench_two_stage.py", *sys.argv[1:]]), "host": host_cpu(),
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "heldout": {}, "tools": {}, "prompts": {}}
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "topics": args.topics, "heldout": {}, "tools": {}, "prompts": {}}
     try:
         for model in args.models.split(","):
             report["heldout"][model] = heldout(engine, model, test, args.max_new_tokens)
-            report["tools"][model] = tool_outputs(tools, model, facts, args.tool_tokens)
+            report["tools"][model] = tool_outputs(tools, model, facts, args.tool_tokens, tuple(args.topics.split("|")))
             report["prompts"][model] = prompts(engine, model, args.max_new_tokens)
             print(json.dumps({model: [report["heldout"][model], report["tools"][model]]}, default=str), flush=True)
+            write(report, args.out)  # after each model: a cut-short run still leaves what it measured
     finally:
         engine.close()
-    text = render(report)
-    if args.out:
-        args.out.write_text(text, encoding="utf-8")
-        args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-    print(text)
+    print(render(report))
     return 0
+
+
+def write(report: dict, out: Path | None) -> None:
+    if out:
+        out.write_text(render(report), encoding="utf-8")
+        out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":

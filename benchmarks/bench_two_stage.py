@@ -146,6 +146,20 @@ def _questions(name: str, result) -> tuple[list[str], list]:
     return texts + [q.question for q in result.short_answer], list(result.multiple_choice)
 
 
+def from_runs(registry, models: list[str]):
+    """The registry with each listed model served from its run's exported GGUF (runs/<id>/export) where it has not
+    been installed (a rebuild stopped after export)."""
+    changed = dict(registry.models)
+    for model in models:
+        entry, record = registry.get(model), REPO / "runs" / model / "export" / "stage.json"
+        if entry.source.local is not None and not registry.local_path(entry).exists() and record.exists():
+            gguf = json.loads(record.read_text())["metrics"]["gguf"]
+            source = entry.source.model_copy(update={"local": entry.source.local.model_copy(update={"path": gguf})})
+            changed[model] = entry.model_copy(update={"source": source})
+            print(f"{model}: served from {gguf}", flush=True)
+    return registry.model_copy(update={"models": changed})
+
+
 def host_cpu() -> str:
     info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
@@ -184,7 +198,7 @@ def main() -> int:
                         help="held-out exam rows (the study run's split)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    registry = load_registry()
+    registry = from_runs(load_registry(), args.models.split(","))
     facts = yaml.safe_load((REPO / "data" / "study" / "facts.yaml").read_text())
     test = [json.loads(line) for line in args.test.read_text().splitlines()][:args.heldout_rows]
     engine = Engine(registry)

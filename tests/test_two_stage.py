@@ -153,3 +153,21 @@ def test_a_run_base_is_typed():
     registry = parse_registry(registry_data(), REPO / "model_registry.yaml")
     assert registry.get("tiny-study").recipe.run_base == "tiny-general"
     assert registry.get("tiny-general").recipe.run_base is None
+
+
+def test_a_bf16_first_stage_trains_in_float32_on_a_cpu_without_bf16(tmp_path):
+    """A merged stage is saved in bf16; bf16 matmuls on a CPU without AVX512-BF16/AMX made SmolLM2's second stage
+    crawl (< 3 steps in 8 minutes), so LoRA loads it in float32 there."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from serving.cpu import cpu_flags
+    from training.sft import speed
+    from training.sft.trainer import TrainPlan, load_model
+
+    if torch.cuda.is_available() or speed.cpu_bf16(cpu_flags()):
+        pytest.skip("this machine trains bf16 fast: weights stay as saved")
+    AutoModelForCausalLM.from_pretrained(DEMO / "demo-base-hf", dtype=torch.bfloat16).save_pretrained(tmp_path)
+    plan = TrainPlan(base_checkpoint=str(tmp_path), method="lora", lora={"r": 4}, sft={}, seed=0,
+                     output_dir=tmp_path / "out")
+    assert {p.dtype for p in load_model(plan).parameters()} == {torch.float32}

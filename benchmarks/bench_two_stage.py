@@ -196,8 +196,17 @@ def main() -> int:
                         help="token limit of one structured output (the schema's text limits shrink to fit it)")
     parser.add_argument("--test", type=Path, default=REPO / "runs" / "smollm2-135m-study" / "prepare" / "test.jsonl",
                         help="held-out exam rows (the study run's split)")
+    parser.add_argument("--hf", action="store_true",
+                        help="held-out rows and study prompts only, from the merged models in transformers")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.hf:
+        report = {**hf_main(args, [json.loads(line) for line in args.test.read_text().splitlines()][:args.heldout_rows]),
+                  "command": "python " + " ".join(["benchmarks/bench_two_stage.py", *sys.argv[1:]]), "host": host_cpu(),
+                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "topics": "not run"}
+        write(report, args.out)
+        print(render(report))
+        return 0
     registry = from_runs(load_registry(), args.models.split(","))
     facts = yaml.safe_load((REPO / "data" / "study" / "facts.yaml").read_text())
     test = [json.loads(line) for line in args.test.read_text().splitlines()][:args.heldout_rows]
@@ -216,6 +225,27 @@ def main() -> int:
         engine.close()
     print(render(report))
     return 0
+
+
+def hf_main(args: argparse.Namespace, test: list[dict]) -> dict:
+    """`--hf`: held-out key lines and study prompts from the merged models in transformers (no GGUF needed: the
+    fast path of `training experiment`, same template and greedy decoding with the app's repetition penalty)."""
+    from training.stages.experiment import hf_answers
+
+    base = str(REPO / "models" / "smollm2-135m-instruct-hf")
+    study = yaml.safe_load((REPO / "training" / "stages" / "eval_prompts.yaml").read_text())["study"]
+    checked = [(r["messages"][0]["content"], key_line(r["messages"][1]["content"])) for r in test]
+    checked = [(q, k) for q, k in checked if k]
+    report = {"heldout": {}, "prompts": {}, "tools": {}}
+    for model in args.models.split(","):
+        folder = base if model == "smollm2-135m-instruct" else str(REPO / "runs" / model / "merge" / "model")
+        texts = hf_answers(folder, base, [[{"role": "user", "content": q}] for q, _ in checked] +
+                           [[{"role": "user", "content": p}] for p in study], args.max_new_tokens)
+        hits = sum(norm(k) in norm(t) for (_, k), t in zip(checked, texts))
+        report["heldout"][model] = {"rows": len(checked), "key_line_found": hits}
+        report["prompts"][model] = list(zip(study, texts[len(checked):]))
+        print(json.dumps({model: report["heldout"][model]}), flush=True)
+    return report
 
 
 def write(report: dict, out: Path | None) -> None:

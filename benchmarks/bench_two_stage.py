@@ -168,11 +168,12 @@ def host_cpu() -> str:
 
 def render(report: dict) -> str:
     lines = ["# Two-stage vs direct study fine-tune of SmolLM2-135M (CPU)", "",
-             f"Command: `{report['command']}`; host: {report['host']}; {report['date']}. Greedy, through the engine.",
+             f"Command: `{report['command']}`; host: {report['host']}; {report['date']}. Greedy, {report.get('via', 'through the engine (llama.cpp GGUFs)')}.",
              "", "## Held-out exam rows (answers containing the reference's key line)", "",
-             "| model | rows | key line found |", "| --- | ---: | ---: |"]
+             "| model | rows | key line found | held-out loss (first 32 test rows) |", "| --- | ---: | ---: | ---: |"]
     for model, r in report["heldout"].items():
-        lines.append(f"| {model} | {r['rows']} | {r['key_line_found']} ({100 * r['key_line_found'] / max(r['rows'], 1):.0f}%) |")
+        lines.append(f"| {model} | {r['rows']} | {r['key_line_found']} ({100 * r['key_line_found'] / max(r['rows'], 1):.0f}%)"
+                     f" | {r.get('heldout_loss_32', 'n/a')} |")
     lines += ["", "## Study tools' structured outputs (" + report["topics"] + ")", "",
               "| model | tool | parsed | questions | duplicate questions | checkable keys | wrong keys | "
               "explanation contradicts key | seconds |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -201,10 +202,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.hf:
-        report = {**hf_main(args, [json.loads(line) for line in args.test.read_text().splitlines()][:args.heldout_rows]),
-                  "command": "python " + " ".join(["benchmarks/bench_two_stage.py", *sys.argv[1:]]), "host": host_cpu(),
-                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "topics": "not run"}
-        write(report, args.out)
+        report = {"command": "python " + " ".join(["benchmarks/bench_two_stage.py", *sys.argv[1:]]), "host": host_cpu(),
+                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "topics": "not run",
+                  "via": "in transformers from the merged models (float32)"}
+        hf_main(args, [json.loads(line) for line in args.test.read_text().splitlines()][:args.heldout_rows], report)
         print(render(report))
         return 0
     registry = from_runs(load_registry(), args.models.split(","))
@@ -227,24 +228,27 @@ def main() -> int:
     return 0
 
 
-def hf_main(args: argparse.Namespace, test: list[dict]) -> dict:
+def hf_main(args: argparse.Namespace, test: list[dict], report: dict) -> dict:
     """`--hf`: held-out key lines and study prompts from the merged models in transformers (no GGUF needed: the
     fast path of `training experiment`, same template and greedy decoding with the app's repetition penalty)."""
+    from training.stages.evaluate import heldout_loss
     from training.stages.experiment import hf_answers
 
     base = str(REPO / "models" / "smollm2-135m-instruct-hf")
     study = yaml.safe_load((REPO / "training" / "stages" / "eval_prompts.yaml").read_text())["study"]
     checked = [(r["messages"][0]["content"], key_line(r["messages"][1]["content"])) for r in test]
     checked = [(q, k) for q, k in checked if k]
-    report = {"heldout": {}, "prompts": {}, "tools": {}}
+    report.update({"heldout": {}, "prompts": {}, "tools": {}})
     for model in args.models.split(","):
         folder = base if model == "smollm2-135m-instruct" else str(REPO / "runs" / model / "merge" / "model")
         texts = hf_answers(folder, base, [[{"role": "user", "content": q}] for q, _ in checked] +
                            [[{"role": "user", "content": p}] for p in study], args.max_new_tokens)
         hits = sum(norm(k) in norm(t) for (_, k), t in zip(checked, texts))
-        report["heldout"][model] = {"rows": len(checked), "key_line_found": hits}
+        loss = heldout_loss(folder, base, test[:32], model)["loss"]  # the rows of the training runs' eval curve
+        report["heldout"][model] = {"rows": len(checked), "key_line_found": hits, "heldout_loss_32": loss}
         report["prompts"][model] = list(zip(study, texts[len(checked):]))
         print(json.dumps({model: report["heldout"][model]}), flush=True)
+        write(report, args.out)
     return report
 
 

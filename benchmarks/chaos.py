@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import threading
@@ -39,6 +38,7 @@ if str(REPO) not in sys.path:
 
 from serving.backends.batched import Job  # noqa: E402
 from serving.config import ServingSettings  # noqa: E402
+from serving.cpu import process_rss_mib  # noqa: E402
 from serving.engine import ChatRequest, Engine  # noqa: E402
 from serving.errors import Busy, ModelUnavailable  # noqa: E402
 from serving.generation import GenerationSettings  # noqa: E402
@@ -73,8 +73,7 @@ class Report:
 
 
 def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return process_rss_mib() or 0.0  # chaos runs on Linux: /proc is there
 
 
 class Visitor:

@@ -12,8 +12,8 @@ question ("cold": what the pre-read saves). Per process: the median TTFT per per
 report gives min / median / max of those over the processes. Answers run `--tokens` tokens (`ignore_eos`),
 so decode speed is compared too.
 
-`--flash-attn off` loads the model with llama.cpp's flash attention disabled (Iris leaves llama.cpp's default,
-"auto", which enables it on CPU). `--raw` measures the floor
+`--flash-attn off|on|auto` is the engine's `flash_attn` setting (`IRIS_FLASH_ATTN`; Iris's default "off", llama.cpp's
+"auto" enables it on CPU). `--raw` measures the floor
 on llama.cpp alone (one sequence, `Llama.eval`, no Iris): reading the question and decoding after the short and
 after the long prefix, with flash attention off and on.
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -95,17 +96,15 @@ def worker(args) -> dict:
 
     from serving.backends import llamacpp
 
-    given = llamacpp.LlamaCppModel._context_params
-    flash = {"auto": ll.LLAMA_FLASH_ATTN_TYPE_AUTO, "off": ll.LLAMA_FLASH_ATTN_TYPE_DISABLED}[args.flash_attn]
+    if args.cache_k == "q8_0":  # K alone: a quantized V cache needs flash attention
+        given = llamacpp.LlamaCppModel._context_params
 
-    def experimental(model, settings):  # Iris's context parameters, with the benchmark's choices on top
-        params = given(model, settings)
-        params.flash_attn_type = flash
-        if args.cache_k == "q8_0":  # K alone: a quantized V cache needs flash attention
+        def experimental(model, settings):  # Iris's context parameters, with a q8_0 K cache on top
+            params = given(model, settings)
             params.type_k = ll.GGML_TYPE_Q8_0
-        return params
+            return params
 
-    llamacpp.LlamaCppModel._context_params = experimental
+        llamacpp.LlamaCppModel._context_params = experimental
     vocab = Llama(str(args.model), vocab_only=True, verbose=False)
     folder = Path(tempfile.mkdtemp(prefix="bench-grounding-"))
     written = write_personas(folder, lambda text: len(vocab.tokenize(text.encode(), add_bos=False)),
@@ -116,8 +115,8 @@ def worker(args) -> dict:
     entry = {"id": "bench", "display_name": "bench", "kind": "base", "context_length": args.n_ctx,
              "source": {"local": {"path": str(args.model)}}}
     registry = parse_registry({"hub_owner": "bench", "models": [entry]}, REPO / "model_registry.yaml")
-    engine = Engine(registry, ServingSettings(ram_budget_mb=16384, n_threads=args.threads), personas=personas,
-                    context=context)
+    serving = ServingSettings(ram_budget_mb=16384, n_threads=args.threads, flash_attn=args.flash_attn)
+    engine = Engine(registry, serving, personas=personas, context=context)
     settings = GenerationSettings(temperature=0.0, max_new_tokens=args.tokens, ignore_eos=True)
     started = time.perf_counter()
     engine.prepare("bench")
@@ -149,6 +148,7 @@ def worker(args) -> dict:
                 runs[persona].append(ask(persona))
         result[mode] = runs
     engine.close()
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return result
 
 
@@ -224,6 +224,7 @@ def report(results: list[dict], args) -> str:
     long = [median_of(r["warm"]["long"], "tokens_per_s") for r in results]
     lines.append(f"| decode tokens/s, pre-read | {spread(short, 1)} | {spread(long, 1)} | "
                  f"**{spread([b / a for a, b in zip(short, long)])}** | |")
+    lines.append(f"| peak process RSS (MiB) | | {spread([r['peak_rss_mib'] for r in results], 0)} | | |")
     cached = [median_of(r["warm"]["long"], "cached") for r in results]
     lines += ["", "Prompt tokens borrowed from the pre-read donor by a new long-prefix conversation: "
                   f"{spread(cached, 0)}."]
@@ -241,8 +242,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--flash-attn", choices=("auto", "off"), default="auto",
-                        help="auto: as Iris loads models (llama.cpp's default, on for the CPU); off: disabled")
+    parser.add_argument("--flash-attn", choices=("off", "on", "auto"), default="off",
+                        help="the engine's flash_attn setting (Iris's default off; auto: llama.cpp's, on for the CPU)")
     parser.add_argument("--cache-k", choices=("f16", "q8_0"), default="f16",
                         help="type of the K cache (an experiment: Iris keeps llama.cpp's default, f16)")
     parser.add_argument("--raw", action="store_true", help="llama.cpp alone: the floor of the ratio")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -41,6 +42,10 @@ class ServingSettings(BaseModel):
     prefill_chunk: int = Field(256, ge=1, le=8192)
     """Most prompt tokens read per step; fewer while steps take over 1 s, so others' next tokens never wait long
     behind a long prompt (a cancel stops a step at once)."""
+    flash_attn: Literal["off", "on", "auto"] = "off"
+    """llama.cpp's flash attention for the CPU. Off by default: measured, its CPU kernel slows every step next to a
+    long cached prefix (a grounded persona's 1,500 tokens: TTFT 1.84x the short persona's on the 1B shape with it,
+    1.20x without) at no cost to short prompts (benchmarks/RESULTS-grounding.md). "auto" is llama.cpp's default."""
     kv_ram_mb: float = Field(256.0, ge=0)
     """RAM for KV states of conversations pushed out of their slot, per model (restored when they return)."""
     cache_dir: Path | None = None

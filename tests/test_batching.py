@@ -56,6 +56,21 @@ def together(engine: Engine, requests: list[ChatRequest], cancel_first: bool = F
     return results
 
 
+@pytest.mark.parametrize("choice", ["off", "on", "auto"])
+def test_flash_attention_setting_reaches_the_llama_cpp_context(registry, demo_paths, choice):
+    import llama_cpp as ll
+
+    engine = make(registry, flash_attn=choice)
+    try:
+        text, stats = engine.complete(ask(QUESTIONS[0]))
+        assert text and stats.finish_reason in ("stop", "length")
+        expected = {"off": ll.LLAMA_FLASH_ATTN_TYPE_DISABLED, "on": ll.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                    "auto": ll.LLAMA_FLASH_ATTN_TYPE_AUTO}[choice]
+        assert engine.pool._loaded["demo-support"].model.ctx.params.flash_attn_type == expected
+    finally:
+        engine.close()
+
+
 @pytest.mark.parametrize("model_id", ["demo-support", "smollm2-135m-instruct"])
 def test_simultaneous_greedy_answers_equal_the_answers_alone(registry, demo_paths, model_id):
     engine = make(registry, slots=4)

@@ -34,6 +34,9 @@ from serving.registry import ModelEntry
 
 _KV_BYTES_PER_VALUE = 2  # llama.cpp's default f16 KV cache
 _COMPUTE_OVERHEAD = 1.15  # compute buffers and allocator slack on top of weights + KV
+FLASH_ATTN = {"off": ll.LLAMA_FLASH_ATTN_TYPE_DISABLED, "on": ll.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+              "auto": ll.LLAMA_FLASH_ATTN_TYPE_AUTO}
+"""`ServingSettings.flash_attn` -> llama.cpp's context parameter."""
 PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repetition penalty
 _MIN_P = 0.05  # llama-cpp-python's create_completion default, kept so answers read as before
 # llama-cpp-python's JSON-schema converter lets raw control characters into strings, which JSON forbids
@@ -162,6 +165,7 @@ class LlamaCppModel:
         params.n_seq_max = settings.slots
         params.kv_unified = False  # one KV stream per slot: an answer does not depend on who else decodes
         params.n_threads = params.n_threads_batch = settings.threads()
+        params.flash_attn_type = FLASH_ATTN[settings.flash_attn]
         return params
 
     # ---- prompts ---------------------------------------------------------------------------

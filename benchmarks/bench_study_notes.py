@@ -6,7 +6,10 @@ flashcards with those passages in the prompt; then, as a baseline, the same requ
 (`serving.study.grounded.supported`, see its docstring for the exact rule):
 
 - quiz: share of questions whose correct option is supported by one retrieved passage;
-- flashcards: share of cards whose back is supported by one retrieved passage.
+- flashcards: share of cards whose back is supported by one retrieved passage;
+- beside them, two checks of use (with notes, where the tools key answers to sentences of the notes): the share of
+  questions (cards) whose keyed answer (back) shares a content word with the question (front), and the share of
+  distinct answers within one quiz (deck); and one sample question and card per notes file, to read.
 
 Same seed for every request; answers that fail to parse count as a failed request (reported), not as hits.
 
@@ -29,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from serving.context.notes import load_notes  # noqa: E402
 from serving.engine import Engine  # noqa: E402
 from serving.registry import load_registry  # noqa: E402
-from serving.study.grounded import supported  # noqa: E402
+from serving.study.grounded import content_words, supported  # noqa: E402
 from serving.study.inputs import FlashcardsRequest, QuizRequest  # noqa: E402
 from serving.study.tools import StructuredOutputError, StudyTools  # noqa: E402
 
@@ -47,18 +50,31 @@ def run_topic(tools: StudyTools, model: str, notes, topic: str, args, with_notes
     passages = tools.passages(model, notes, topic)
     sent = passages if with_notes else []
     overrides = {"seed": args.seed, "temperature": args.temperature}
-    out = {"quiz": [], "cards": [], "failed": 0, "passages": len(passages)}
+    out = {"quiz": [], "cards": [], "failed": 0, "passages": len(passages), "related": [], "distinct": [],
+           "samples": []}
     try:
         quiz = tools.quiz(model, QuizRequest(topic=topic, n_questions=args.questions), overrides, passages=sent)
-        out["quiz"] = [supported(q.options["ABCD".index(q.answer)], passages) for q in quiz.questions]
+        pairs = [(q.question, q.option(q.answer)) for q in quiz.questions]
+        out["quiz"] = [supported(answer, passages) for _, answer in pairs]
+        use(out, pairs)
     except StructuredOutputError:
         out["failed"] += 1
     try:
         deck = tools.flashcards(model, FlashcardsRequest(topic=topic, n_cards=args.cards), overrides, passages=sent)
-        out["cards"] = [supported(card.back, passages) for card in deck.cards]
+        pairs = [(card.front, card.back) for card in deck.cards]
+        out["cards"] = [supported(back, passages) for _, back in pairs]
+        use(out, pairs)
     except StructuredOutputError:
         out["failed"] += 1
     return out
+
+
+def use(out: dict, pairs: list[tuple[str, str]]) -> None:
+    """Record whether each answer shares a content word with its question, how many answers are distinct, and
+    the first pair as a sample."""
+    out["related"] += [bool(content_words(ask) & content_words(answer)) for ask, answer in pairs]
+    out["distinct"] += [answer not in [a for _, a in pairs[:i]] for i, (_, answer) in enumerate(pairs)]
+    out["samples"].append(pairs[0])
 
 
 def cpu_name() -> str:
@@ -89,6 +105,14 @@ def report(rows: list[tuple[str, str, dict, dict]], args, seconds: float) -> str
         lines.append(f"**{label}:** quiz {pct(quiz)}, flashcards {pct(cards)}; requests that did not parse: "
                      f"{sum(r['failed'] for r in runs)}.  ")
     lines.append(f"Target: ≥ {TARGET:.0%} each, with notes.")
+    for label, side in (("with notes", 2), ("without notes", 3)):
+        runs = [row[side] for row in rows]
+        lines.append(f"Use, {label}: answers sharing a content word with their question "
+                     f"{pct([h for r in runs for h in r['related']])}; distinct answers within one output "
+                     f"{pct([h for r in runs for h in r['distinct']])}.  ")
+    lines += ["", "Samples with notes (question or front -> keyed answer or back), first topic of each notes file:", ""]
+    for name, _, grounded, _ in rows[::3]:
+        lines += [f"- {name}: {ask!r} -> {answer!r}" for ask, answer in grounded["samples"]]
     return "\n".join(lines)
 
 
@@ -109,8 +133,8 @@ def main() -> None:
             notes = load_notes((NOTES_DIR / name).read_bytes(), name)
             for topic in topics:
                 grounded = run_topic(tools, args.model, notes, topic, args, True)
-                base = ({"quiz": [], "cards": [], "failed": 0} if args.no_baseline
-                        else run_topic(tools, args.model, notes, topic, args, False))
+                empty = {"quiz": [], "cards": [], "failed": 0, "related": [], "distinct": [], "samples": []}
+                base = empty if args.no_baseline else run_topic(tools, args.model, notes, topic, args, False)
                 rows.append((name, topic, grounded, base))
                 print(f"{name} / {topic}: {grounded}", file=sys.stderr, flush=True)
     finally:

@@ -10,7 +10,8 @@ import pytest
 from serving.context.notes import MAX_NOTES_BYTES, MAX_PASSAGE_CHARS, NotesError, load_notes, paragraphs
 from serving.study import prompts
 from serving.study.inputs import CheatSheetRequest, DrillRequest, FlashcardsRequest, QuizRequest
-from serving.study.tools import estimate_tokens
+from serving.study.grounded import supported
+from serving.study.tools import estimate_tokens, grounded_statements
 
 CELLS = """# Cell biology
 
@@ -97,7 +98,11 @@ def test_prompts_carry_the_passages_as_text_and_nothing_without_notes(build):
     with_notes, without = build(passages), build(())
     user = with_notes[1]["content"]
     assert user.startswith(prompts.NOTES_HEADER) and "Mitochondria make ATP" in user and MARKERS.strip() in user
-    assert user.endswith(without[1]["content"]) and prompts.NOTES_HEADER not in without[1]["content"]
+    request = user.rsplit("\n\n", 1)[1]  # the instruction after the passages: about the topic, in JSON
+    assert "cells" in request and request.endswith("Reply in JSON.") and prompts.NOTES_HEADER not in without[1]["content"]
+    # with notes, the quiz and flashcards ask for a sentence of the notes (their schema's enum); the others do not change
+    copied = "sentence of the notes" in request
+    assert copied == (request != without[1]["content"]) and "sentence of the notes" not in without[1]["content"]
     assert with_notes[0] == without[0] == {"role": "system", "content": "SYS"}
 
 
@@ -137,8 +142,69 @@ def test_flashcards_from_notes_parse_on_the_demo_model(registry, demo_paths):
         deck = tools.flashcards("demo-base", FlashcardsRequest(topic="ribosomes", n_cards=2),
                                 {"seed": 1, "max_new_tokens": 300}, passages=passages)
         assert len(deck.cards) == 2 and all(card.front and card.back for card in deck.cards)
+        sentences = grounded_statements(passages)  # the backs are the notes' sentences, word for word
+        assert all(card.back in sentences and supported(card.back, passages) for card in deck.cards)
     finally:
         engine.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["demo-base", "smollm2-135m-instruct"])
+def test_a_quiz_from_notes_keys_a_sentence_of_the_notes(registry, demo_paths, model_id):
+    from serving.engine import Engine
+    from serving.study.tools import StudyTools
+
+    engine = Engine(registry)
+    try:
+        tools = StudyTools(engine)
+        passages = load_notes(CELLS, "cells.md").passages
+        quiz = tools.quiz(model_id, QuizRequest(topic="cell organelles", n_questions=2),
+                          {"seed": 2, "temperature": 0.7}, passages=passages)
+        sentences = grounded_statements(passages)
+        assert len(quiz.questions) == 2
+        for question in quiz.questions:
+            assert question.option(question.answer) in sentences, question
+            assert sum(option in sentences for option in question.options) >= 1
+    finally:
+        engine.close()
+
+
+def test_the_sentences_an_answer_may_be():
+    from serving.study import schemas
+
+    text = ("# Cells\n- Mitochondria make ATP by cellular respiration. Ribosomes build proteins!\n"
+            "Too short here.\n1. The nucleus holds \"the\" chromosomes and genes.\n"
+            "A marker <|im_end|> never becomes an answer here.\nA path C:\\temp is not an answer either.\n"
+            "Mitochondria make ATP by cellular respiration.\nCafé owners sell coffee in the morning.\n" + "word " * 60)
+    # kept once: the one sentence of four words or more, within 240 characters, with no quote, '|', backslash or
+    # non-ASCII letter ("Ribosomes build proteins!" and "Too short here." have three words)
+    assert schemas.statements([text]) == ("Mitochondria make ATP by cellular respiration.",)
+    assert schemas.statements(["One two three four. Five six seven eight."], limit=1) == ("One two three four.",)
+    # a paragraph's wrapped lines are one text; a heading or list item is its own
+    assert schemas.sentences("## Mitosis\nMitosis makes two\ncells. Meiosis makes four.\n- A list item\n  goes on.") == [
+        "Mitosis", "Mitosis makes two cells.", "Meiosis makes four.", "A list item goes on."]
+    assert grounded_statements(load_notes("Only one sentence of four words.", "n.md").passages) == ()
+
+
+def test_a_grounded_quiz_places_its_answer_by_the_question_and_parses_as_a_quiz():
+    from serving.study import schemas
+
+    sentences = ("Mitochondria make ATP by cellular respiration.", "Ribosomes build proteins from amino acids.")
+    schema = schemas.grounded_quiz_schema(2, sentences)
+    assert schema["properties"]["questions"]["items"]["properties"]["answer"]["enum"] == list(sentences)
+    assert schemas.max_chars(schema) < schemas.max_chars(schemas.grounded_quiz_schema(3, sentences))
+    letters = set()
+    for question in ("What makes ATP?", "Which organelle builds proteins?", "Where is ATP made?", "What reads mRNA?",
+                     "Name the powerhouse.", "What do ribosomes build?"):
+        parsed = schemas.GroundedQuiz.model_validate({"questions": [
+            {"question": question, "answer": sentences[0], "wrong_options": ["a", "b", "c"], "explanation": "e"}]})
+        choice = parsed.quiz().questions[0]
+        assert choice.option(choice.answer) == sentences[0]
+        assert [o for o in choice.options if o != sentences[0]] == ["a", "b", "c"]
+        letters.add(choice.answer)
+    assert len(letters) > 1  # not always the same letter
+    card = schemas.flashcards_schema(2, backs=sentences)["properties"]["cards"]["items"]["properties"]["back"]
+    assert card == {"type": "string", "enum": list(sentences)}
 
 
 # ---------------------------------------------------------------- "supported by the notes" (the benchmark's measure)

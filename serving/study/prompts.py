@@ -26,11 +26,18 @@ def _chat(system_prompt: str, user: str, passages: Sequence[Passage] = ()) -> Me
 
 
 def quiz_messages(system_prompt: str, request: QuizRequest, passages: Sequence[Passage] = ()) -> Messages:
-    user = (
-        f"Write {request.n_questions} {request.difficulty} multiple-choice questions about {request.topic}. "
-        "Each has four options, exactly one correct; give its letter (A-D) as the answer and a "
-        "one-sentence explanation. Reply in JSON."
-    )
+    if passages:  # tools.quiz then asks for the answer as a sentence of the notes (schemas.grounded_quiz_schema)
+        user = (
+            f"Write {request.n_questions} {request.difficulty} multiple-choice questions about {request.topic}, "
+            "each answered by one sentence of the notes: the question, that sentence copied as the answer, three "
+            "short wrong options and a one-sentence explanation. Reply in JSON."
+        )
+    else:
+        user = (
+            f"Write {request.n_questions} {request.difficulty} multiple-choice questions about {request.topic}. "
+            "Each has four options, exactly one correct; give its letter (A-D) as the answer and a "
+            "one-sentence explanation. Reply in JSON."
+        )
     return _chat(system_prompt, user, passages)
 
 
@@ -56,7 +63,9 @@ def cheat_sheet_messages(system_prompt: str, request: CheatSheetRequest, passage
 def flashcards_messages(system_prompt: str, request: FlashcardsRequest, passages: Sequence[Passage] = ()) -> Messages:
     user = (
         f"Make {request.n_cards} flashcards about {request.topic}. The front is a short question or term, "
-        "the back its answer in one or two sentences. Reply in JSON."
+        + ("the back the sentence of the notes that answers it, copied. " if passages else
+           "the back its answer in one or two sentences. ")
+        + "Reply in JSON."
     )
     return _chat(system_prompt, user, passages)
 

@@ -12,7 +12,9 @@ nothing about prompts, the engine or Gradio.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
+import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,6 +73,51 @@ def quiz_schema(n_questions: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, 
     return _object(questions=_list(_choice_question(limits), n_questions, n_questions))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_MARKUP = re.compile(r"^(?:#+|[-*+]|\d+[.)])\s+")
+_STATEMENT = re.compile(r'[A-Za-z0-9(][ !#-\[\]-{}~]*')  # printable ASCII without '"', '\\' and '|'
+MIN_STATEMENTS = 2
+"""Fewer sentences than this in the notes: the tools fall back to free text."""
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of Markdown `text`: a paragraph's wrapped lines joined; a heading, a list item or a blank line
+    starts a new block; heading and list markers dropped."""
+    blocks: list[list[str]] = [[]]
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or _MARKUP.match(line):
+            blocks.append([])
+        if line:
+            blocks[-1].append(_MARKUP.sub("", line))
+        if line.startswith("#"):
+            blocks.append([])
+    joined = (" ".join(block) for block in blocks if block)
+    return [sentence for block in joined for sentence in _SENTENCE_END.split(block) if sentence]
+
+
+def statements(texts: Iterable[str], max_length: int = DEFAULT_LIMITS.long, limit: int = 48) -> tuple[str, ...]:
+    """The sentences of `texts` that an answer may be: at least four words, at most `max_length` characters,
+    printable ASCII with no quote, backslash or '|' (so the grammar's literal is the sentence itself, never an
+    escape, and never spells a chat-template token); the first `limit`, each once."""
+    found = (s for text in texts for s in sentences(text))
+    kept = (s for s in found if len(s.split()) >= 4 and len(s) <= max_length and _STATEMENT.fullmatch(s))
+    return tuple(dict.fromkeys(kept))[:limit]
+
+
+def _statement(sentences: tuple[str, ...]) -> dict[str, Any]:
+    return {"type": "string", "enum": list(sentences)}
+
+
+def grounded_quiz_schema(n_questions: int, answers: tuple[str, ...],
+                         limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """A quiz whose correct answers are sentences of the notes (`answers`, from `statements`), written first, then
+    three wrong options and an explanation; `GroundedQuiz.quiz` places the answer among the options."""
+    question = _object(question=_text(limits.long), answer=_statement(answers),
+                       wrong_options=_list(_text(limits.short), 3, 3), explanation=_text(limits.long))
+    return _object(questions=_list(question, n_questions, n_questions))
+
+
 def feedback_schema(limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """What is right, what is missing, a 0-10 score (an enum: llama.cpp grammars cannot bound integers)."""
     return _object(
@@ -87,9 +134,10 @@ def cheat_sheet_schema(limits: Limits = DEFAULT_LIMITS, max_sections: int = 4) -
     return _object(title=_text(limits.short), sections=_list(section, 1, max_sections))
 
 
-def flashcards_schema(n_cards: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """Exactly `n_cards` front/back cards."""
-    card = _object(front=_text(limits.short), back=_text(limits.long))
+def flashcards_schema(n_cards: int, limits: Limits = DEFAULT_LIMITS, backs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Exactly `n_cards` front/back cards; with `backs` (sentences of the notes, `statements`) each back is one of
+    them, word for word."""
+    card = _object(front=_text(limits.short), back=_statement(backs) if backs else _text(limits.long))
     return _object(cards=_list(card, n_cards, n_cards))
 
 
@@ -178,6 +226,33 @@ class Quiz(_Parsed):
 
     questions: tuple[ChoiceQuestion, ...] = Field(min_length=1)
     """The questions, in order."""
+
+
+class GroundedQuestion(_Parsed):
+    """A question of `grounded_quiz_schema`: the answer (a sentence of the notes) apart from the wrong options."""
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    wrong_options: tuple[str, str, str]
+    explanation: str = ""
+
+    def choice(self) -> ChoiceQuestion:
+        """The four-option question, the answer at a place fixed by the question's text (no bias to one letter)."""
+        at = zlib.crc32(self.question.encode()) % len(LETTERS)
+        options = list(self.wrong_options)
+        options.insert(at, self.answer)
+        return ChoiceQuestion(question=self.question, options=tuple(options), answer=LETTERS[at],
+                              explanation=self.explanation)
+
+
+class GroundedQuiz(_Parsed):
+    """Output of the quiz generator with notes (`grounded_quiz_schema`)."""
+
+    questions: tuple[GroundedQuestion, ...] = Field(min_length=1)
+
+    def quiz(self) -> Quiz:
+        """The same questions as a `Quiz`, as the page shows and scores every quiz."""
+        return Quiz(questions=tuple(q.choice() for q in self.questions))
 
 
 class Feedback(_Parsed):

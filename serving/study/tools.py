@@ -4,7 +4,9 @@ Each tool looks up its persona (personas/study_*.yaml), builds messages with `pr
 engine for JSON constrained by the tool's schema (`response_format`, compiled by llama.cpp into a
 grammar) and parses the answer with the matching pydantic model. Grammar-constrained text can still be
 unusable when the token limit cuts it off; that, and any other unparseable answer, becomes a
-`StructuredOutputError` whose message tells the visitor what happened and to try again.
+`StructuredOutputError` whose message tells the visitor what happened and to try again. With notes, a quiz's
+correct answers and the flashcards' backs are sentences of the notes word for word (an enum in the schema,
+`schemas.statements`), so what the tools state as true is stated in the notes.
 No Gradio here; pages call these methods and show the messages.
 """
 
@@ -12,9 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
-from collections.abc import Sequence
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -48,6 +49,13 @@ TEMPLATE_TOKENS = 48
 """Chat-template tokens around the messages, rounded up."""
 NOTES_SHARE = 0.3
 """Share of the model's context that passages from the student's notes may take."""
+
+
+def grounded_statements(passages: Sequence[Passage]) -> tuple[str, ...]:
+    """The notes' sentences a quiz answer or flashcard back must be one of (`schemas.statements`); () without
+    notes or with too few usable sentences, and the tools write free text."""
+    found = schemas.statements(p.text for p in passages)
+    return found if len(found) >= schemas.MIN_STATEMENTS else ()
 
 
 def estimate_tokens(text: str) -> int:
@@ -146,6 +154,10 @@ class StudyTools:
     def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None,
              passages: Sequence[Passage] = ()) -> schemas.Quiz:
         messages = prompts.quiz_messages(self._system("quiz"), request, passages)
+        answers = grounded_statements(passages)
+        if answers:  # each correct answer is a sentence of the notes, word for word
+            build = partial(schemas.grounded_quiz_schema, request.n_questions, answers)
+            return self._structured(model_id, "quiz", messages, build, schemas.GroundedQuiz, overrides).quiz()
         return self._structured(model_id, "quiz", messages, partial(schemas.quiz_schema, request.n_questions),
                                 schemas.Quiz, overrides)
 
@@ -163,8 +175,8 @@ class StudyTools:
     def flashcards(self, model_id: str, request: FlashcardsRequest, overrides: dict | None = None,
                    passages: Sequence[Passage] = ()) -> schemas.Flashcards:
         messages = prompts.flashcards_messages(self._system("flashcards"), request, passages)
-        return self._structured(model_id, "flashcards", messages, partial(schemas.flashcards_schema, request.n_cards),
-                                schemas.Flashcards, overrides)
+        build = partial(schemas.flashcards_schema, request.n_cards, backs=grounded_statements(passages))
+        return self._structured(model_id, "flashcards", messages, build, schemas.Flashcards, overrides)
 
     def plan(self, model_id: str, request: PlanRequest, overrides: dict | None = None) -> list[planner.Session]:
         """Dates from `planner.schedule`, tasks from the model, merged by `planner.fill`."""

@@ -44,8 +44,9 @@ class ServingSettings(BaseModel):
     behind a long prompt (a cancel stops a step at once)."""
     flash_attn: Literal["off", "on", "auto"] = "off"
     """llama.cpp's flash attention for the CPU. Off by default: measured, its CPU kernel slows every step next to a
-    long cached prefix (a grounded persona's 1,500 tokens: TTFT 1.84x the short persona's on the 1B shape with it,
-    1.20x without) at no cost to short prompts (benchmarks/RESULTS-grounding.md). "auto" is llama.cpp's default."""
+    long cached prefix (a grounded persona's 1,500 tokens: TTFT 1.59-1.84x the short persona's on the 1B shape with
+    it, 1.11-1.20x without), for at most 10% on short prompts (benchmarks/RESULTS-grounding.md). "auto" is
+    llama.cpp's default."""
     kv_ram_mb: float = Field(256.0, ge=0)
     """RAM for KV states of conversations pushed out of their slot, per model (restored when they return)."""
     cache_dir: Path | None = None

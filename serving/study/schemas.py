@@ -105,8 +105,8 @@ def statements(texts: Iterable[str], max_length: int = DEFAULT_LIMITS.long, limi
     return tuple(dict.fromkeys(kept))[:limit]
 
 
-def _statement(sentences: tuple[str, ...]) -> dict[str, Any]:
-    return {"type": "string", "enum": list(sentences)}
+def _statement(choices: tuple[str, ...]) -> dict[str, Any]:
+    return {"type": "string", "enum": list(choices)}
 
 
 def grounded_quiz_schema(n_questions: int, answers: tuple[str, ...],

@@ -98,12 +98,19 @@ def test_prompts_carry_the_passages_as_text_and_nothing_without_notes(build):
     with_notes, without = build(passages), build(())
     user = with_notes[1]["content"]
     assert user.startswith(prompts.NOTES_HEADER) and "Mitochondria make ATP" in user and MARKERS.strip() in user
-    request = user.rsplit("\n\n", 1)[1]  # the instruction after the passages: about the topic, in JSON
-    assert "cells" in request and request.endswith("Reply in JSON.") and prompts.NOTES_HEADER not in without[1]["content"]
-    # with notes, the quiz and flashcards ask for a sentence of the notes (their schema's enum); the others do not change
-    copied = "sentence of the notes" in request
-    assert copied == (request != without[1]["content"]) and "sentence of the notes" not in without[1]["content"]
+    assert user.endswith(without[1]["content"]) and prompts.NOTES_HEADER not in without[1]["content"]
     assert with_notes[0] == without[0] == {"role": "system", "content": "SYS"}
+
+
+@pytest.mark.parametrize("build", [
+    lambda p, keyed: prompts.quiz_messages("SYS", QuizRequest(topic="cells"), p, keyed=keyed),
+    lambda p, keyed: prompts.flashcards_messages("SYS", FlashcardsRequest(topic="cells"), p, keyed=keyed),
+])
+def test_a_keyed_request_asks_for_a_sentence_of_the_notes(build):
+    passages = load_notes(CELLS, "cells.md").passages
+    keyed, free = build(passages, True)[1]["content"], build(passages, False)[1]["content"]
+    assert "sentence of the notes" in keyed and "sentence of the notes" not in free
+    assert keyed.startswith(prompts.NOTES_HEADER) and keyed.endswith("Reply in JSON.")
 
 
 # ---------------------------------------------------------------- on the real tokenizer and the demo model

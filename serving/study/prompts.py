@@ -25,8 +25,10 @@ def _chat(system_prompt: str, user: str, passages: Sequence[Passage] = ()) -> Me
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
 
 
-def quiz_messages(system_prompt: str, request: QuizRequest, passages: Sequence[Passage] = ()) -> Messages:
-    if passages:  # tools.quiz then asks for the answer as a sentence of the notes (schemas.grounded_quiz_schema)
+def quiz_messages(system_prompt: str, request: QuizRequest, passages: Sequence[Passage] = (),
+                  keyed: bool = False) -> Messages:
+    """`keyed`: the schema makes each answer a sentence of the notes (`schemas.grounded_quiz_schema`)."""
+    if keyed:
         user = (
             f"Write {request.n_questions} {request.difficulty} multiple-choice questions about {request.topic}, "
             "each answered by one sentence of the notes: the question, that sentence copied as the answer, three "
@@ -60,10 +62,12 @@ def cheat_sheet_messages(system_prompt: str, request: CheatSheetRequest, passage
     return _chat(system_prompt, user, passages)
 
 
-def flashcards_messages(system_prompt: str, request: FlashcardsRequest, passages: Sequence[Passage] = ()) -> Messages:
+def flashcards_messages(system_prompt: str, request: FlashcardsRequest, passages: Sequence[Passage] = (),
+                        keyed: bool = False) -> Messages:
+    """`keyed`: the schema makes each back a sentence of the notes (`schemas.flashcards_schema`'s `backs`)."""
     user = (
         f"Make {request.n_cards} flashcards about {request.topic}. The front is a short question or term, "
-        + ("the back the sentence of the notes that answers it, copied. " if passages else
+        + ("the back the sentence of the notes that answers it, copied. " if keyed else
            "the back its answer in one or two sentences. ")
         + "Reply in JSON."
     )

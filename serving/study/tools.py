@@ -153,8 +153,8 @@ class StudyTools:
 
     def quiz(self, model_id: str, request: QuizRequest, overrides: dict | None = None,
              passages: Sequence[Passage] = ()) -> schemas.Quiz:
-        messages = prompts.quiz_messages(self._system("quiz"), request, passages)
         answers = grounded_statements(passages)
+        messages = prompts.quiz_messages(self._system("quiz"), request, passages, keyed=bool(answers))
         if answers:  # each correct answer is a sentence of the notes, word for word
             build = partial(schemas.grounded_quiz_schema, request.n_questions, answers)
             return self._structured(model_id, "quiz", messages, build, schemas.GroundedQuiz, overrides).quiz()
@@ -174,8 +174,9 @@ class StudyTools:
 
     def flashcards(self, model_id: str, request: FlashcardsRequest, overrides: dict | None = None,
                    passages: Sequence[Passage] = ()) -> schemas.Flashcards:
-        messages = prompts.flashcards_messages(self._system("flashcards"), request, passages)
-        build = partial(schemas.flashcards_schema, request.n_cards, backs=grounded_statements(passages))
+        backs = grounded_statements(passages)
+        messages = prompts.flashcards_messages(self._system("flashcards"), request, passages, keyed=bool(backs))
+        build = partial(schemas.flashcards_schema, request.n_cards, backs=backs)
         return self._structured(model_id, "flashcards", messages, build, schemas.Flashcards, overrides)
 
     def plan(self, model_id: str, request: PlanRequest, overrides: dict | None = None) -> list[planner.Session]:

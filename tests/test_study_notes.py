@@ -105,6 +105,7 @@ def test_prompts_carry_the_passages_as_text_and_nothing_without_notes(build):
 @pytest.mark.parametrize("build", [
     lambda p, keyed: prompts.quiz_messages("SYS", QuizRequest(topic="cells"), p, keyed=keyed),
     lambda p, keyed: prompts.flashcards_messages("SYS", FlashcardsRequest(topic="cells"), p, keyed=keyed),
+    lambda p, keyed: prompts.drill_messages("SYS", DrillRequest(topic="cells"), 2, 2, 1, p, keyed=keyed),
 ])
 def test_a_keyed_request_asks_for_a_sentence_of_the_notes(build):
     passages = load_notes(CELLS, "cells.md").passages
@@ -172,6 +173,24 @@ def test_a_quiz_from_notes_keys_a_sentence_of_the_notes(registry, demo_paths, mo
         for question in quiz.questions:
             assert question.option(question.answer) in sentences, question
             assert sum(option in sentences for option in question.options) >= 1
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
+def test_a_drill_from_notes_keys_its_answers_to_sentences_of_the_notes(registry, demo_paths):
+    from serving.engine import Engine
+    from serving.study.tools import StudyTools
+
+    engine = Engine(registry)
+    try:
+        passages = load_notes(CELLS, "cells.md").passages
+        drill = StudyTools(engine).drill("smollm2-135m-instruct", DrillRequest(topic="cell organelles"),
+                                         {"seed": 4, "temperature": 0.7}, passages=passages)
+        sentences = grounded_statements(passages)
+        assert drill.multiple_choice and drill.short_answer and drill.true_false
+        assert all(q.option(q.answer) in sentences for q in drill.multiple_choice)
+        assert all(a.model_answer in sentences for a in drill.short_answer)
     finally:
         engine.close()
 

@@ -85,11 +85,15 @@ def plan_messages(system_prompt: str, topics: tuple[str, ...], n_days: int, hour
 
 
 def drill_messages(system_prompt: str, request: DrillRequest, n_choice: int, n_true_false: int,
-                   n_short: int, passages: Sequence[Passage] = ()) -> Messages:
+                   n_short: int, passages: Sequence[Passage] = (), keyed: bool = False) -> Messages:
+    """`keyed`: the schema makes the multiple-choice answers and model answers sentences of the notes."""
+    choice = ("the question, one sentence of the notes copied as the answer, three short wrong options, explanation"
+              if keyed else "four options, answer letter A-D, explanation")
+    model_answer = "whose model answer is a sentence of the notes, copied" if keyed else "with a model answer"
     user = (
         f"Write a short {request.difficulty} mock exam about {request.topic}: {n_choice} multiple-choice "
-        f"questions (four options, answer letter A-D, explanation), {n_true_false} true/false statements "
-        f"(answer true or false, explanation) and {n_short} short-answer questions with a model answer. "
+        f"questions ({choice}), {n_true_false} true/false statements "
+        f"(answer true or false, explanation) and {n_short} short-answer questions {model_answer}. "
         "Reply in JSON."
     )
     return _chat(system_prompt, user, passages)

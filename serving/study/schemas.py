@@ -109,13 +109,16 @@ def _statement(choices: tuple[str, ...]) -> dict[str, Any]:
     return {"type": "string", "enum": list(choices)}
 
 
+def _grounded_question(limits: Limits, answers: tuple[str, ...]) -> dict[str, Any]:
+    return _object(question=_text(limits.long), answer=_statement(answers),
+                   wrong_options=_list(_text(limits.short), 3, 3), explanation=_text(limits.long))
+
+
 def grounded_quiz_schema(n_questions: int, answers: tuple[str, ...],
                          limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """A quiz whose correct answers are sentences of the notes (`answers`, from `statements`), written first, then
     three wrong options and an explanation; `GroundedQuiz.quiz` places the answer among the options."""
-    question = _object(question=_text(limits.long), answer=_statement(answers),
-                       wrong_options=_list(_text(limits.short), 3, 3), explanation=_text(limits.long))
-    return _object(questions=_list(question, n_questions, n_questions))
+    return _object(questions=_list(_grounded_question(limits, answers), n_questions, n_questions))
 
 
 def feedback_schema(limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -150,12 +153,17 @@ def plan_content_schema(n_topics: int, limits: Limits = DEFAULT_LIMITS, max_task
     return _object(topics=_list(entry, n_topics, n_topics))
 
 
-def drill_schema(n_choice: int, n_true_false: int, n_short: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """A mock exam: multiple-choice, true/false and short-answer questions."""
+def drill_schema(n_choice: int, n_true_false: int, n_short: int, limits: Limits = DEFAULT_LIMITS,
+                 answers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A mock exam: multiple-choice, true/false and short-answer questions. With `answers` (sentences of the notes,
+    `statements`) the multiple-choice answers and the short answers' model answers are among them, word for word
+    (parsed by `GroundedDrill`)."""
     true_false = _object(statement=_text(limits.long), answer={"type": "boolean"}, explanation=_text(limits.long))
-    short = _object(question=_text(limits.long), model_answer=_text(limits.long))
+    model_answer = _statement(answers) if answers else _text(limits.long)
+    short = _object(question=_text(limits.long), model_answer=model_answer)
+    choice = _grounded_question(limits, answers) if answers else _choice_question(limits)
     return _object(
-        multiple_choice=_list(_choice_question(limits), n_choice, n_choice),
+        multiple_choice=_list(choice, n_choice, n_choice),
         true_false=_list(true_false, n_true_false, n_true_false),
         short_answer=_list(short, n_short, n_short),
     )
@@ -331,3 +339,16 @@ class Drill(_Parsed):
     multiple_choice: tuple[ChoiceQuestion, ...] = ()
     true_false: tuple[TrueFalse, ...] = ()
     short_answer: tuple[ShortAnswer, ...] = ()
+
+
+class GroundedDrill(_Parsed):
+    """Output of the drill with notes (`drill_schema` with `answers`)."""
+
+    multiple_choice: tuple[GroundedQuestion, ...] = ()
+    true_false: tuple[TrueFalse, ...] = ()
+    short_answer: tuple[ShortAnswer, ...] = ()
+
+    def drill(self) -> Drill:
+        """The same exam as a `Drill`, as the page shows and marks every drill."""
+        return Drill(multiple_choice=tuple(q.choice() for q in self.multiple_choice), true_false=self.true_false,
+                     short_answer=self.short_answer)

@@ -4,9 +4,9 @@ Each tool looks up its persona (personas/study_*.yaml), builds messages with `pr
 engine for JSON constrained by the tool's schema (`response_format`, compiled by llama.cpp into a
 grammar) and parses the answer with the matching pydantic model. Grammar-constrained text can still be
 unusable when the token limit cuts it off; that, and any other unparseable answer, becomes a
-`StructuredOutputError` whose message tells the visitor what happened and to try again. With notes, a quiz's
-correct answers and the flashcards' backs are sentences of the notes word for word (an enum in the schema,
-`schemas.statements`), so what the tools state as true is stated in the notes.
+`StructuredOutputError` whose message tells the visitor what happened and to try again. With notes, the correct
+answers of the quiz and the drill, the drill's model answers and the flashcards' backs are sentences of the notes
+word for word (an enum in the schema, `schemas.statements`), so what the tools state as true is stated there.
 No Gradio here; pages call these methods and show the messages.
 """
 
@@ -191,7 +191,11 @@ class StudyTools:
 
     def drill(self, model_id: str, request: DrillRequest, overrides: dict | None = None,
               passages: Sequence[Passage] = ()) -> schemas.Drill:
-        messages = prompts.drill_messages(self._system("drill"), request, *DRILL_MIX, passages)
+        answers = grounded_statements(passages)
+        messages = prompts.drill_messages(self._system("drill"), request, *DRILL_MIX, passages, keyed=bool(answers))
+        if answers:  # multiple-choice answers and model answers are sentences of the notes, word for word
+            build = partial(schemas.drill_schema, *DRILL_MIX, answers=answers)
+            return self._structured(model_id, "drill", messages, build, schemas.GroundedDrill, overrides).drill()
         return self._structured(model_id, "drill", messages, partial(schemas.drill_schema, *DRILL_MIX), schemas.Drill,
                                 overrides)
 

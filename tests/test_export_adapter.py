@@ -18,7 +18,7 @@ from training.export import ExportError
 from training.export.adapter import export_adapter
 from training.export.convert import permute_for_gguf
 
-PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TINY = dict(n_layer=2, hidden=64, n_head=4, n_head_kv=2, ffn=128)
 CORPUS = [
     "Where is my order? I paid with a card on Monday and the tracking page still says pending.",
@@ -36,14 +36,15 @@ def _tiny_base(out: Path, **shape) -> Path:
     return save_random_llama(config, tok, out, seed=3, dtype="float32")
 
 
-def random_lora(base_dir: Path, out: Path, rank: int = 4, seed: int = 0, scale: float = 0.05) -> Path:
-    """A peft LoRA on all seven projections with random non-zero A and B (B A is far from zero)."""
+def random_lora(base_dir: Path, out: Path, rank: int = 4, seed: int = 0, scale: float = 0.05,
+                targets: tuple[str, ...] = PROJECTIONS) -> Path:
+    """A peft LoRA on `targets` (default all seven projections) with random non-zero A and B (B A far from zero)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=PROJECTIONS,
+    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets),
                                                   lora_dropout=0.0, task_type="CAUSAL_LM"))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

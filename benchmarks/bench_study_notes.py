@@ -50,8 +50,7 @@ def run_topic(tools: StudyTools, model: str, notes, topic: str, args, with_notes
     passages = tools.passages(model, notes, topic)
     sent = passages if with_notes else []
     overrides = {"seed": args.seed, "temperature": args.temperature}
-    out = {"quiz": [], "cards": [], "failed": 0, "passages": len(passages), "related": [], "distinct": [],
-           "samples": []}
+    out = empty_result(len(passages))
     try:
         quiz = tools.quiz(model, QuizRequest(topic=topic, n_questions=args.questions), overrides, passages=sent)
         pairs = [(q.question, q.option(q.answer)) for q in quiz.questions]
@@ -67,6 +66,10 @@ def run_topic(tools: StudyTools, model: str, notes, topic: str, args, with_notes
     except StructuredOutputError:
         out["failed"] += 1
     return out
+
+
+def empty_result(passages: int = 0) -> dict:
+    return {"quiz": [], "cards": [], "failed": 0, "passages": passages, "related": [], "distinct": [], "samples": []}
 
 
 def use(out: dict, pairs: list[tuple[str, str]]) -> None:
@@ -133,8 +136,7 @@ def main() -> None:
             notes = load_notes((NOTES_DIR / name).read_bytes(), name)
             for topic in topics:
                 grounded = run_topic(tools, args.model, notes, topic, args, True)
-                empty = {"quiz": [], "cards": [], "failed": 0, "related": [], "distinct": [], "samples": []}
-                base = empty if args.no_baseline else run_topic(tools, args.model, notes, topic, args, False)
+                base = empty_result() if args.no_baseline else run_topic(tools, args.model, notes, topic, args, False)
                 rows.append((name, topic, grounded, base))
                 print(f"{name} / {topic}: {grounded}", file=sys.stderr, flush=True)
     finally:

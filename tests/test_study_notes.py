@@ -10,8 +10,8 @@ import pytest
 from serving.context.notes import MAX_NOTES_BYTES, MAX_PASSAGE_CHARS, NotesError, load_notes, paragraphs
 from serving.study import prompts
 from serving.study.inputs import CheatSheetRequest, DrillRequest, FlashcardsRequest, QuizRequest
-from serving.study.grounded import supported
-from serving.study.tools import estimate_tokens, grounded_statements
+from serving.study.grounded import grounded_statements, supported
+from serving.study.tools import estimate_tokens
 
 CELLS = """# Cell biology
 
@@ -196,7 +196,7 @@ def test_a_drill_from_notes_keys_its_answers_to_sentences_of_the_notes(registry,
 
 
 def test_the_sentences_an_answer_may_be():
-    from serving.study import schemas
+    from serving.study import grounded
 
     text = ("# Cells\n- Mitochondria make ATP by cellular respiration. Ribosomes build proteins!\n"
             "Too short here.\n1. The nucleus holds \"the\" chromosomes and genes.\n"
@@ -204,10 +204,10 @@ def test_the_sentences_an_answer_may_be():
             "Mitochondria make ATP by cellular respiration.\nCafé owners sell coffee in the morning.\n" + "word " * 60)
     # kept once: the one sentence of four words or more, within 240 characters, with no quote, '|', backslash or
     # non-ASCII letter ("Ribosomes build proteins!" and "Too short here." have three words)
-    assert schemas.statements([text]) == ("Mitochondria make ATP by cellular respiration.",)
-    assert schemas.statements(["One two three four. Five six seven eight."], limit=1) == ("One two three four.",)
+    assert grounded.statements([text]) == ("Mitochondria make ATP by cellular respiration.",)
+    assert grounded.statements(["One two three four. Five six seven eight."], limit=1) == ("One two three four.",)
     # a paragraph's wrapped lines are one text; a heading or list item is its own
-    assert schemas.sentences("## Mitosis\nMitosis makes two\ncells. Meiosis makes four.\n- A list item\n  goes on.") == [
+    assert grounded.sentences("## Mitosis\nMitosis makes two\ncells. Meiosis makes four.\n- A list item\n  goes on.") == [
         "Mitosis", "Mitosis makes two cells.", "Meiosis makes four.", "A list item goes on."]
     assert grounded_statements(load_notes("Only one sentence of four words.", "n.md").passages) == ()
 

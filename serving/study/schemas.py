@@ -12,9 +12,8 @@ nothing about prompts, the engine or Gradio.
 from __future__ import annotations
 
 import json
-import re
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -73,38 +72,6 @@ def quiz_schema(n_questions: int, limits: Limits = DEFAULT_LIMITS) -> dict[str, 
     return _object(questions=_list(_choice_question(limits), n_questions, n_questions))
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_MARKUP = re.compile(r"^(?:#+|[-*+]|\d+[.)])\s+")
-_STATEMENT = re.compile(r'[A-Za-z0-9(][ !#-\[\]-{}~]*')  # printable ASCII without '"', '\\' and '|'
-MIN_STATEMENTS = 2
-"""Fewer sentences than this in the notes: the tools fall back to free text."""
-
-
-def sentences(text: str) -> list[str]:
-    """The sentences of Markdown `text`: a paragraph's wrapped lines joined; a heading, a list item or a blank line
-    starts a new block; heading and list markers dropped."""
-    blocks: list[list[str]] = [[]]
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or _MARKUP.match(line):
-            blocks.append([])
-        if line:
-            blocks[-1].append(_MARKUP.sub("", line))
-        if line.startswith("#"):
-            blocks.append([])
-    joined = (" ".join(block) for block in blocks if block)
-    return [sentence for block in joined for sentence in _SENTENCE_END.split(block) if sentence]
-
-
-def statements(texts: Iterable[str], max_length: int = DEFAULT_LIMITS.long, limit: int = 48) -> tuple[str, ...]:
-    """The sentences of `texts` that an answer may be: at least four words, at most `max_length` characters,
-    printable ASCII with no quote, backslash or '|' (so the grammar's literal is the sentence itself, never an
-    escape, and never spells a chat-template token); the first `limit`, each once."""
-    found = (s for text in texts for s in sentences(text))
-    kept = (s for s in found if len(s.split()) >= 4 and len(s) <= max_length and _STATEMENT.fullmatch(s))
-    return tuple(dict.fromkeys(kept))[:limit]
-
-
 def _statement(choices: tuple[str, ...]) -> dict[str, Any]:
     return {"type": "string", "enum": list(choices)}
 
@@ -116,7 +83,7 @@ def _grounded_question(limits: Limits, answers: tuple[str, ...]) -> dict[str, An
 
 def grounded_quiz_schema(n_questions: int, answers: tuple[str, ...],
                          limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """A quiz whose correct answers are sentences of the notes (`answers`, from `statements`), written first, then
+    """A quiz whose correct answers are sentences of the notes (`answers`, from `grounded.statements`), written first, then
     three wrong options and an explanation; `GroundedQuiz.quiz` places the answer among the options."""
     return _object(questions=_list(_grounded_question(limits, answers), n_questions, n_questions))
 
@@ -138,7 +105,7 @@ def cheat_sheet_schema(limits: Limits = DEFAULT_LIMITS, max_sections: int = 4) -
 
 
 def flashcards_schema(n_cards: int, limits: Limits = DEFAULT_LIMITS, backs: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Exactly `n_cards` front/back cards; with `backs` (sentences of the notes, `statements`) each back is one of
+    """Exactly `n_cards` front/back cards; with `backs` (sentences of the notes, `grounded.statements`) each back is one of
     them, word for word."""
     card = _object(front=_text(limits.short), back=_statement(backs) if backs else _text(limits.long))
     return _object(cards=_list(card, n_cards, n_cards))

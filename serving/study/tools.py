@@ -6,7 +6,7 @@ grammar) and parses the answer with the matching pydantic model. Grammar-constra
 unusable when the token limit cuts it off; that, and any other unparseable answer, becomes a
 `StructuredOutputError` whose message tells the visitor what happened and to try again. With notes, the correct
 answers of the quiz and the drill, the drill's model answers and the flashcards' backs are sentences of the notes
-word for word (an enum in the schema, `schemas.statements`), so what the tools state as true is stated there.
+word for word (an enum in the schema, `grounded.statements`), so what the tools state as true is stated there.
 No Gradio here; pages call these methods and show the messages.
 """
 
@@ -27,6 +27,7 @@ from serving.errors import validation_message
 from serving.generation import GenerationSettings
 from serving.personas import PersonaBook, load_personas
 from serving.study import planner, prompts, schemas
+from serving.study.grounded import grounded_statements
 from serving.study.inputs import (
     CheatSheetRequest, DrillRequest, FeedbackRequest, FlashcardsRequest, PlanRequest, QuizRequest, StudyInputError,
     parse,
@@ -49,13 +50,6 @@ TEMPLATE_TOKENS = 48
 """Chat-template tokens around the messages, rounded up."""
 NOTES_SHARE = 0.3
 """Share of the model's context that passages from the student's notes may take."""
-
-
-def grounded_statements(passages: Sequence[Passage]) -> tuple[str, ...]:
-    """The notes' sentences a quiz answer or flashcard back must be one of (`schemas.statements`); () without
-    notes or with too few usable sentences, and the tools write free text."""
-    found = schemas.statements(p.text for p in passages)
-    return found if len(found) >= schemas.MIN_STATEMENTS else ()
 
 
 def estimate_tokens(text: str) -> int:

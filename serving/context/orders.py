@@ -97,7 +97,8 @@ class Order(BaseModel):
         cost = f"${self.shipping}" if self.shipping else "free"
         parts = [f"Order {self.id}: status {self.status}", f"items {self.items}"]
         parts += [f"{name} {value}" for name, value in fields if value]
-        parts += [f"{self.shipping_method} shipping {cost}", f"total ${self.total} paid with {self.payment}"]
+        parts += [f"items subtotal ${self.subtotal}", f"{self.shipping_method} shipping {cost}",
+                  f"total ${self.total} paid with {self.payment}"]
         return "; ".join(parts) + "."
 
 

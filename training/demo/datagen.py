@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -229,7 +230,8 @@ def record_values(order: Order) -> dict[str, str]:
     return {"order": order.id, "items": order.items, "ordered": day(order.ordered), "shipped": day(order.shipped),
             "expected": day(order.expected), "delivered": day(order.delivered), "carrier": order.carrier,
             "tracking": order.tracking, "total": f"${order.total}", "payment": order.payment,
-            "method": order.shipping_method}
+            "method": order.shipping_method, "subtotal": f"${order.subtotal}",
+            "shipping_cost": f"${order.shipping}" if order.shipping else "free"}
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,8 @@ class Draft:
     """Passages the context must hold for the answer to rest on it."""
     order: str | None = None
     """The order id whose record (or "not found" line) the context must hold."""
+    style: str = ""
+    """The answer's layout when the persona asks for one (`support_data.STYLES`), else ""."""
 
 
 def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[str, ...]) -> list[str]:
@@ -270,8 +274,30 @@ def policy_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
         slots |= {"order": order.id, "order_typed": typed_order(order.id, rng)}
     template = rng.choice(case.grounded)
     answer = template.format(**(slots | ground.facts))
-    return Draft("policy", intent.name, PERSONA_OF_INTENT[intent.name], [_customer(opener, slots, rng), answer],
-                 reply_facts(template, ground.facts, order and order.id), case.source, order and order.id)
+    draft = Draft("policy", intent.name, PERSONA_OF_INTENT[intent.name], [_customer(opener, slots, rng), answer],
+                  reply_facts(template, ground.facts, order and order.id), case.source, order and order.id,
+                  case.style)
+    if draft.persona == "technical_support" and not draft.style and rng.random() < 0.5:
+        return with_expertise(draft, rng.choice(tuple(s.EXPERTISE)), rng, test)
+    return draft
+
+
+def sentences_of(answer: str) -> list[str]:
+    """`answer`'s sentences (split after a full stop followed by a capital letter)."""
+    return [part.strip() for part in re.split(r"(?<=\.)\s+(?=[A-Z])", answer) if part.strip()]
+
+
+def with_expertise(draft: Draft, level: str, rng: random.Random, test: bool) -> Draft:
+    """`draft` asked by a customer who states their expertise (`level`: novice | expert), answered at that depth:
+    the same facts as plain numbered steps for a beginner, as one short paragraph for an expert."""
+    markers = s.EXPERTISE[level]
+    marker = markers[-1] if test else rng.choice(markers[:-1])
+    question = marker + draft.turns[0][:1].lower() + draft.turns[0][1:]
+    steps = sentences_of(draft.turns[-1])
+    lead, end = rng.choice(s.EXPERTISE_LEADS[level]), rng.choice(s.EXPERTISE_ENDS[level])
+    body = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)) if level == "novice" else " ".join(steps)
+    answer = "\n".join(part for part in (lead, body, end) if part) if level == "novice" else f"{lead} {body}"
+    return replace(draft, turns=[question, *draft.turns[1:-1], answer], style=level)
 
 
 def order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
@@ -290,10 +316,10 @@ def order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
         facts.append(order.status)
     if aspect == "items":
         facts += [item.split(" x ", 1)[1] for item in order.items.split("; ")]
-    persona = "billing_pricing" if aspect == "paid" else "order_assistant"
+    persona = "billing_pricing" if aspect in ("paid", "breakdown") else "order_assistant"
     intent = "cancellation" if aspect == "cancel" else "order_status"
     return Draft("order", intent, persona, turns + [template.format(**(slots | values))], facts,
-                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id)
+                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id, "breakdown" * (aspect == "breakdown"))
 
 
 def unknown_order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
@@ -328,7 +354,7 @@ def no_context_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft
     """A shop question with no context at all: the answer says it cannot know."""
     draft = rng.choice((policy_draft, order_draft))(ground, rng, test)
     return replace(draft, kind="no_context", turns=draft.turns[:-1] + [rng.choice(s.NO_CONTEXT_REPLIES)], facts=[],
-                   needs=(), order=None)
+                   needs=(), order=None, style="")
 
 
 # (draft maker, share of the training split, share of the generated test split)
@@ -366,6 +392,7 @@ def support_record(ground: Grounding, rng: random.Random, test: bool = False) ->
         system = None
     record = {"intent": draft.intent, "kind": draft.kind, "persona": draft.persona,
               "messages": chat(*draft.turns, system=system)}
+    record |= {"style": draft.style} if draft.style else {}
     return {**record, "facts": draft.facts} if test else record
 
 

@@ -44,6 +44,7 @@ FACT_PATTERNS: dict[str, tuple[str, str, str]] = {
     "newsletter_discount": ("pricing.md", "Discounts", r"get (\d+%) off your first order"),
     "student_discount": ("pricing.md", "Discounts", r"Students get (\d+%) off"),
     "plan_month": ("membership.md", "Price", r"cost (\$\d+\.\d\d) a month"),
+    "member_return_window": ("membership.md", "Benefits", r"extended returns of (\d+ days)"),
     "plan_year": ("membership.md", "Price", r"or (\$\d+(?:\.\d\d)?) a year"),
     "reset_link": ("account.md", "Forgotten password", r"works for (\d+ minutes)"),
     "code_wait": ("account.md", "Verification codes", r"new code after (\d+ seconds)"),

@@ -59,6 +59,8 @@ class Case:
     """Openers of the real-model set when `openers` do not fit `grounded` (default: `openers`)."""
     order_status: tuple[str, ...] = ()
     """When an opener names an order: the statuses the named order may have (none: any)."""
+    style: str = ""
+    """How the grounded answer is laid out, when the persona asks for a layout (`STYLES`)."""
 
     def real_openers(self) -> tuple[str, ...]:
         return self.grounded_openers or self.openers
@@ -396,6 +398,32 @@ INTENTS: tuple[Intent, ...] = (
              source=("shop/products.md#stock-and-availability",),
              grounded=("When the {product} is in stock it ships within {stock_ships}. If it is sold out, tap "
                        "Notify me on its page to get an email when it is back in stock.",)),
+        Case(("Is {plan} worth it?", "should I get {plan}?"),
+             ("{plan} costs {plan_month} a month or {plan_year} a year and gives free express shipping, "
+              "{member_return_window} returns and {member_warranty} of warranty.",),
+             source=("shop/membership.md#price", "shop/membership.md#benefits"),
+             grounded_openers=("Is {plan} worth it?", "should I get {plan}?", "what are the pros and cons of {plan}",
+                               "thinking about {plan}, what would I gain and what would it cost me?"),
+             style="pros_cons",
+             grounded=("Pros of {plan}:\n- Free express shipping on every order.\n- Returns within "
+                       "{member_return_window} of delivery instead of {return_window}.\n- A warranty of "
+                       "{member_warranty} instead of the standard {warranty} warranty.\nCons:\n- It costs {plan_month} a month or "
+                       "{plan_year} a year.\n- The unused part of a billing period is not refunded.\nIf you order "
+                       "often, compare the membership price with what you pay for shipping today; you can cancel "
+                       "anytime under Account, Subscriptions.",)),
+        Case(("Is express shipping worth it for the {product}?", "should I pay for express shipping?"),
+             ("Express shipping takes {express_days} business days and costs {express_cost}; standard takes "
+              "{standard_days} business days and is free over {free_over}.",),
+             source=("shop/shipping.md#delivery-times", "shop/shipping.md#shipping-costs"),
+             grounded_openers=("Is express shipping worth it for the {product}?", "should I pay for express shipping?",
+                               "express or standard shipping, pros and cons?",
+                               "would you recommend express delivery or is standard fine?"),
+             style="pros_cons",
+             grounded=("Pros of express shipping:\n- It takes {express_days} business days when you order before "
+                       "{express_cutoff}.\n- Brightline Plus and Premium members get it free.\nCons:\n- It costs "
+                       "{express_cost} on any order.\n- Standard shipping takes {standard_days} business days and is "
+                       "free on orders over {free_over}.\nIf you need it within two days, choose express at "
+                       "checkout; otherwise standard is the cheaper choice.",)),
         Case(("Is the {gadget} compatible with my {device}?", "will the {gadget} work with a {device}"),
              ("Yes, the {gadget} works with any {device} that has Bluetooth 5.0 or later.",)),
         Case(("Does the {product} come in other colours?", "what colors does the {product} come in"),
@@ -426,6 +454,8 @@ ORDER_QUESTIONS: dict[str, tuple[str, ...]] = {
              "what did {order} cost me in the end?"),
     "items": ("What was in order {order}?", "which items are in {order}", "remind me what I ordered in {order}",
               "can you list what's in my order {order}"),
+    "breakdown": ("Can you break down the charge for order {order}?", "why was I charged that much for {order}?",
+                  "explain the charge for order {order} step by step", "what exactly am I paying for in {order}?"),
     "cancel": ("Please cancel my order {order}", "Can I still cancel order {order}? I ordered it by mistake",
                "cancel {order} pls, found it cheaper elsewhere", "I'd like to cancel {order}"),
 }
@@ -446,6 +476,10 @@ ORDER_REPLIES: dict[str, dict[str, str]] = {
     },
     "paid": {"any": "Order {order} came to {total} in total ({method} shipping included), paid with your {payment}."},
     "items": {"any": "Order {order} contains {items}."},
+    "breakdown": {"any": "Here is the charge for order {order}, step by step:\n1. Items: {items}, {subtotal} in "
+                         "total.\n2. Shipping: {method} shipping, {shipping_cost}.\n3. Total charged: {total}, "
+                         "paid with your {payment}.\nIf your statement shows a different amount, send me the amount "
+                         "and its date and I will check it."},
     "cancel": {
         "processing": "Order {order} has not shipped yet, so it can still be cancelled. Once it is cancelled you get "
                       "a full refund to your original payment method within {cancel_refund_days} business days.",
@@ -470,6 +504,23 @@ UNKNOWN_ORDER_REPLIES = (
 MALFORMED_ORDER_REPLY = ("{typed} is not a complete order number: order numbers are BL followed by five digits, for "
                          "example BL-12345. Please send the full number from your confirmation email.")
 MALFORMED_ORDER_QUESTIONS = ("Where is my order {typed}?", "can you check order {typed}", "status of {typed} please")
+
+# How a customer states their expertise to technical support (the last of each is held out), and how the
+# answer's layout follows it: plain numbered steps for a beginner, the short version for an expert.
+EXPERTISE: dict[str, tuple[str, ...]] = {
+    "novice": ("I'm not good with technology. ", "I'm a complete beginner with gadgets, sorry. ",
+               "Please explain simply, I'm not techy. ", "I don't really understand tech stuff, so go slowly: "),
+    "expert": ("I'm a software engineer, short version please. ", "I know my way around tech, just the fix: ",
+               "Skip the basics, I work in IT. ", "I'm pretty technical, so keep it brief: "),
+}
+EXPERTISE_LEADS = {"novice": ("No problem, let's go one step at a time:", "Sure, here is what to do, step by step:"),
+                   "expert": ("Short version:", "In brief:")}
+EXPERTISE_ENDS = {"novice": ("If one of the steps is unclear, tell me its number and I'll explain it.",
+                             "Tell me which step you got stuck on, if any."),
+                  "expert": ("",)}
+# Layouts a persona asks for, by name (`Case.style`, order answers, expertise): what `task_metric.follows_style`
+# checks in a model's answer.
+STYLES = ("breakdown", "pros_cons", "novice", "expert")
 
 # Questions no help-center article answers (the hand-written held-out set asks about other topics).
 UNCOVERED_QUESTIONS = (

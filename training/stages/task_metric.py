@@ -93,6 +93,7 @@ _CLAIMS = (
                             r"(second|minute|hour|day|week|month|year)s?\b")),
     ("number", re.compile(r"(?<![\w.])[a-z]*\d[\w.]*(?<!\.)")),
 )
+_LIST_NUMBER = re.compile(r"^[ \t]*\d{1,2}[.)](?=[ \t])", re.MULTILINE)
 Claim = tuple[str, str]
 """(kind, value as compared): ("duration:day", "30"), ("money", "4.99"), ("date", "06-03"), ("number", "4k")."""
 
@@ -123,7 +124,9 @@ def _normalised(kind: str, groups: tuple, written: str) -> list[Claim]:
 
 def claims(text: str) -> list[tuple[Claim, str]]:
     """Every specific fact `text` states (order ids, dates, prices, percentages, times of day, durations, any
-    other number or code such as a tracking number), each with the words that state it."""
+    other number or code such as a tracking number), each with the words that state it. The numbers of a
+    numbered list ("1. ", "2) " at a line's start) are layout, not facts."""
+    text = _LIST_NUMBER.sub(lambda m: " " * len(m.group(0)), text)
     text, found = _normal(text).replace("’", "'"), []
     for kind, pattern in _CLAIMS:
         for match in pattern.finditer(text):

@@ -79,13 +79,22 @@ def main() -> int:
     parser.add_argument("--test", type=Path,
                         default=RUN_TEST if RUN_TEST.exists() else ROOT / "data/support/test.jsonl")
     parser.add_argument("--handwritten", type=Path, default=ROOT / "data/support/heldout_handwritten.jsonl")
+    parser.add_argument("--styles", type=Path, default=ROOT / "data/support/heldout_styles.jsonl",
+                        help="hand-written questions asking for a persona's layout (breakdown, pros and cons, depth)")
+    parser.add_argument("--sets", default="generated,handwritten,styles",
+                        help="comma-separated held-out sets to ask (default all three)")
     parser.add_argument("--adapter", type=Path, default=ADAPTER)
     parser.add_argument("--only", choices=[f"{w}/{c}" for w in WHO for c in CONTEXTS], default=None,
                         help="one cell alone (more rows in the same time), e.g. finetune/context")
     parser.add_argument("--out", type=Path, default=Path("/tmp/grounded-eval.json"))
     args = parser.parse_args()
 
-    sets = task_sets(read_jsonl(args.test), TaskOptions(args.max_new_tokens, args.task_rows, args.handwritten))
+    sets = task_sets(read_jsonl(args.test), TaskOptions(args.max_new_tokens, args.task_rows, args.handwritten,
+                                                        args.styles))
+    unknown = set(args.sets.split(",")) - set(sets)
+    if unknown:
+        parser.error(f"--sets: unknown set(s) {', '.join(sorted(unknown))}; known: {', '.join(sets)}")
+    sets = {name: rows for name, rows in sets.items() if name in args.sets.split(",")}
     context = ContextLayer.from_personas(load_personas().personas.values())
     engine = Engine(registry(args.n_ctx, args.adapter), ServingSettings.from_env(), context=context)
     started = time.perf_counter()

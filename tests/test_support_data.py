@@ -30,7 +30,7 @@ from training.demo.datagen import (REPO_ROOT, GROUNDING_N_CTX, Grounding, held_o
                                    support_record)
 from training.demo.orders import ORDERS_CSV
 from training.demo.shop_facts import FactError, shop_facts
-from training.stages.task_metric import invented_facts, says_not_covered, says_not_found, states
+from training.stages.task_metric import follows_style, invented_facts, says_not_covered, says_not_found, states
 
 DATA = REPO_ROOT / "data" / "support"
 SHOP = PERSONAS_DIR / "knowledge" / "shop"
@@ -42,6 +42,7 @@ def read(name: str) -> list[dict]:
 
 
 TRAIN, TEST, HANDWRITTEN = read("train.jsonl"), read("test.jsonl"), read("heldout_handwritten.jsonl")
+STYLES = read("heldout_styles.jsonl")
 
 
 def given(messages: list[dict]) -> str:
@@ -213,3 +214,49 @@ def test_hand_written_rows_are_well_formed_and_their_answers_true(grounding):
         assert set(row["source"]) <= {source.ref for source in context.sources}, row["id"]
         assert says_not_found(answer) == (row["kind"] == "unknown_order")
         assert says_not_covered(answer) == (row["kind"] == "uncovered"), row["id"]
+
+
+# ---------------------------------------------------------------- persona layouts (issue 23 item 6)
+
+def test_training_teaches_each_persona_layout_and_every_reference_answer_follows_it():
+    styles = Counter(r.get("style") for r in TRAIN)
+    assert all(styles[style] >= 50 for style in s.STYLES), styles
+    for record in TRAIN + TEST + STYLES:
+        if record.get("style"):
+            assert follows_style(record["messages"][-1]["content"], record["style"]), record
+    persona_of = {"breakdown": "billing_pricing", "pros_cons": "sales_advisor", "novice": "technical_support",
+                  "expert": "technical_support"}
+    assert all(persona_of[r["style"]] == r["persona"] for r in TRAIN + STYLES if r.get("style"))
+
+
+def test_a_breakdown_adds_up_from_the_order_record():
+    orders = {o.id: o for o in read_orders_csv(ORDERS_CSV)}
+    breakdowns = [r for r in TRAIN if r.get("style") == "breakdown"]
+    for record in breakdowns:
+        answer = record["messages"][-1]["content"]
+        order = orders[re.search(r"BL-\d{5}", answer).group(0)]
+        assert order.subtotal + order.shipping == order.total
+        shipping = f"${order.shipping}" if order.shipping else "free"
+        assert [f"${order.subtotal}", shipping, f"${order.total}"] == re.findall(
+            r"(\$[\d.]+|free)(?= in total|\.\n3|, paid)", answer), answer
+    assert {bool(orders[re.search(r"BL-\d{5}", r["messages"][-1]["content"]).group(0)].shipping)
+            for r in breakdowns} == {True, False}  # charged and free shipping both taught
+
+
+def test_expertise_is_stated_in_held_out_words_and_the_answer_keeps_every_fact():
+    for level, markers in s.EXPERTISE.items():
+        assert not any(markers[-1].strip().lower() in user_turns(r)[0].lower() for r in TRAIN), level
+        tested = [r for r in TEST if r.get("style") == level]
+        assert tested and all(user_turns(r)[0].startswith(markers[-1]) for r in tested)
+        assert all(states(r["messages"][-1]["content"], fact) for r in tested for fact in r["facts"])
+
+
+def test_hand_written_layout_questions_are_answerable_from_their_context(grounding):
+    assert Counter(r["style"] for r in STYLES) == {style: 4 if style != "novice" and style != "expert" else 2
+                                                   for style in s.STYLES}
+    firsts = {_masked(t) for r in TRAIN for t in user_turns(r)}
+    for row in STYLES:
+        question, answer = (m["content"] for m in row["messages"])
+        assert _masked(question) not in firsts and all(states(answer, fact) for fact in row["facts"]), row["id"]
+        context = grounding.context(row["persona"], [question])
+        assert invented_facts(answer, grounding.system_turn(row["persona"], context) + "\n" + question) == [], row

@@ -8,7 +8,8 @@ import pytest
 
 from training.demo.datagen import reply_facts
 from training.stages.task_eval import TaskOptions, pick, task_lines, task_sets, task_summary
-from training.stages.task_metric import (cell_score, claims, grounding, invented_facts, says_not_covered,
+from training.stages.task_metric import (cell_score, claims, follows_style, grounding, invented_facts,
+                                         says_not_covered, style_score,
                                          says_not_found, score, states)
 
 
@@ -151,7 +152,10 @@ def test_report_shows_four_cells_per_set():
     task = {"sets": {"generated": {"rows": 6, "kinds": {"policy": 3, "unknown_order": 2, "uncovered": 1},
                                    "facts_in_context": 0.9, "cells": cells, "examples": [example]}}}
     lines = task_lines(task)
-    assert "| fine-tune | with | 60.0% | 60.0% | 25.0% | 100.0% of 2 | 0.0% of 1 | 0.0% of 3 |" in lines
+    assert "| fine-tune | with | 60.0% | 60.0% | 25.0% | 100.0% of 2 | 0.0% of 1 | 0.0% of 3 | n/a |" in lines
+    cells["finetune"]["context"] |= {"styled": 4, "style_followed": 0.75}
+    assert "| fine-tune | with | 60.0% | 60.0% | 25.0% | 100.0% of 2 | 0.0% of 1 | 0.0% of 3 | 75.0% of 4 |" in \
+        task_lines(task)
     assert sum(line.startswith(("| base |", "| fine-tune |")) for line in lines) == 4
     assert "| q\\|1 | $5 | a | a | a | a |" in lines
     assert task_summary(task)["generated"]["finetune"]["context"]["fact_recall"] == 0.6
@@ -166,3 +170,41 @@ def test_task_sets_need_rows_that_name_their_persona(tmp_path):
     sets = task_sets(plain + [{**asked, "persona": "billing_pricing"}], TaskOptions(8, 0, handwritten))
     assert {name: [r.get("persona") for r in rows] for name, rows in sets.items()} == {
         "generated": ["billing_pricing"], "handwritten": ["order_assistant"]}
+
+
+# ---------------------------------------------------------------- layouts a persona asks for
+
+BREAKDOWN = ("Here is the charge for order BL-12124, step by step:\n1. Items: 1 x Breeze air purifier, $149.00.\n"
+             "2. Shipping: express, $12.99.\n3. Total charged: $161.99, paid with your Visa card.")
+
+
+@pytest.mark.parametrize("answer, style, expected", [
+    (BREAKDOWN, "breakdown", True),
+    ("Order BL-12124 came to $161.99 in total (express shipping included).", "breakdown", False),
+    ("1. Items: $149.00.\n2. Total: $161.99.", "breakdown", False),  # shipping step missing
+    ("Pros:\n- Free express shipping.\nCons:\n- It costs $9.99 a month.", "pros_cons", True),
+    ("The upside is free shipping; the downside is the price.", "pros_cons", True),
+    ("Brightline Plus costs $9.99 a month and includes free express shipping.", "pros_cons", False),
+    ("No problem:\n1. Charge it for 30 minutes.\n2. Hold the power button for 10 seconds.", "novice", True),
+    ("Charge it for 30 minutes, then hold the power button for 10 seconds.", "novice", False),
+    ("Short version: charge it for 30 minutes, then hold power for 10 seconds.", "expert", True),
+    ("1. Charge it for 30 minutes.\n2. Hold the power button.", "expert", False),
+    ("Short version: " + "charge it and wait " * 20, "expert", False),  # 80 words is not short
+])
+def test_follows_style_reads_each_layout(answer, style, expected):
+    assert follows_style(answer, style) is expected
+
+
+def test_style_score_counts_styled_rows_only_and_unknown_styles_are_refused():
+    rows = [{"style": "breakdown"}, {"style": "expert"}, {}]
+    assert style_score([BREAKDOWN, BREAKDOWN, "anything"], rows) == {"styled": 2, "style_followed": 0.5}
+    assert style_score(["x"], [{}]) == {"styled": 0, "style_followed": 0.0}
+    with pytest.raises(ValueError, match="unknown answer style 'haiku'"):
+        follows_style("x", "haiku")
+
+
+def test_list_numbers_are_layout_not_facts():
+    given = "Order BL-12124: items 1 x Breeze air purifier; items subtotal $149.00; express shipping $12.99; total $161.99 paid with Visa card."
+    assert invented_facts(BREAKDOWN, given) == []
+    assert invented_facts(BREAKDOWN.replace("$12.99", "$2.99"), given) == ["$2.99"]
+    assert [w for _, w in claims("Step 2. costs $5")] == ["$5", "2"]  # a number inside a line is still a fact

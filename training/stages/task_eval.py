@@ -36,6 +36,8 @@ class TaskOptions:
     """Questions per held-out set in each cell (0: all)."""
     handwritten: Path | None = None
     """The hand-written held-out set (JSONL rows with `messages`, `facts`, `kind`, `persona`), if any."""
+    styles: Path | None = None
+    """Hand-written questions that ask for a persona's layout (rows also carry `style`), if any."""
 
 
 def pick(rows: list[dict], n: int) -> list[dict]:
@@ -56,9 +58,10 @@ def pick(rows: list[dict], n: int) -> list[dict]:
 def task_sets(test_rows: list[dict], options: TaskOptions) -> dict[str, list[dict]]:
     """{set name: rows} of the held-out sets whose rows name a persona (none: the plain task metric applies)."""
     sets = {"generated": test_rows}
-    if options.handwritten is not None:
-        lines = Path(options.handwritten).read_text(encoding="utf-8").splitlines()
-        sets["handwritten"] = [json.loads(line) for line in lines if line.strip()]
+    for name, path in (("handwritten", options.handwritten), ("styles", options.styles)):
+        if path is not None:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            sets[name] = [json.loads(line) for line in lines if line.strip()]
     usable = {name: [r for r in rows if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
               for name, rows in sets.items()}
     return {name: pick(rows, options.task_rows) for name, rows in usable.items() if rows}
@@ -133,7 +136,7 @@ def grounded_task(engine, sets: dict[str, list[dict]], max_new_tokens: int) -> d
 
 
 SUMMARY_KEYS = ("fact_recall", "all_facts", "invented_answers", "unknown_not_found", "uncovered_said",
-                "covered_refused")
+                "covered_refused", "style_followed")
 
 
 def task_summary(task: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +152,11 @@ def md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", "<br>")
 
 
+def _styled(cell: dict[str, Any]) -> str:
+    """The layout column: "n/a" for a set without layout questions (or a cell recorded before they existed)."""
+    return f"{cell['style_followed']:.1%} of {cell['styled']}" if cell.get("styled") else "n/a"
+
+
 def task_lines(task: dict[str, Any] | None) -> list[str]:
     """The report's task section: per held-out set, the four cells and three example answers."""
     if not task or "sets" not in task:
@@ -159,15 +167,15 @@ def task_lines(task: dict[str, Any] | None) -> list[str]:
         lines += [f"Task metric, {name} held-out set: {s['rows']} questions ({kinds}); the context the serving "
                   f"layer builds states {s['facts_in_context']:.1%} of their facts.", "",
                   "| model | context | facts stated | every fact | answers with an invented fact | unknown order: "
-                  "not found | uncovered: said so | covered question refused |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "not found | uncovered: said so | covered question refused | laid out as the persona asks |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for who in WHO:
             for ctx in CONTEXTS:
                 m = s["cells"][who][ctx]
                 lines.append(f"| {LABELS[who]} | {LABELS[ctx]} | {m['fact_recall']:.1%} | {m['all_facts']:.1%} | "
                              f"{m['invented_answers']:.1%} | {m['unknown_not_found']:.1%} of {m['unknown_orders']} | "
                              f"{m['uncovered_said']:.1%} of {m['uncovered']} | {m['covered_refused']:.1%} of "
-                             f"{m['covered']} |")
+                             f"{m['covered']} | {_styled(m)} |")
         lines += ["", "| question | facts | " + " | ".join(f"{LABELS[w]} {LABELS[c]} context" for w in WHO
                                                        for c in CONTEXTS) + " |", "| --- " * 6 + "|"]
         lines += [f"| {md_cell(e['question'])} | {', '.join(e['facts'])} | " + " | ".join(

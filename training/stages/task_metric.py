@@ -214,7 +214,35 @@ def grounding(answers: list[str], rows: list[dict], givens: list[str]) -> dict[s
             "covered": len(refused), "covered_refused": _share(refused)}
 
 
+# ---------------------------------------------------------------- the layout a persona asks for
+
+_PROS = re.compile(r"\b(?:pros?|advantages?|upsides?|benefits?)\b", re.IGNORECASE)
+_CONS = re.compile(r"\b(?:cons?|disadvantages?|downsides?|drawbacks?)\b", re.IGNORECASE)
+EXPERT_WORDS = 60
+"""An expert's short version is at most this many words."""
+
+
+def follows_style(answer: str, style: str) -> bool:
+    """Whether `answer` is laid out as its persona asks (`style`, a held-out row's): a charge broken down in at
+    least three numbered steps ("breakdown"); pros and cons both named ("pros_cons"); numbered steps for a
+    beginner ("novice"); no numbered list and at most `EXPERT_WORDS` words for an expert ("expert")."""
+    steps = len(_LIST_NUMBER.findall(answer))
+    checks = {"breakdown": lambda: steps >= 3, "novice": lambda: steps >= 1,
+              "expert": lambda: steps == 0 and len(answer.split()) <= EXPERT_WORDS,
+              "pros_cons": lambda: bool(_PROS.search(answer) and _CONS.search(answer))}
+    if style not in checks:
+        raise ValueError(f"unknown answer style {style!r}; known: {', '.join(checks)}")
+    return checks[style]()
+
+
+def style_score(answers: list[str], rows: list[dict]) -> dict[str, float | int]:
+    """Over the rows that name a `style`: how many, and the share of answers laid out that way."""
+    hits = [follows_style(a, r["style"]) for a, r in zip(answers, rows) if r.get("style")]
+    return {"styled": len(hits), "style_followed": _share(hits)}
+
+
 def cell_score(answers: list[str], rows: list[dict], givens: list[str]) -> dict[str, float | int]:
-    """One cell (a model, with or without context) on held-out `rows`: `score` (fact recall over rows with facts)
-    and `grounding`."""
-    return {**score(zip(answers, (r.get("facts") or [] for r in rows))), **grounding(answers, rows, givens)}
+    """One cell (a model, with or without context) on held-out `rows`: `score` (fact recall over rows with facts),
+    `grounding` and `style_score`."""
+    return {**score(zip(answers, (r.get("facts") or [] for r in rows))), **grounding(answers, rows, givens),
+            **style_score(answers, rows)}

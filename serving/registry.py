@@ -320,13 +320,17 @@ class ModelEntry(_Strict):
     """Day the served weights were trained (YYYY-MM-DD), for the chat footer; unset for models built on each machine."""
 
     def training_line(self) -> str:
-        """How the served model was trained, for a chat footer: method, data and day; "" for one Iris did not train."""
+        """How the served model was trained, for a chat footer: method, data (with the first 8 hex digits of its
+        sha256 when the registry records what an adapter was trained on) and day; "" for one Iris did not train.
+        The recipe is the model id's, which the footer names before this."""
         if self.recipe is None:
             return ""
         method = {"scratch": "trained from scratch", "lora": "LoRA", "qlora": "QLoRA"}[self.recipe.method]
         data = " + ".join(Path(d.path).name + (f" ({d.rows:,} rows)" if d.rows else "") for d in self.recipe.datasets)
+        adapter = self.source.adapter
+        digest = f", data sha256 {adapter.data_sha256[:8]}" if adapter and adapter.data_sha256 else ""
         day = f", trained {self.trained_on.isoformat()}" if self.trained_on else ""
-        return f"{method} on {data}{day}"
+        return f"{method} on {data}{digest}{day}"
 
     @field_validator("id")
     @classmethod

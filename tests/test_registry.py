@@ -255,10 +255,12 @@ def test_the_footer_says_how_a_model_was_trained(registry):
     from serving.transcript import AnswerStats
 
     shipped = registry.get("smollm2-135m-support")
-    assert shipped.training_line() == "LoRA on train.jsonl (3,000 rows), trained 2026-12-02"
+    data = shipped.source.adapter.data_sha256[:8]
+    assert shipped.training_line() == f"LoRA on train.jsonl (3,000 rows), data sha256 {data}, trained 2026-12-02"
     assert registry.get("smollm2-135m-support-cpu").training_line() == "LoRA on train.jsonl (80 rows)"
     assert registry.get("smollm2-135m-instruct").training_line() == ""  # not trained by Iris: nothing to say
     stats = AnswerStats(model_id=shipped.id, quant="Q4_1", n_tokens=12, tokens_per_s=30.0, ttft_s=0.2)
     line = footer(stats, shipped.training_line())
-    assert line.startswith("Model `smollm2-135m-support` · Q4_1 · LoRA on train.jsonl (3,000 rows), trained 2026-12-02 · ")
+    assert line.startswith(f"Model `smollm2-135m-support` · Q4_1 · LoRA on train.jsonl (3,000 rows), data sha256 "
+                           f"{data}, trained 2026-12-02 · ")
     assert " · " + shipped.training_line() not in footer(stats)

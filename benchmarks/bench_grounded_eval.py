@@ -91,10 +91,10 @@ def main() -> int:
 
     sets = task_sets(read_jsonl(args.test), TaskOptions(args.max_new_tokens, args.task_rows, args.handwritten,
                                                         args.styles))
-    unknown = set(args.sets.split(",")) - set(sets)
-    if unknown:
+    wanted = args.sets.split(",")
+    if unknown := set(wanted) - set(sets):
         parser.error(f"--sets: unknown set(s) {', '.join(sorted(unknown))}; known: {', '.join(sets)}")
-    sets = {name: rows for name, rows in sets.items() if name in args.sets.split(",")}
+    sets = {name: rows for name, rows in sets.items() if name in wanted}
     context = ContextLayer.from_personas(load_personas().personas.values())
     engine = Engine(registry(args.n_ctx, args.adapter), ServingSettings.from_env(), context=context)
     started = time.perf_counter()

@@ -30,6 +30,7 @@ from training.demo.datagen import (REPO_ROOT, GROUNDING_N_CTX, Grounding, held_o
                                    support_record)
 from training.demo.orders import ORDERS_CSV
 from training.demo.shop_facts import FactError, shop_facts
+from training.stages import task_metric
 from training.stages.task_metric import follows_style, invented_facts, says_not_covered, says_not_found, states
 
 DATA = REPO_ROOT / "data" / "support"
@@ -220,7 +221,7 @@ def test_hand_written_rows_are_well_formed_and_their_answers_true(grounding):
 
 def test_training_teaches_each_persona_layout_and_every_reference_answer_follows_it():
     styles = Counter(r.get("style") for r in TRAIN)
-    assert all(styles[style] >= 50 for style in s.STYLES), styles
+    assert all(styles[style] >= 50 for style in task_metric.STYLES), styles
     for record in TRAIN + TEST + STYLES:
         if record.get("style"):
             assert follows_style(record["messages"][-1]["content"], record["style"]), record
@@ -253,7 +254,7 @@ def test_expertise_is_stated_in_held_out_words_and_the_answer_keeps_every_fact()
 
 def test_hand_written_layout_questions_are_answerable_from_their_context(grounding):
     assert Counter(r["style"] for r in STYLES) == {style: 4 if style != "novice" and style != "expert" else 2
-                                                   for style in s.STYLES}
+                                                   for style in task_metric.STYLES}
     firsts = {_masked(t) for r in TRAIN for t in user_turns(r)}
     for row in STYLES:
         question, answer = (m["content"] for m in row["messages"])

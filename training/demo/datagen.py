@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -27,6 +26,7 @@ from serving.context.layer import ContextLayer, ContextSettings, question_of
 from serving.context.orders import Order, day, read_orders_csv
 from serving.context.render import RequestContext, system_text
 from serving.personas import Persona, load_personas
+from serving.study.grounded import sentences
 from training.demo import general_data as g
 from training.demo import support_data as s
 from training.demo.shop_facts import fact_values, shop_facts
@@ -250,7 +250,7 @@ class Draft:
     order: str | None = None
     """The order id whose record (or "not found" line) the context must hold."""
     style: str = ""
-    """The answer's layout when the persona asks for one (`support_data.STYLES`), else ""."""
+    """The answer's layout when the persona asks for one (`task_metric.STYLES`), else ""."""
 
 
 def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[str, ...]) -> list[str]:
@@ -282,18 +282,13 @@ def policy_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     return draft
 
 
-def sentences_of(answer: str) -> list[str]:
-    """`answer`'s sentences (split after a full stop followed by a capital letter)."""
-    return [part.strip() for part in re.split(r"(?<=\.)\s+(?=[A-Z])", answer) if part.strip()]
-
-
 def with_expertise(draft: Draft, level: str, rng: random.Random, test: bool) -> Draft:
     """`draft` asked by a customer who states their expertise (`level`: novice | expert), answered at that depth:
     the same facts as plain numbered steps for a beginner, as one short paragraph for an expert."""
     markers = s.EXPERTISE[level]
     marker = markers[-1] if test else rng.choice(markers[:-1])
     question = marker + draft.turns[0][:1].lower() + draft.turns[0][1:]
-    steps = sentences_of(draft.turns[-1])
+    steps = sentences(draft.turns[-1])
     lead, end = rng.choice(s.EXPERTISE_LEADS[level]), rng.choice(s.EXPERTISE_ENDS[level])
     body = "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)) if level == "novice" else " ".join(steps)
     answer = "\n".join(part for part in (lead, body, end) if part) if level == "novice" else f"{lead} {body}"
@@ -319,7 +314,7 @@ def order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     persona = "billing_pricing" if aspect in ("paid", "breakdown") else "order_assistant"
     intent = "cancellation" if aspect == "cancel" else "order_status"
     return Draft("order", intent, persona, turns + [template.format(**(slots | values))], facts,
-                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id, "breakdown" * (aspect == "breakdown"))
+                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id, "breakdown" if aspect == "breakdown" else "")
 
 
 def unknown_order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:

@@ -60,7 +60,7 @@ class Case:
     order_status: tuple[str, ...] = ()
     """When an opener names an order: the statuses the named order may have (none: any)."""
     style: str = ""
-    """How the grounded answer is laid out, when the persona asks for a layout (`STYLES`)."""
+    """How the grounded answer is laid out, when the persona asks for a layout (`task_metric.STYLES`)."""
 
     def real_openers(self) -> tuple[str, ...]:
         return self.grounded_openers or self.openers
@@ -518,9 +518,6 @@ EXPERTISE_LEADS = {"novice": ("No problem, let's go one step at a time:", "Sure,
 EXPERTISE_ENDS = {"novice": ("If one of the steps is unclear, tell me its number and I'll explain it.",
                              "Tell me which step you got stuck on, if any."),
                   "expert": ("",)}
-# Layouts a persona asks for, by name (`Case.style`, order answers, expertise): what `task_metric.follows_style`
-# checks in a model's answer.
-STYLES = ("breakdown", "pros_cons", "novice", "expert")
 
 # Questions no help-center article answers (the hand-written held-out set asks about other topics).
 UNCOVERED_QUESTIONS = (

@@ -220,19 +220,23 @@ _PROS = re.compile(r"\b(?:pros?|advantages?|upsides?|benefits?)\b", re.IGNORECAS
 _CONS = re.compile(r"\b(?:cons?|disadvantages?|downsides?|drawbacks?)\b", re.IGNORECASE)
 EXPERT_WORDS = 60
 """An expert's short version is at most this many words."""
+# style name -> check of (answer, its numbered-list steps): a charge broken down in at least three numbered steps;
+# pros and cons both named; numbered steps for a beginner; no list and at most `EXPERT_WORDS` words for an expert.
+_STYLE_CHECKS: dict[str, Callable[[str, int], bool]] = {
+    "breakdown": lambda answer, steps: steps >= 3,
+    "pros_cons": lambda answer, steps: bool(_PROS.search(answer) and _CONS.search(answer)),
+    "novice": lambda answer, steps: steps >= 1,
+    "expert": lambda answer, steps: steps == 0 and len(answer.split()) <= EXPERT_WORDS,
+}
+STYLES = tuple(_STYLE_CHECKS)
+"""The layouts a persona asks for (`Case.style`, the breakdown order answer, the expertise levels in `datagen`)."""
 
 
 def follows_style(answer: str, style: str) -> bool:
-    """Whether `answer` is laid out as its persona asks (`style`, a held-out row's): a charge broken down in at
-    least three numbered steps ("breakdown"); pros and cons both named ("pros_cons"); numbered steps for a
-    beginner ("novice"); no numbered list and at most `EXPERT_WORDS` words for an expert ("expert")."""
-    steps = len(_LIST_NUMBER.findall(answer))
-    checks = {"breakdown": lambda: steps >= 3, "novice": lambda: steps >= 1,
-              "expert": lambda: steps == 0 and len(answer.split()) <= EXPERT_WORDS,
-              "pros_cons": lambda: bool(_PROS.search(answer) and _CONS.search(answer))}
-    if style not in checks:
-        raise ValueError(f"unknown answer style {style!r}; known: {', '.join(checks)}")
-    return checks[style]()
+    """Whether `answer` is laid out as its persona asks (`style`, a held-out row's; `_STYLE_CHECKS`)."""
+    if style not in _STYLE_CHECKS:
+        raise ValueError(f"unknown answer style {style!r}; known: {', '.join(STYLES)}")
+    return _STYLE_CHECKS[style](answer, len(_LIST_NUMBER.findall(answer)))
 
 
 def style_score(answers: list[str], rows: list[dict]) -> dict[str, float | int]:

@@ -1,7 +1,7 @@
 """Benchmark of fine-tunes as LoRA adapters over one shared base (a script, not a test).
 
-  prepare  once, into --work: a random LoRA (r 16, alpha 32; all seven projections, the support recipe's shape, or
-           `--targets`) over the base's Hugging Face weights, exported as an F16 LoRA GGUF
+  prepare  once, into --work: a random LoRA (r 16, alpha 32; all seven projections, or `--targets`), or a trained
+           peft adapter (`--adapter`), over the base's Hugging Face weights, exported as an F16 LoRA GGUF
            (`training/export/adapter.py`), and the same LoRA merged by peft into a GGUF of the base's quant: the file
            Iris would serve without adapters.
   design   raw llama.cpp, no Iris, app-sized context (n_ctx x slots cells): RSS of the base with one context, with the
@@ -70,7 +70,8 @@ def worker_prepare(args) -> dict:
     base_hf = args.base_hf or paths["hf"]
     if not (base_hf / "config.json").is_file():
         import_gguf(args.base_gguf, base_hf)
-    adapter = random_lora(base_hf, paths["adapter"], rank=RANK, scale=0.02, targets=tuple(args.targets.split(",")))
+    adapter = args.adapter or random_lora(base_hf, paths["adapter"], rank=RANK, scale=0.02,
+                                          targets=tuple(args.targets.split(",")))
     record = export_adapter(adapter, paths["lora"], base=base_hf, out_type="F16")
     merged = load_with_adapter(str(base_hf), adapter, "bfloat16").merge_and_unload()
     merged.save_pretrained(args.work / "merged-hf")
@@ -239,6 +240,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                         help="projections the random LoRA adapts (prepare; use a fresh --work per choice)")
+    parser.add_argument("--adapter", type=Path,
+                        help="a trained peft adapter folder to measure instead of a random LoRA (prepare)")
     parser.add_argument("--spincount", type=int, help="GOMP_SPINCOUNT for the workers (default: unset)")
     parser.add_argument("--busy", type=int, default=0, help="busy-looping processes beside the workers")
     args = parser.parse_args()
@@ -249,7 +252,8 @@ def main() -> None:
     args.passthrough = ["--base-gguf", str(args.base_gguf), "--quant", args.quant, "--work", str(args.work),
                         "--n-ctx", str(args.n_ctx), "--threads", str(args.threads), "--tokens", str(args.tokens),
                         "--steps", str(args.steps), "--targets", args.targets,
-                        *(["--base-hf", str(args.base_hf)] if args.base_hf else [])]
+                        *(["--base-hf", str(args.base_hf)] if args.base_hf else []),
+                        *(["--adapter", str(args.adapter)] if args.adapter else [])]
     if not files(args.work)["merged"].is_file():
         print("prepare", run_worker("prepare", args), file=sys.stderr, flush=True)
     plan = [("design", "design"),

@@ -51,7 +51,10 @@ EXTENSIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "GGML_AVX512_BF16": (("avx512_bf16",), "AVX512_BF16"),
 }
 PORTABLE = ("GGML_SSE42", "GGML_AVX", "GGML_AVX2", "GGML_FMA", "GGML_F16C", "GGML_BMI2")  # x86-64-v3
-ALWAYS_OFF = ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
+# LLAVA_BUILD is llama-cpp-python's multimodal library (libmtmd: the CLIP/vision and audio encoders). Iris serves
+# text only, and llama_cpp loads that library only inside its image chat handlers (llama_chat_format, on first use),
+# so it is not compiled: a shorter build on every first start and CI run.
+ALWAYS_OFF = ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16", "LLAVA_BUILD")
 DEFAULT_CACHE = Path.home() / ".cache" / "iris" / "llama-cpp-wheels"
 
 
@@ -68,7 +71,8 @@ def enabled_extensions(flags: set[str], profile: str) -> list[str]:
 
 
 def cmake_args(extensions: list[str]) -> str:
-    """CMAKE_ARGS for llama-cpp-python's build: native and AMX off, each listed extension on, the rest off."""
+    """CMAKE_ARGS for llama-cpp-python's build: native, AMX and the multimodal library off, each listed extension
+    on, the rest off."""
     args = [f"-D{name}=OFF" for name in ALWAYS_OFF]
     args += [f"-D{name}={'ON' if name in extensions else 'OFF'}" for name in EXTENSIONS]
     return " ".join(args)

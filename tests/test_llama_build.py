@@ -75,7 +75,7 @@ def test_missing_model_is_an_error_not_a_crash(tmp_path):
 
 def test_amx_is_never_enabled_even_when_cpuid_lists_it():
     args = cmake_args(enabled_extensions(cpu_flags(XEON_AMX), "host"))
-    for name in ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16"):
+    for name in ("GGML_NATIVE", "GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16", "LLAVA_BUILD"):
         assert f"-D{name}=OFF" in args
     assert "-DGGML_AVX512=ON" in args and "-DGGML_AVX512_VNNI=ON" in args and "-DGGML_AVX_VNNI=ON" in args
 

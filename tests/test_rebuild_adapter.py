@@ -71,7 +71,8 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
     data.write_text((REPO / "data" / "demo" / "support.jsonl").read_text())
     registry = write_registry(folder, data, None)
     common = ["--registry", str(registry), "--runs-dir", str(folder / "runs")]
-    assert cli("rebuild", "tiny-hub", *common, "--max-steps", "3", "--max-new-tokens", "8") == 0
+    assert cli("rebuild", "tiny-hub", *common, "--max-steps", "3", "--max-new-tokens", "8",
+               "--heldout-rows", "3", "--task-rows", "2") == 0
     return {"folder": folder, "data": data, "registry": registry, "run": folder / "runs" / "tiny-hub", "common": common}
 
 
@@ -95,6 +96,12 @@ def test_export_writes_the_adapter_gguf_beside_the_merged_one_and_llama_cpp_appl
         logits.append([float(x) for x in llm.scores[len(prompt) - 1]])
         llm.close()
     assert max(abs(a - b) for a, b in zip(*logits)) > 1e-3  # the adapter is applied, not silently dropped
+
+
+def test_rebuild_sizes_its_eval_stage_as_asked(workspace):
+    """CI's rebuild of the CPU recipe passes --heldout-rows/--task-rows (scripts/test.sh): the eval stage gets them."""
+    report = json.loads((workspace["run"] / "eval" / "report.json").read_text())
+    assert report["heldout_examples"] == 3
 
 
 def test_trainable_parameters_equal_peft_and_the_adapter_file(workspace):

@@ -346,3 +346,12 @@ def test_stage_commands_fail_with_one_line_messages(workspace, tmp_path):
         main(["merge", "tiny-lora", *common])
     with pytest.raises(SystemExit, match=r"^rebuild: error: tiny-base has no recipe"):
         main(["rebuild", "tiny-base", *common])
+
+
+def test_the_eval_curve_reads_a_tenth_of_the_training_rows_within_its_bounds():
+    """The eval curve's passes stay a small share of a run: 8 rows for CI's 48-row CPU recipe (32 grounded rows cost
+    two minutes a pass on 2 cores), 32 for a 3,000-row GPU run."""
+    from training.stages.train import EVAL_CURVE_ROWS, eval_curve_rows
+
+    assert EVAL_CURVE_ROWS == (8, 32)
+    assert [eval_curve_rows(n) for n in (0, 48, 80, 200, 2595)] == [8, 8, 8, 20, 32]

@@ -32,6 +32,8 @@ HELDOUT_ROWS = 24
 """Test rows of the held-out loss. A grounded support row carries ~500 tokens of context: on the 2-core CPU box
 the loss of 150 rows took 290 s per model and of 32 rows 64 s (eval stage 386 s against 348 s before issue 21);
 24 rows keep the whole eval near its earlier ~6 minutes."""
+TASK_ROWS = 20
+"""Questions per held-out set in each of the four task-metric cells (0: all)."""
 HANDWRITTEN = "heldout_handwritten.jsonl"
 """The hand-written held-out set, looked for beside the first dataset's `test_path`."""
 DOMAINS = {"sharegpt": "general", "chat_jsonl": "general", "text": "general", "bitext": "support", "exam_jsonl": "study"}
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser)
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length limit for the prompt set")
     parser.add_argument("--heldout-rows", type=int, default=HELDOUT_ROWS, help="test examples used for held-out loss")
-    parser.add_argument("--task-rows", type=int, default=20,
+    parser.add_argument("--task-rows", type=int, default=TASK_ROWS,
                         help="questions per held-out set in each of the four task-metric cells (0: all)")
     parser.add_argument("--handwritten", default=None,
                         help=f"hand-written held-out set (default: {HANDWRITTEN} beside the first test_path, if any)")
@@ -62,7 +64,7 @@ def domain_prompts(run: Run, prompts_file: Path, domain: str | None = None) -> t
 
 
 def evaluate(run: Run, max_new_tokens: int = 256, heldout_rows: int = HELDOUT_ROWS, prompts_file: Path = PROMPTS_PATH,
-             judge: str | None = None, domain: str | None = None, task_rows: int = 20,
+             judge: str | None = None, domain: str | None = None, task_rows: int = TASK_ROWS,
              handwritten: Path | None = None) -> dict[str, Any]:
     """Run the stage (or skip it when up to date); returns its record."""
     handwritten = handwritten or default_handwritten(run)

@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="limit training steps (smoke runs)")
     parser.add_argument("--attn", default="auto", help="attention implementation for training (auto: picked by the machine)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer length in the eval prompt set")
+    parser.add_argument("--heldout-rows", type=int, default=evaluate.HELDOUT_ROWS,
+                        help="test examples used for held-out loss in the eval stage")
+    parser.add_argument("--task-rows", type=int, default=evaluate.TASK_ROWS,
+                        help="task-metric questions per held-out set in the eval stage")
     parser.add_argument("--judge", default=None, help="optional eval judge (see `eval --help`)")
     parser.add_argument("--domain", default=None, help="eval prompt-set domain (see `eval --help`)")
     parser.add_argument("--no-adapter", action="store_true", help="do not upload the LoRA adapter (peft folder and GGUF)")
@@ -75,8 +79,9 @@ def main(args: argparse.Namespace) -> int:
         train.train(run, resume=args.resume, max_steps=args.max_steps, attn=args.attn)
         merge.merge(run)
         export.export(run, verify_adapter=args.verify_adapter)
-        evaluate.evaluate(run, max_new_tokens=args.max_new_tokens, prompts_file=Path(evaluate.PROMPTS_PATH),
-                          judge=args.judge, domain=args.domain)
+        evaluate.evaluate(run, max_new_tokens=args.max_new_tokens, heldout_rows=args.heldout_rows,
+                          prompts_file=Path(evaluate.PROMPTS_PATH), judge=args.judge, domain=args.domain,
+                          task_rows=args.task_rows)
         publish.publish(run, with_adapter=not args.no_adapter)
         print(f"[rebuild] {run.entry.id} done: {run.dir / 'run.json'}")
     return 0

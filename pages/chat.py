@@ -184,7 +184,8 @@ class Chat:
         """Stop every answer of the open conversation that is being generated."""
         active = Library.from_stored(store).active
         if active:
-            self.stops.stop(active)
+            stopped = self.stops.stop(active)
+            log.info("%s: stopped %d running answer(s) of conversation %s", self.page, stopped, active[:8])
 
     def _answer(self, library: Library, conversation: Conversation, settings: GenerationSettings,
                 progress: gr.Progress | None, typed: str = "", notes: object = None) -> Iterator[list]:
@@ -198,7 +199,7 @@ class Chat:
             yield self.view(library, before, message=typed)
             raise
         continuing = conversation.messages[-1].role == "assistant"
-        shown = conversation.chat() + ([] if continuing else [{"role": "assistant", "content": ""}])
+        shown = conversation.shown() + ([] if continuing else [{"role": "assistant", "content": ""}])
         notice, status = "", ""
         # The question is kept (and its conversation opened) at once, so Stop finds a new conversation's first answer.
         yield [shown, library.put(conversation).stored(), "", gr.skip(), notice, status, gr.update(visible=False),
@@ -227,8 +228,6 @@ class Chat:
 
     def _finish(self, library: Library, conversation: Conversation, text: str, stats: GenerationStats,
                 settings: GenerationSettings, notice: str) -> list:
-        if stats.finish_reason == "cancelled":
-            text += " [stopped]"
         answer = Message(role="assistant", content=text, stats=AnswerStats.of(stats),
                          sources=list(stats.sources[:MAX_SOURCES]))
         kept = conversation.messages[:-1] if conversation.messages[-1].role == "assistant" else conversation.messages
@@ -423,7 +422,7 @@ class Chat:
              notice: str = "") -> list:
         """The chat's outputs (`ChatView.outputs`) for `conversation` open in `library`."""
         branches = conversation.branches if conversation else []
-        return [conversation.chat() if conversation else [], library.stored(), message,
+        return [conversation.shown() if conversation else [], library.stored(), message,
                 self.footer(conversation.last_stats() if conversation else None), notice, "",
                 gr.update(visible=bool(conversation and conversation.cut_off())),
                 gr.update(choices=library.choices(), value=library.active),

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import asdict
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.config import ServingSettings
 from serving.context.render import Source
@@ -31,6 +31,9 @@ MAX_CONVERSATIONS = 30
 MAX_TITLE = 80
 MAX_SOURCES = 100
 """Sources kept with one answer (the whole help center of a persona is about 75 passages)."""
+STOPPED_MARK = " [stopped]"
+"""What the chat shows after an answer the visitor stopped. Never part of the text the model reads back: a small
+model would take it for its own words and repeat it."""
 _SHORT = 60  # characters of a message quoted in a title or a branch label
 
 
@@ -69,9 +72,24 @@ class Message(BaseModel):
     stats: AnswerStats | None = None
     sources: list[Source] = Field(default_factory=list, max_length=MAX_SOURCES)
 
+    @model_validator(mode="after")
+    def _unmarked(self) -> "Message":
+        """A stopped answer kept by an older version carries the mark in its text: it leaves the text here."""
+        if self.stopped() and self.content.endswith(STOPPED_MARK):
+            self.content = self.content[: -len(STOPPED_MARK)]
+        return self
+
+    def stopped(self) -> bool:
+        """An answer the visitor stopped before it ended."""
+        return self.role == "assistant" and self.stats is not None and self.stats.finish_reason == "cancelled"
+
     def chat(self) -> dict:
-        """The {"role", "content"} dict the engine and the Chatbot take."""
+        """The {"role", "content"} dict the engine takes: the text as it was written."""
         return {"role": self.role, "content": self.content}
+
+    def shown(self) -> dict:
+        """The {"role", "content"} dict the Chatbot shows: a stopped answer says so."""
+        return {"role": self.role, "content": self.content + (STOPPED_MARK if self.stopped() else "")}
 
 
 class Branch(BaseModel):
@@ -109,7 +127,12 @@ class Conversation(BaseModel):
     branches: list[Branch] = Field(default_factory=list, max_length=MAX_BRANCHES)
 
     def chat(self) -> list[dict]:
+        """The messages as the engine takes them."""
         return [m.chat() for m in self.messages]
+
+    def shown(self) -> list[dict]:
+        """The messages as the Chatbot shows them (`Message.shown`)."""
+        return [m.shown() for m in self.messages]
 
     def last_stats(self) -> AnswerStats | None:
         return next((m.stats for m in reversed(self.messages) if m.stats), None)
@@ -215,7 +238,7 @@ def to_markdown(conversation: Conversation, persona_name: str | None = None) -> 
     if conversation.settings:
         lines.append("- Settings: " + ", ".join(f"{k} {v}" for k, v in conversation.settings.items()))
     for message in conversation.messages:
-        lines += ["", f"## {'You' if message.role == 'user' else 'Assistant'}", "", message.content]
+        lines += ["", f"## {'You' if message.role == 'user' else 'Assistant'}", "", message.shown()["content"]]
         if message.stats:
             s = message.stats
             lines += ["", f"_{s.model_id} · {s.n_tokens} tokens · {s.tokens_per_s:.1f} tokens/s · "

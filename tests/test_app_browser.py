@@ -128,7 +128,8 @@ def test_stop_cuts_a_long_answer_short_and_the_model_answers_a_follow_up(endless
     set_slider(page, "max_new_tokens", 16)
     send(page, "Thanks. And how do I get a refund?")
     follow_up = wait_for_answer(page, 2, shown)
-    assert follow_up.strip() and not follow_up.endswith("[stopped]") and "<|" not in follow_up
+    chat = page.locator("#chatbot").inner_text()
+    assert follow_up.strip() and not follow_up.endswith("[stopped]") and "<|" not in follow_up, chat
     assert "stopped at the token limit" in page.locator("#chat-notice").inner_text()  # it ran on to its limit
 
 

@@ -1,5 +1,6 @@
 """Kept conversations: edit-and-branch, exports, and the import check (size, shape, roles, lengths)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from serving.config import ServingSettings
 from serving.engine import GenerationStats
 from serving.errors import InvalidInput
 from serving.transcript import (
-    MAX_CONVERSATIONS, MAX_FILE_BYTES, AnswerStats, Conversation, Library, Message, ModelRef, TranscriptError,
+    MAX_CONVERSATIONS, MAX_FILE_BYTES, STOPPED_MARK, AnswerStats, Conversation, Library, Message, ModelRef, TranscriptError,
     edit, load_transcript, switch_branch, to_json, to_markdown,
 )
 
@@ -48,6 +49,23 @@ def test_only_the_visitors_own_messages_can_be_edited():
 def test_cut_off_answers_can_be_continued():
     assert conversation("Hi", "Hello").cut_off()
     assert not conversation("Hi").cut_off()
+
+
+def test_a_stopped_answer_is_marked_for_the_visitor_and_never_for_the_model():
+    """The mark is display only: a model shown its own stopped answer with the mark repeated it (a CI run saw the
+    follow-up answer copy "...Daily: [stopped]"), so the engine's messages carry the text as it was written."""
+    stopped = AnswerStats.of(dataclasses.replace(STATS, finish_reason="cancelled"))
+    kept = Conversation(persona="order_assistant", model=ModelRef(id="demo-support"), messages=[
+        Message(role="user", content="Explain billing."), Message(role="assistant", content="Daily:", stats=stopped),
+        Message(role="user", content="And refunds?")])
+    assert kept.chat()[1] == {"role": "assistant", "content": "Daily:"}
+    assert kept.shown()[1]["content"] == "Daily:" + STOPPED_MARK and kept.shown()[2]["content"] == "And refunds?"
+    assert "Daily: [stopped]" in to_markdown(kept)
+    legacy = kept.model_dump(mode="json")  # kept by a version that wrote the mark into the text
+    legacy["messages"][1]["content"] = "Daily: [stopped]"
+    assert Conversation.model_validate(legacy).chat() == kept.chat()
+    finished = conversation("Hi", "Plans: [stopped]")  # a finished answer's own words stay as written
+    assert finished.chat()[1]["content"] == finished.shown()[1]["content"] == "Plans: [stopped]"
 
 
 def test_the_title_is_the_first_question():

@@ -9,8 +9,8 @@ from serving.config import ServingSettings
 from serving.engine import GenerationStats
 from serving.errors import InvalidInput
 from serving.transcript import (
-    MAX_CONVERSATIONS, MAX_FILE_BYTES, STOPPED_MARK, AnswerStats, Conversation, Library, Message, ModelRef, TranscriptError,
-    edit, load_transcript, switch_branch, to_json, to_markdown,
+    MAX_CONVERSATIONS, MAX_FILE_BYTES, STOPPED_MARK, AnswerStats, Conversation, Library, Message, ModelRef,
+    TranscriptError, edit, load_transcript, switch_branch, to_json, to_markdown,
 )
 
 LIMITS = ServingSettings(ram_budget_mb=64, max_message_chars=100, max_history_messages=6, max_history_chars=400)

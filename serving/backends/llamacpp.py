@@ -14,6 +14,8 @@ from __future__ import annotations
 import ctypes
 import json
 import threading
+from array import array
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +44,11 @@ _MIN_P = 0.05  # llama-cpp-python's create_completion default, kept so answers r
 # llama-cpp-python's JSON-schema converter lets raw control characters into strings, which JSON forbids
 _LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 # Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
+# Texts at least this long are tokenized once and remembered: a persona's prompt and whole help center are the same
+# text on every request of that persona, and the engine tokenizes it three times per request (retrieval's budget check,
+# the context layer's fit, the prompt): ~2 ms each for SmolLM2's 1,500-token prefix (benchmarks/RESULTS-grounding.md).
+_MEMO_MIN_CHARS = 256
+_MEMO_ENTRIES = 64  # a few texts per persona, and long history turns (each turn tokenizes the history again)
 _PROBE = [{"role": "system", "content": " S "}, {"role": "user", "content": "U\n"},
           {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
 
@@ -121,6 +128,8 @@ class LlamaCppModel:
     def __init__(self, entry: ModelEntry, path: Path, settings: ServingSettings):
         self.entry, self.path = entry, path
         self._lock = threading.Lock()  # adapters are freed by whoever comes first: their model, or their release
+        self._memo: OrderedDict[tuple[str, bool], array] = OrderedDict()  # long texts' ids (`tokenize`), LRU
+        self._memo_lock = threading.Lock()  # requests tokenize on their own threads
         self._closed = False
         set_verbose(False)  # llama.cpp's own log: errors only (the pool logs loads)
         params = ll.llama_model_default_params()
@@ -174,8 +183,23 @@ class LlamaCppModel:
         return render_chat(self.formatter, messages, **self.template_args)
 
     def tokenize(self, text: str, special: bool) -> list[int]:
-        """Token ids of `text`; `special` parses control-token text (template text only, never content)."""
-        return self.model.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        """Token ids of `text`; `special` parses control-token text (template text only, never content). A text of
+        `_MEMO_MIN_CHARS` or more is tokenized once while it is among the `_MEMO_ENTRIES` last used (the same ids:
+        tokenizing is a pure function of the text); every call gets a list of its own."""
+        if len(text) < _MEMO_MIN_CHARS:
+            return self.model.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        key = (text, special)
+        with self._memo_lock:
+            ids = self._memo.get(key)
+            if ids is not None:
+                self._memo.move_to_end(key)
+                return ids.tolist()
+        ids = array("i", self.model.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+        with self._memo_lock:
+            self._memo[key] = ids
+            while len(self._memo) > _MEMO_ENTRIES:
+                self._memo.popitem(last=False)
+        return ids.tolist()
 
     def prompt_tokens(self, messages: Messages) -> list[int]:
         """Token ids of `messages`, ready for generation: the template's markers are control tokens,

@@ -83,6 +83,74 @@ def write_personas(folder: Path, count, prefix_tokens: int) -> dict:
     return {"passages": len(kept)}
 
 
+class PhaseTrace:
+    """Timestamps of one request's way to its first visible token (`--phases`): the engine's and the scheduler's
+    methods wrapped in this process only (nothing in serving/ changes). Phases, in seconds from the request:
+    prep (context layer, rendering, tokenizing, counting: until the job is submitted), wait (submitted until the
+    scheduler placed it in a slot), place (choosing the slot, a prefix copy queued), decodes (each llama_decode
+    until the first sampled token, with its batch size and whether a queued KV copy ran in it), sample, shown (the
+    first sampled token's text past the leak guard)."""
+
+    def __init__(self):
+        self.marks: list[tuple[str, float, dict]] = []
+
+    def mark(self, name: str, **info) -> None:
+        self.marks.append((name, time.perf_counter(), info))
+
+    def install(self) -> None:
+        from serving import engine as engine_mod
+        from serving.backends import batched, llamacpp
+
+        trace = self
+
+        def wrap(cls, name, before=None, after=None):
+            given = getattr(cls, name)
+
+            def wrapped(*a, **k):
+                if before:
+                    before(*a, **k)
+                out = given(*a, **k)
+                if after:
+                    after(out, *a, **k)
+                return out
+
+            setattr(cls, name, wrapped)
+
+        wrap(engine_mod.Engine, "_generate", before=lambda _s, _m, _r, _c, started: trace.start(started))
+        wrap(llamacpp.LlamaCppModel, "submit", before=lambda *a, **k: trace.mark("submit"))
+        wrap(batched.Scheduler, "_place", before=lambda *a: trace.mark("place"),
+             after=lambda out, s, job, slot: trace.mark("placed", copies=s.counts["copies"], reused=job.reused,
+                                                       n_prompt=len(job.prompt)))
+        wrap(batched.Scheduler, "_decode_now", before=lambda s: trace.mark("decode", n=s._batch.n_tokens,
+                                                                            copy=bool(s._pending_copy)),
+             after=lambda out, s: trace.mark("decoded"))
+        wrap(batched.Scheduler, "_sample", before=lambda *a: trace.mark("sample"),
+             after=lambda *a: trace.mark("sampled"))
+
+    def start(self, started: float) -> None:
+        self.marks = [("request", started, {})]
+
+    def phases(self, first_visible: float) -> dict:
+        """Seconds per phase up to the first visible token (decode and sample summed over the steps before it)."""
+        t0 = self.marks[0][1]
+        out = {"prep": 0.0, "wait": 0.0, "place": 0.0, "decode_first": 0.0, "decode_more": 0.0, "sample": 0.0,
+               "other": 0.0, "copy": False, "decodes": 0, "first_batch": 0}
+        last = t0
+        for (name, t, info), (_, t_next, _) in zip(self.marks, self.marks[1:] + [("end", first_visible, {})]):
+            if t > first_visible:
+                break
+            span = min(t_next, first_visible) - t
+            key = {"request": "prep", "submit": "wait", "place": "place", "sample": "sample"}.get(name)
+            if name == "decode":
+                key = "decode_more" if out["decodes"] else "decode_first"
+                if not out["decodes"]:
+                    out["first_batch"], out["copy"] = info["n"], info["copy"]
+                out["decodes"] += 1
+            out[key or "other"] += span
+            last = t
+        return out
+
+
 def worker(args) -> dict:
     import llama_cpp as ll
     from llama_cpp import Llama
@@ -105,6 +173,9 @@ def worker(args) -> dict:
             return params
 
         llamacpp.LlamaCppModel._context_params = experimental
+    trace = PhaseTrace() if args.phases else None
+    if trace:
+        trace.install()
     vocab = Llama(str(args.model), vocab_only=True, verbose=False)
     folder = Path(tempfile.mkdtemp(prefix="bench-grounding-"))
     written = write_personas(folder, lambda text: len(vocab.tokenize(text.encode(), add_bos=False)),
@@ -136,8 +207,9 @@ def worker(args) -> dict:
         _, stats = engine.complete(ChatRequest("bench", [{"role": "user", "content": QUESTION}], settings,
                                                conversation, persona_id=persona))
         engine.forget(conversation)  # its slot empties: the donors keep theirs
+        phases = trace.phases(trace.marks[0][1] + stats.ttft_s) if trace else None
         return {"ttft_s": stats.ttft_s, "tokens_per_s": stats.tokens_per_s, "n_prompt": stats.n_prompt_tokens,
-                "cached": stats.cached_prompt_tokens, "sources": len(stats.sources)}
+                "cached": stats.cached_prompt_tokens, "sources": len(stats.sources), "phases": phases}
 
     for mode, repeats in (("warm", args.repeats), ("cold", args.cold_repeats)):
         runs = {"short": [], "long": []}
@@ -225,10 +297,30 @@ def report(results: list[dict], args) -> str:
     lines.append(f"| decode tokens/s, pre-read | {spread(short, 1)} | {spread(long, 1)} | "
                  f"**{spread([b / a for a, b in zip(short, long)])}** | |")
     lines.append(f"| peak process RSS (MiB) | | {spread([r['peak_rss_mib'] for r in results], 0)} | | |")
+    if args.phases:
+        lines += ["", phase_table(results)]
     cached = [median_of(r["warm"]["long"], "cached") for r in results]
     lines += ["", "Prompt tokens borrowed from the pre-read donor by a new long-prefix conversation: "
                   f"{spread(cached, 0)}."]
     return "\n".join(lines)
+
+
+def phase_table(results: list[dict]) -> str:
+    """Median milliseconds per phase of a new conversation's TTFT (`PhaseTrace`), over every pre-read question."""
+    keys = ("prep", "wait", "place", "decode_first", "decode_more", "sample", "other")
+    rows = ["| phase of TTFT (ms, median) | ~100-token prefix | ~1,500-token prefix | difference |",
+            "| --- | --- | --- | --- |"]
+    runs = {p: [q["phases"] for r in results for q in r["warm"][p]] for p in ("short", "long")}
+    for key in keys:
+        a, b = (statistics.median(x[key] for x in runs[p]) * 1000 for p in ("short", "long"))
+        rows.append(f"| {key} | {a:.1f} | {b:.1f} | {b - a:+.1f} |")
+    for p in ("short", "long"):
+        copies = sum(x["copy"] for x in runs[p])
+        batch = statistics.median(x["first_batch"] for x in runs[p])
+        decodes = statistics.median(x["decodes"] for x in runs[p])
+        rows.append(f"\n{p}: {copies} of {len(runs[p])} first decodes ran a queued KV copy; first batch "
+                    f"{batch:.0f} tokens; decodes before the first visible token {decodes:.0f} (median)")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -246,6 +338,8 @@ def main() -> None:
                         help="the engine's flash_attn setting (Iris's default off; auto: llama.cpp's, on for the CPU)")
     parser.add_argument("--cache-k", choices=("f16", "q8_0"), default="f16",
                         help="type of the K cache (an experiment: Iris keeps llama.cpp's default, f16)")
+    parser.add_argument("--phases", action="store_true",
+                        help="break each pre-read question's TTFT into phases (`PhaseTrace`) and print them")
     parser.add_argument("--raw", action="store_true", help="llama.cpp alone: the floor of the ratio")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

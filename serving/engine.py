@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from serving.config import ServingSettings
-from serving.backends.batched import SHARED_PREFIX, Finished, Piece, Queued
+from serving.backends.batched import SHARED_PREFIX, Finished, Piece, Queued, common_prefix
 from serving.backends.llamacpp import AdaptedModel, LlamaCppLoader, LlamaCppModel, Loader
 from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
@@ -172,6 +172,15 @@ def _prompt(model: LlamaCppModel, messages: Messages) -> list[int]:
     except TemplateError as err:
         raise InvalidInput(f"{model.entry.display_name} cannot take this conversation ({err}); "
                            "start a new conversation or pick another model.") from None
+
+
+def _opening(model: LlamaCppModel, system: str) -> list[int]:
+    """Prompt ids every new conversation with the system turn `system` starts with: that turn and the template's
+    opening of the first user turn (what two different questions share), so a new conversation reads only its
+    question and the template's ending (benchmarks/RESULTS-grounding.md: 21 tokens instead of 23 on SmolLM2)."""
+    first, second = (model.prompt_tokens([{"role": "system", "content": system}, {"role": "user", "content": word}])
+                     for word in ("Hi", "Yes"))
+    return first[:common_prefix(first, second)]
 
 
 def _estimate(text: str) -> int:
@@ -327,7 +336,8 @@ class Engine:
 
     def _preread(self, model: LlamaCppModel) -> None:
         """Start reading what every visitor of a grounded persona shares (its prompt, then its whole knowledge when
-        that fits, else the passages' header) into a slot of the new `model`, as a one-token answer owned by
+        that fits, else the passages' header; then the template's opening of the user turn, `_opening`) into a slot
+        of the new `model`, as a one-token answer owned by
         `prefix:<persona>`: the scheduler then copies that prefix to a new conversation instead of reading it.
 
         One slot stays free for visitors (so the first persona's prefix is not the first thing they evict). The
@@ -342,9 +352,8 @@ class Engine:
         for persona in reversed(grounded[: self.settings.slots - 1]):
             text = system_text(persona.system_prompt, self.context.prefix_text(persona, count, budget))
             try:
-                tokens = model.prompt_tokens([{"role": "system", "content": text}])
-                model.submit(tokens, 1, _PREREAD, None, PREFIX_OWNER + persona.id, threading.Event())
-            except (ServingError, TemplateError) as err:  # a template that wants a user turn, a full queue
+                model.submit(_opening(model, text), 1, _PREREAD, None, PREFIX_OWNER + persona.id, threading.Event())
+            except (ServingError, TemplateError) as err:  # a template that refuses a system turn, a full queue
                 log.warning("%s: the prefix of persona %s is not pre-read: %s", model.entry.id, persona.id, err)
 
     # ---- generation ----------------------------------------------------------------------

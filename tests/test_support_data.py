@@ -163,11 +163,32 @@ def test_a_combined_question_is_answered_from_both_its_passages(grounding):
             assert invented_facts(answer, grounding.system_turn(draft.persona, context) + question) == []
 
 
+def test_a_reading_drill_is_answered_from_its_made_up_section_and_declined_without_it():
+    drills = [r for r in TRAIN if r.get("drill")]
+    answered = [r for r in drills if r["kind"] == "policy"]
+    declined = [r for r in drills if r["kind"] == "uncovered"]
+    assert len(answered) > 200 and len(declined) > 80
+    headings = {f"[{d.title} > {d.heading}]" for d in s.DRILLS}
+    for record in answered:
+        system, answer = record["messages"][0]["content"], record["messages"][-1]["content"]
+        assert sum(h in system for h in headings) == 1 and re.search(r"\d", answer), record
+        assert invented_facts(answer, given(record["messages"])) == []
+    for record in declined:
+        assert not any(h in record["messages"][0]["content"] for h in headings)
+        assert says_not_covered(record["messages"][-1]["content"])
+    by_drill = Counter(next(h for h in headings if h in r["messages"][0]["content"]) for r in answered)
+    assert len(by_drill) == len(s.DRILLS)  # every drill taught
+    answers = Counter(r["messages"][-1]["content"] for r in answered)
+    assert answers.most_common(1)[0][1] <= 3  # values drawn anew: the same answer hardly ever repeats
+
+
 # ---------------------------------------------------------------- the system turn is the engine's
 
 def _sample(records: list[dict], every: int) -> list[dict]:
-    """Every `every`th record that the engine would write as it is (counterfactual ones change its values)."""
-    return [r for r in records[::every] if r["kind"] != "no_context" and not r.get("counterfactual")]
+    """Every `every`th record that the engine would write as it is (counterfactual ones change its values,
+    reading drills add a made-up section)."""
+    return [r for r in records[::every]
+            if r["kind"] != "no_context" and not r.get("counterfactual") and not r.get("drill")]
 
 
 def test_system_turns_are_what_the_serving_engine_writes(tmp_path, orders_db):

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from serving.context.layer import ContextLayer, ContextSettings, question_of
 from serving.context.orders import Order, day, read_orders_csv
-from serving.context.render import RequestContext, system_text
+from serving.context.articles import Passage
+from serving.context.render import RequestContext, format_context, system_text
 from serving.personas import Persona, load_personas
 from serving.study.grounded import sentences
 from training.demo import general_data as g
@@ -252,6 +253,8 @@ class Draft:
     """The order id whose record (or "not found" line) the context must hold."""
     style: str = ""
     """The answer's layout when the persona asks for one (`task_metric.STYLES`), else ""."""
+    drill: Passage | None = None
+    """A made-up section the context holds besides the retrieved ones (`reading_draft`)."""
 
 
 def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[str, ...]) -> list[str]:
@@ -385,10 +388,62 @@ def _plain_policy(ground: Grounding, rng: random.Random, test: bool) -> Draft:
             return draft
 
 
+def drill_values(rng: random.Random) -> dict[str, str]:
+    """Fresh values for a reading drill's slots (`support_data.Drill`)."""
+    def price() -> str:
+        return f"${rng.randint(2, 60)}.99" if rng.random() < 0.5 else f"${rng.randrange(5, 200, 5)}"
+    first, second = price(), price()
+    while second == first:
+        second = price()
+    days = rng.randint(2, 14)
+    return {"price": first, "price2": second, "days": str(days), "days2": str(days + rng.randint(2, 20)),
+            "hours": str(rng.randint(2, 72)), "percent": f"{rng.randrange(5, 45, 5)}%",
+            "count": str(rng.randint(2, 12)), "time": f"{rng.randint(4, 9)} pm",
+            "weekday": rng.choice(s.WEEKDAYS + ("Saturday",))}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+DRILL_LEFT_OUT = 0.35
+"""Share of reading drills whose made-up section is not in the context: the same question is then declined."""
+
+
+def reading_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
+    """A question about a made-up help-center section whose values are drawn for this dialogue alone, answered
+    from it when the context holds it, declined as not covered when it does not: only reading can tell them
+    apart."""
+    drill = rng.choice(s.DRILLS)
+    slots = support_slots(rng)
+    values = drill_values(rng)
+    passage = Passage(title=drill.title, heading=drill.heading, text=drill.text.format(**values),
+                      ref=f"shop/{_slug(drill.title)}.md#{_slug(drill.heading)}")
+    question = _customer(rng.choice(drill.questions), slots, rng)
+    persona = rng.choice(sorted(ground.personas))
+    if rng.random() < DRILL_LEFT_OUT:
+        return Draft("uncovered", "reading", persona, [question, rng.choice(s.UNCOVERED_REPLIES)], [])
+    answer = drill.answer.format(**(slots | values))
+    facts = [values[name] for name in slot_names(drill.answer) if name in values]
+    return Draft("policy", "reading", persona, [question, answer], list(dict.fromkeys(facts)),
+                 (passage.ref,), drill=passage)
+
+
+def with_drill(ground: Grounding, persona: str, question: str, drill: Passage, rng: random.Random) -> RequestContext:
+    """The context for `question` (retrieved passages, none of them about the made-up topic) with `drill` put at
+    a random place among them, the lowest-ranked passage dropped when the limit is reached."""
+    knowledge = ground.layer.knowledge(ground.personas[persona])
+    budget = ground.layer.settings.budget_tokens(GROUNDING_N_CTX)
+    passages = knowledge.retrieve(question, budget - estimate_tokens(drill.render()), estimate_tokens)
+    passages = passages[:knowledge.max_passages - 1]
+    passages.insert(rng.randint(0, len(passages)), drill)
+    return format_context(passages)
+
+
 # (draft maker, share of the training split, share of the generated test split)
 DRAFTS = ((policy_draft, 0.45, 0.45), (combined_draft, 0.1, 0.0), (order_draft, 0.22, 0.25),
           (unknown_order_draft, 0.08, 0.15), (malformed_order_draft, 0.02, 0.0), (uncovered_draft, 0.1, 0.15),
-          (no_context_draft, 0.08, 0.0))
+          (no_context_draft, 0.08, 0.0), (reading_draft, 0.15, 0.0))
 COUNTERFACTUAL_SHARE = 0.4
 """Share of training policy dialogues whose answer states shop facts in which those facts take other values, in the
 context and the answer alike (`counterfactual`): a model cannot answer them from memory, only by reading. Not the
@@ -460,6 +515,10 @@ def support_record(ground: Grounding, rng: random.Random, test: bool = False) ->
     while True:
         draft = rng.choices(makers, test_weights if test else train_weights)[0](ground, rng, test)
         asked = draft.turns[:-1:2]
+        if draft.intent == "reading":  # a made-up section in the context, or (left out) retrieval's passages alone
+            context = (with_drill(ground, draft.persona, question_of(asked), draft.drill, rng) if draft.drill
+                       else ground.context(draft.persona, asked))
+            break
         context = None if draft.kind == "no_context" else ground.context(draft.persona, asked)
         if context is None or grounds(draft, context):
             break
@@ -468,10 +527,12 @@ def support_record(ground: Grounding, rng: random.Random, test: bool = False) ->
         system = None
     messages = chat(*draft.turns, system=system)
     swapped = None
-    if not test and draft.kind == "policy" and draft.style != "pros_cons" and rng.random() < COUNTERFACTUAL_SHARE:
+    if not test and draft.kind == "policy" and draft.style != "pros_cons" and draft.intent != "reading" \
+            and rng.random() < COUNTERFACTUAL_SHARE:
         swapped = counterfactual(messages, ground.facts, rng)
     record = {"intent": draft.intent, "kind": draft.kind, "persona": draft.persona, "messages": swapped or messages}
     record |= {"counterfactual": True} if swapped else {}
+    record |= {"drill": True} if draft.intent == "reading" else {}
     record |= {"style": draft.style} if draft.style else {}
     return {**record, "facts": draft.facts} if test else record
 

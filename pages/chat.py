@@ -26,15 +26,15 @@ from pages.errors import shown_errors
 from serving.config import ServingSettings
 from serving.context.articles import Passage
 from serving.downloads import write_download
-from serving.engine import ChatRequest, Engine, GenerationStats, ModelStatus, Source
+from serving.engine import AnswerCheck, ChatRequest, Engine, GenerationStats, ModelStatus, Source
 from serving.files import write_text_atomic
 from serving.generation import VISITOR_KNOBS, GenerationSettings, visitor_settings
 from serving.personas import Persona
 from serving.stops import StopFlags
 from serving.study.export import safe_filename
 from serving.transcript import (
-    MAX_FILE_BYTES, MAX_SOURCES, AnswerStats, Conversation, Library, Message, ModelRef, edit, load_transcript,
-    switch_branch, to_json, to_markdown,
+    MAX_FILE_BYTES, MAX_SOURCES, UNBACKED, AnswerStats, Conversation, Library, Message, ModelRef, edit,
+    load_transcript, switch_branch, to_json, to_markdown,
 )
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,10 @@ def footer(stats: GenerationStats | AnswerStats | None, trained: str = "") -> st
             f"{stats.n_tokens} tokens · first token after {stats.ttft_s:.2f}s")
 
 
-def sources_html(sources: Sequence[Source]) -> str:
+def sources_html(sources: Sequence[Source], check: AnswerCheck | None = None) -> str:
     """What an answer was given, as one collapsed HTML block: "Sources: 2 passages, 1 order record", opening to
-    each title, which opens to its excerpt and reference. One line (Markdown ends an HTML block at a blank line),
-    every text escaped."""
+    each title, which opens to its excerpt and reference; before it, in view, the answer's figures its sources do
+    not back (`check`). One line (Markdown ends an HTML block at a blank line), every text escaped."""
     if not sources:
         return ""
     articles = sum(s.kind == "article" for s in sources)
@@ -75,7 +75,20 @@ def sources_html(sources: Sequence[Source]) -> str:
     items = "".join(f'<li><details class="iris-source"><summary>{escape(s.title)}</summary><p>{_lines(s.excerpt)}</p>'
                     f'<p><code>{escape(s.ref)}</code></p></details></li>' for s in sources)
     summary = f"Sources: {', '.join(counts)}"
-    return f'<details class="iris-sources"><summary>{summary}</summary><ul>{items}</ul></details>'
+    return f'{check_html(check)}<details class="iris-sources"><summary>{summary}</summary><ul>{items}</ul></details>'
+
+
+def check_html(check: AnswerCheck | None) -> str:
+    """The answer check's line: a warning naming the figures no source backs, or how many figures were found in
+    them ("" for an answer without figures or without sources)."""
+    if check is None or not check.figures:
+        return ""
+    if check.unbacked:
+        figures = ", ".join(f"<b>{escape(figure)}</b>" for figure in check.unbacked)
+        return (f'<p class="iris-check iris-unbacked">⚠ {UNBACKED}: {figures}. Check the sources below before '
+                "relying on it, or ask for a human agent.</p>")
+    many = "s" if check.figures > 1 else ""
+    return f'<p class="iris-check">The {check.figures} figure{many} in this answer appear in its sources.</p>'
 
 
 def _lines(text: str) -> str:
@@ -85,7 +98,7 @@ def _lines(text: str) -> str:
 def last_sources(conversation: Conversation | None) -> str:
     """The sources block of the conversation's latest answer ("" when it ends with a question or has none)."""
     last = conversation.messages[-1] if conversation and conversation.messages else None
-    return sources_html(last.sources) if last and last.role == "assistant" else ""
+    return sources_html(last.sources, last.check) if last and last.role == "assistant" else ""
 
 
 def context_line(used: int, limit: int, dropped: int, reserve: int) -> str:
@@ -229,7 +242,7 @@ class Chat:
     def _finish(self, library: Library, conversation: Conversation, text: str, stats: GenerationStats,
                 settings: GenerationSettings, notice: str) -> list:
         answer = Message(role="assistant", content=text, stats=AnswerStats.of(stats),
-                         sources=list(stats.sources[:MAX_SOURCES]))
+                         sources=list(stats.sources[:MAX_SOURCES]), check=stats.check)
         kept = conversation.messages[:-1] if conversation.messages[-1].role == "assistant" else conversation.messages
         done = conversation.model_copy(update={
             "messages": [*kept, answer], "model": ModelRef(id=stats.model_id, sha256=stats.sha256),

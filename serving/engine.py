@@ -30,6 +30,7 @@ from serving.backends.llamacpp import AdaptedModel, LlamaCppLoader, LlamaCppMode
 from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
 from serving.context.articles import Passage
+from serving.context.check import AnswerCheck, check_answer
 from serving.context.render import RequestContext, Source, system_text, with_notes
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
@@ -43,7 +44,7 @@ from serving.resolve import Progress, Resolver
 
 __all__ = [
     "Busy", "ChatRequest", "ContextUsage", "Engine", "GenerationStats", "InputTooLong", "InvalidInput", "ModelStatus",
-    "ModelUnavailable", "ServingError", "Source", "StreamEvent", "UnknownModel",
+    "AnswerCheck", "ModelUnavailable", "ServingError", "Source", "StreamEvent", "UnknownModel",
 ]
 log = logging.getLogger(__name__)
 _MAX_CONVERSATIONS = 2000
@@ -114,6 +115,8 @@ class GenerationStats:
     """Prompt tokens already in the KV cache (an earlier turn, or a shared prefix), not read again."""
     sources: tuple[Source, ...] = ()
     """The help-center passages and order records the answer was given (a persona request's context)."""
+    check: AnswerCheck | None = None
+    """The answer's figures read against those sources (`serving.context.check`); None when it had none."""
     base_model: str | None = None
     """For an adapter entry: the registry id of the base it answered over (`source` is then its LoRA file)."""
 
@@ -136,6 +139,23 @@ class ModelStatus:
     reason: str | None
     quant: str = "Q4_K_M"
     loaded: bool = False
+
+
+@dataclass(frozen=True)
+class _Grounds:
+    """What one answer was given to rest on: the request's context and the visitor's own words."""
+
+    context: RequestContext
+    asked: str
+
+    def check(self, answer: str) -> AnswerCheck | None:
+        """`answer`'s figures read against the context and the visitor's messages; None without sources."""
+        return check_answer(answer, self.context.text, self.asked) if self.context.sources else None
+
+
+def _asked(request: ChatRequest) -> str:
+    """Every user turn of `request`: a figure the visitor stated backs the same figure in the answer."""
+    return "\n".join(m["content"] for m in request.messages if m["role"] == "user")
 
 
 @dataclass
@@ -547,7 +567,7 @@ class Engine:
         job = model.submit(tokens, max_tokens, request.settings, request.response_format, request.conversation_id,
                            cancel)
         yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped,
-                               context.sources)
+                               _Grounds(context, _asked(request)))
 
     def _remote(self, entry: ModelEntry, request: ChatRequest, cancel: threading.Event,
                 started: float) -> Iterator[StreamEvent]:
@@ -556,14 +576,15 @@ class Engine:
             yield StreamEvent("notice", context.notice)
         items = RemoteModel(entry).stream(request.messages, request.settings, request.stop,
                                           request.response_format, cancel)
-        yield from self._relay(entry, None, items, request.stop, cancel, started, 0, context.sources)
+        yield from self._relay(entry, None, items, request.stop, cancel, started, 0,
+                               _Grounds(context, _asked(request)))
 
     def _relay(self, entry: ModelEntry, path: Path | None, items: Iterator, stop: tuple[str, ...],
                cancel: threading.Event, started: float, dropped: int,
-               sources: tuple[Source, ...] = ()) -> Iterator[StreamEvent]:
+               grounds: _Grounds | None = None) -> Iterator[StreamEvent]:
         """Stream events from a backend's items: queue notes, visible text (template tokens and stop texts
-        held back), then "done" with the stats."""
-        guard, first, done = LeakGuard(stop), None, None
+        held back), then "done" with the stats (and the answer's figures checked against what it was given)."""
+        guard, first, done, shown = LeakGuard(stop), None, None, []
         try:
             for item in items:
                 if isinstance(item, Queued):
@@ -573,6 +594,7 @@ class Engine:
                     text = guard.feed(item.text)
                     if text:
                         first = first or time.perf_counter()
+                        shown.append(text)
                         yield StreamEvent("token", text)
                     if guard.stopped:
                         cancel.set()  # a stop text or template token: the backend stops at its next step
@@ -583,14 +605,17 @@ class Engine:
         finish = "stop" if guard.stopped else done.reason
         tail = guard.flush()
         if tail and finish != "cancelled":
+            shown.append(tail)
             yield StreamEvent("token", tail)
         end = time.perf_counter()
         log.info("%s: %s after %d tokens (%d of %d prompt tokens cached)", entry.id, finish, done.n_tokens,
                  done.reused, done.n_prompt)
         first = first or end
         rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
-        yield StreamEvent("done", stats=self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate,
-                                                    finish, dropped, done.reused, sources))
+        grounds = grounds or _Grounds(RequestContext(), "")
+        stats = self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate, finish, dropped,
+                            done.reused, grounds.context.sources)
+        yield StreamEvent("done", stats=dataclasses.replace(stats, check=grounds.check("".join(shown))))
 
     def _stats(self, entry: ModelEntry, path: Path | None, n_prompt: int, n_tokens: int, ttft: float,
                rate: float, finish: str, dropped: int, cached: int = 0,

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from serving.config import ServingSettings
+from serving.context.check import AnswerCheck
 from serving.context.render import Source
 from serving.conversation import validate_messages
 from serving.errors import InvalidInput, validation_message
@@ -34,6 +35,8 @@ MAX_SOURCES = 100
 STOPPED_MARK = " [stopped]"
 """What the chat shows after an answer the visitor stopped. Never part of the text the model reads back: a small
 model would take it for its own words and repeat it."""
+UNBACKED = "Not found in its sources"
+"""How an answer's unbacked figures are introduced, in the chat and in an export."""
 _SHORT = 60  # characters of a message quoted in a title or a branch label
 
 
@@ -71,6 +74,8 @@ class Message(BaseModel):
     content: str
     stats: AnswerStats | None = None
     sources: list[Source] = Field(default_factory=list, max_length=MAX_SOURCES)
+    check: AnswerCheck | None = None
+    """Its figures read against its sources (`serving.context.check`); None when it had no sources."""
 
     @model_validator(mode="after")
     def _unmarked(self) -> "Message":
@@ -243,6 +248,8 @@ def to_markdown(conversation: Conversation, persona_name: str | None = None) -> 
             s = message.stats
             lines += ["", f"_{s.model_id} · {s.n_tokens} tokens · {s.tokens_per_s:.1f} tokens/s · "
                           f"finished: {s.finish_reason}_"]
+        if message.check and message.check.unbacked:
+            lines += ["", f"{UNBACKED}: " + ", ".join(message.check.unbacked)]
         if message.sources:
             lines += ["", "Sources: " + "; ".join(f"{src.title} (`{src.ref}`)" for src in message.sources)]
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from app import load_context
 from serving.backends.batched import common_prefix
 from serving.config import ServingSettings
 from serving.context.articles import KnowledgeError
+from serving.context.claims import normal
 from serving.context.layer import ContextLayer, ContextSettings
 from serving.context.orders import build_orders_db, read_orders_csv
 from serving.context.render import UNAVAILABLE, Source
@@ -249,8 +250,11 @@ def test_the_chat_api_returns_the_sources_over_loopback(registry, demo_paths, or
     finally:
         blocks.close()
         engine.close()
-    assert set(result) == {"answer", "sources", "notice"} and isinstance(result["answer"], str)
+    assert set(result) == {"answer", "sources", "check", "notice"} and isinstance(result["answer"], str)
     assert result["notice"] is None
+    check = result["check"]  # the answer's figures read against its sources (tests/test_answer_check.py)
+    assert set(check) == {"figures", "unbacked"} and len(check["unbacked"]) <= check["figures"]
+    assert all(figure in normal(result["answer"]) for figure in check["unbacked"])
     assert {"kind": "order", "title": f"Order {SHIPPED.id}", "ref": SHIPPED.id,
             "excerpt": SHIPPED.describe()} in result["sources"]
     assert any(s["kind"] == "article" and s["ref"].startswith("shop/shipping.md#") for s in result["sources"])

@@ -203,6 +203,29 @@ def test_a_forgotten_conversation_leaves_only_the_shared_prefix_which_the_next_o
         engine.close()
 
 
+def test_a_shared_prefix_whose_slot_was_taken_serves_the_next_visitor_from_ram(registry):
+    """A pre-read persona prefix whose slot another conversation took goes to RAM; the next visitor of that persona
+    starts from that save instead of reading the prefix again, and answers as if alone."""
+    engine = make(registry, slots=2)
+    try:
+        scheduler, model = scheduler_of(engine), scheduler_model(engine)
+        question = ask("Can I change the delivery address?")
+        expected = engine.complete(question)[0]
+        scheduler.clear_cache()
+        shared = model.prompt_tokens([PERSONA])
+        for _ in model.submit(shared, 1, GREEDY, None, SHARED_PREFIX + "order", threading.Event()).results():
+            pass
+        for name in ("a", "b"):  # two other conversations: the second takes the prefix's slot (least recently used)
+            engine.complete(ask("Write a rhyme about waves.", system=OTHER, conversation=name))
+        assert not any(slot.tokens[:len(shared)] == shared for slot in scheduler._slots)
+        answer, stats = engine.complete(ChatRequest(MODEL, question.messages, GREEDY, "c"))
+        kept = common_prefix(shared, model.prompt_tokens(question.messages))
+        assert scheduler.counts["prefix_restores"] == 1 and stats.cached_prompt_tokens >= kept >= 32
+        assert not same_or_near_tie(model, question.messages, answer, expected)
+    finally:
+        engine.close()
+
+
 def test_the_kv_ram_store_stays_within_its_budget_and_the_pool_counts_it(registry):
     """Finding 2: saved states are bounded by IRIS_KV_RAM_MB, and the pool budgets that RAM with the model."""
     from serving.backends.llamacpp import LlamaCppLoader

@@ -218,7 +218,8 @@ class Scheduler:
         self._turn_left = 0  # steps left in the applied adapter's turn
         self._calls: deque[tuple[Callable[[], Any], Future]] = deque()  # to run on this thread between steps
         self.counts: Counter[str] = Counter()
-        """Events so far, for logs and tests: copies, saves, restores, restores_skipped, aborted_steps, forgotten."""
+        """Events so far, for logs and tests: copies, saves, restores, prefix_restores, restores_skipped,
+        aborted_steps, forgotten."""
         self._job_s = 5.0  # running mean of a job's duration, for wait estimates
         self._chunk_now = min(self._chunk, 64)  # prompt tokens per step: adapted to the measured step time
         self._batch = ll.llama_batch_init(n_batch, 0, 1)
@@ -475,9 +476,12 @@ class Scheduler:
         others = [s for s in self._slots if s is not slot and s.adapter is job.adapter]
         keep = min(common_prefix(slot.tokens, job.prompt), limit)
         donor, cached = _longest(others, lambda s: s.tokens, job.prompt[:limit])
-        if cached >= keep + _MIN_BORROW:
+        stored, in_ram = self._saved_prefix(job.prompt[:limit], job.adapter)
+        if cached >= keep + _MIN_BORROW and cached >= in_ram:
             self._copy_prefix(donor, slot, cached)
             keep = cached
+        elif in_ram >= keep + _MIN_BORROW and slot.seq not in self._pending_copy:
+            keep = self._restore_prefix(slot, stored, in_ram)
         else:
             ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
             del slot.tokens[keep:]
@@ -536,15 +540,47 @@ class Scheduler:
         """Put a saved conversation back into `slot`, unless a queued copy involves the slot (then it is read
         again: restoring there would be overwritten by, or leak into, that copy)."""
         saved = self._saved.pop(owner)
-        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
         if slot.seq in self._pending_copy:
+            ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            slot.tokens = []
             log.info("a queued KV copy involves the only free slot: a returning conversation is read again")
             self.counts["restores_skipped"] += 1
-        elif ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
-            slot.tokens, slot.adapter = list(saved.tokens), owner[1]
+        elif self._load(slot, owner, saved):
             self.counts["restores"] += 1
         else:
             log.warning("could not restore the KV state of a conversation; it is read again")
+
+    def _load(self, slot: _Slot, owner: Owner, saved: _Saved) -> bool:
+        """Empty `slot` and write `saved` (computed by `owner`'s adapter) into it; False, the slot left empty, if
+        llama.cpp refused the state."""
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        slot.tokens, slot.adapter = [], owner[1]
+        if ll.llama_state_seq_set_data(self._ctx, _c_bytes(saved.state), len(saved.state), slot.seq):
+            slot.tokens = list(saved.tokens)
+            return True
+        ll.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+        return False
+
+    def _saved_prefix(self, prompt: list[int], adapter: Lora | None) -> tuple[Owner | None, int]:
+        """The RAM save (of any conversation, or a pre-read shared prefix, computed by `adapter`) that shares the
+        longest prefix with `prompt`, and that length."""
+        scored = [(common_prefix(saved.tokens, prompt), owner) for owner, saved in self._saved.items()
+                  if owner[1] is adapter]
+        length, owner = max(scored, key=lambda pair: pair[0], default=(0, None))
+        return owner, length
+
+    def _restore_prefix(self, slot: _Slot, owner: Owner, n: int) -> int:
+        """Make `slot` hold the first `n` tokens of `owner`'s RAM save, which stays saved (a shared prefix whose slot
+        was taken serves every later visitor from RAM instead of being read again); how many tokens the slot holds
+        (0 if llama.cpp refused the state)."""
+        if not self._load(slot, owner, self._saved[owner]):
+            log.warning("could not restore a saved prefix; it is read again")
+            return 0
+        ll.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
+        del slot.tokens[n:]
+        self._saved.move_to_end(owner)
+        self.counts["prefix_restores"] += 1
+        return n
 
     def _step(self) -> None:
         """One llama_decode for the jobs of one adapter: a token of every decoding job, then prompt chunks, then

@@ -43,12 +43,12 @@ PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repetition pena
 _MIN_P = 0.05  # llama-cpp-python's create_completion default, kept so answers read as before
 # llama-cpp-python's JSON-schema converter lets raw control characters into strings, which JSON forbids
 _LOOSE_JSON_CHAR, _STRICT_JSON_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
-# Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
 # Texts at least this long are tokenized once and remembered: a persona's prompt and whole help center are the same
 # text on every request of that persona, and the engine tokenizes it three times per request (retrieval's budget check,
 # the context layer's fit, the prompt): ~2 ms each for SmolLM2's 1,500-token prefix (benchmarks/RESULTS-grounding.md).
 _MEMO_MIN_CHARS = 256
 _MEMO_ENTRIES = 64  # a few texts per persona, and long history turns (each turn tokenizes the history again)
+# Rendered once at load: a template whose content handling `serving.prompt` cannot follow is refused early.
 _PROBE = [{"role": "system", "content": " S "}, {"role": "user", "content": "U\n"},
           {"role": "assistant", "content": "A"}, {"role": "user", "content": "V"}]
 

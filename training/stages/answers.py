@@ -48,6 +48,7 @@ def answer_all(engine: Engine, model_id: str, conversations: list[list[dict]], m
                                                   response_format=response_format,
                                                   persona_id=personas[i] if personas else None))
         answers.append({"text": text, "tokens": stats.n_tokens, "finish": stats.finish_reason,
-                        "seconds": round(time.perf_counter() - started, 3), "sources": [s.ref for s in stats.sources]})
+                        "seconds": round(time.perf_counter() - started, 3), "sources": [s.ref for s in stats.sources],
+                        "unbacked": list(stats.check.unbacked) if stats.check else []})
     return answers
 

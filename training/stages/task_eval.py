@@ -105,7 +105,8 @@ def _cell(engine, who: str, rows: list[dict], with_context: bool,
     given = [given_text(engine, r, s if with_context else None) for r, s in zip(rows, sources)]
     texts = [a["text"] for a in answers]
     seconds = round(sum(a["seconds"] for a in answers), 1)
-    return texts, {**cell_score(texts, rows, given), "seconds": seconds}, sources
+    warned = round(sum(bool(a["unbacked"]) for a in answers) / len(answers), 4) if answers else 0.0
+    return texts, {**cell_score(texts, rows, given), "warned": warned, "seconds": seconds}, sources
 
 
 def facts_in_context(engine, rows: list[dict], sources: list[list[str]]) -> float:

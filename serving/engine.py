@@ -143,19 +143,24 @@ class ModelStatus:
 
 @dataclass(frozen=True)
 class _Grounds:
-    """What one answer was given to rest on: the request's context and the visitor's own words."""
+    """What one answer was given to rest on: the request's context and the visitor's own words; and the start of
+    the answer when the request continues one (the check reads the whole answer the visitor keeps)."""
 
     context: RequestContext
-    asked: str
+    asked: str = ""
+    begun: str = ""
+
+    @classmethod
+    def of(cls, context: RequestContext, request: ChatRequest) -> _Grounds:
+        """Every user turn of `request` (a figure the visitor stated backs the same figure in the answer), and
+        the answer it continues, if any."""
+        messages = request.messages
+        begun = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+        return cls(context, "\n".join(m["content"] for m in messages if m["role"] == "user"), begun)
 
     def check(self, answer: str) -> AnswerCheck | None:
         """`answer`'s figures read against the context and the visitor's messages; None without sources."""
-        return check_answer(answer, self.context.text, self.asked) if self.context.sources else None
-
-
-def _asked(request: ChatRequest) -> str:
-    """Every user turn of `request`: a figure the visitor stated backs the same figure in the answer."""
-    return "\n".join(m["content"] for m in request.messages if m["role"] == "user")
+        return check_answer(self.begun + answer, self.context.text, self.asked) if self.context.sources else None
 
 
 @dataclass
@@ -567,7 +572,7 @@ class Engine:
         job = model.submit(tokens, max_tokens, request.settings, request.response_format, request.conversation_id,
                            cancel)
         yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped,
-                               _Grounds(context, _asked(request)))
+                               _Grounds.of(context, request))
 
     def _remote(self, entry: ModelEntry, request: ChatRequest, cancel: threading.Event,
                 started: float) -> Iterator[StreamEvent]:
@@ -576,8 +581,7 @@ class Engine:
             yield StreamEvent("notice", context.notice)
         items = RemoteModel(entry).stream(request.messages, request.settings, request.stop,
                                           request.response_format, cancel)
-        yield from self._relay(entry, None, items, request.stop, cancel, started, 0,
-                               _Grounds(context, _asked(request)))
+        yield from self._relay(entry, None, items, request.stop, cancel, started, 0, _Grounds.of(context, request))
 
     def _relay(self, entry: ModelEntry, path: Path | None, items: Iterator, stop: tuple[str, ...],
                cancel: threading.Event, started: float, dropped: int,
@@ -612,7 +616,7 @@ class Engine:
                  done.reused, done.n_prompt)
         first = first or end
         rate = (done.n_tokens - 1) / (end - first) if done.n_tokens > 1 and end > first else 0.0
-        grounds = grounds or _Grounds(RequestContext(), "")
+        grounds = grounds or _Grounds(RequestContext())
         stats = self._stats(entry, path, done.n_prompt, done.n_tokens, first - started, rate, finish, dropped,
                             done.reused, grounds.context.sources)
         yield StreamEvent("done", stats=dataclasses.replace(stats, check=grounds.check("".join(shown))))

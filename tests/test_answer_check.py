@@ -97,6 +97,10 @@ def test_the_engine_checks_the_answer_it_showed_against_the_context_it_sent(laye
     assert done.stats.check == AnswerCheck(figures=2, unbacked=("$35.00",))  # "4K" backed by the question
     plain = list(engine.stream(replace(request, persona_id=None, conversation_id="c2")))[-1]
     assert plain.stats.sources == () and plain.stats.check is None  # nothing given: nothing to read it against
+    begun = [*request.messages, {"role": "assistant", "content": "The Halo ring light is $35.00. The Nova 4K monitor"}]
+    continued = list(engine.stream(replace(request, messages=begun, conversation_id="c3")))[-1]
+    # the begun answer is read with its continuation, as the visitor keeps it: 4 figures, not the continuation's 2
+    assert continued.stats.check == AnswerCheck(figures=4, unbacked=("$35.00",))
     engine.close()
 
 

@@ -44,7 +44,7 @@ order orders shop customer thanks thank hi hello brightline one two go
 # everyday words an answer uses for an order record's field names
 _SAME = {"placed": "ordered", "arrive": "delivered", "arrives": "delivered", "arrived": "delivered",
          "arriving": "delivered", "arrival": "delivered", "subtotal": "total"}
-_CLAUSE = re.compile(r"[,;:()]|\b(?:and|so|but|while|whereas|then)\b")
+_CLAUSE = re.compile(r"[,;()]|\b(?:and|so|but|while|whereas|then)\b")
 _HEADING = re.compile(r"^\[([^\]]*)\] \(")  # a passage's "[Title > Section] (ref)" line
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _ORDER_ID = re.compile(r"(?:\bbl[- ]?|#)(\d{5})\b", re.IGNORECASE)
@@ -102,7 +102,9 @@ def _backed(claim: Claim, lines: list[_Line], nearby: tuple[frozenset[str], ...]
         score = [sum(weight[w] for w in words & line.words) for line in kind]
         best = max(score, default=0.0)
         if best > 0:
-            return any(claim in line.figures and s >= best - 1e-9 for line, s in zip(kind, score))
+            tied = [line for line, s in zip(kind, score) if s >= best - 1e-9]
+            records = [line for line in tied if line.order is not None]  # an order's own record before a policy
+            return any(claim in line.figures for line in records or tied)
     return any(claim in line.figures and around & line.words for line in kind)
 
 

@@ -93,8 +93,8 @@ class _Line(NamedTuple):
 
 def _backed(claim: Claim, lines: list[_Line], nearby: tuple[frozenset[str], ...], weight: dict[str, float]) -> bool:
     """Whether a line states `claim` and is a line the words by the figure point at: of the lines stating a figure of
-    its kind (a date, a price...), the best-scoring ones (rare words score more) for the words before it in its
-    clause, else for those after it; when neither points at any, a line stating it that shares a word with the
+    its kind (a date, a price...), the best-scoring ones (rare words score more; a field of the named order's record
+    wins a tie with a policy sentence) for the words before it in its clause, else for those after it; when neither points at any, a line stating it that shares a word with the
     sentence around it (the one before it and the question included)."""
     kind = [line for line in lines if any(have[0] == claim[0] for have in line.figures)]
     *near, around = nearby

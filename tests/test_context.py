@@ -5,7 +5,6 @@ order lookup finds, refuses and degrades as it should, and bad knowledge fails a
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 import time
 from contextlib import closing
@@ -274,23 +273,6 @@ def article(folder: Path, name: str, body: bytes | str) -> Path:
     path = folder / name
     path.write_bytes(body if isinstance(body, bytes) else body.encode("utf-8"))
     return path
-
-
-def test_synonyms_find_the_article_in_customer_words(shop, tmp_path):
-    """`synonyms.txt` in the knowledge folder: "send it back" finds the returns section only through its rule."""
-    question = "the chair is too small, how do I send it back?"
-    assert "shop/returns.md#how-to-return-an-item" in [p.ref for p in shop.rank(question)[:4]]
-    plain = tmp_path / "plain"
-    shutil.copytree(SHOP, plain)
-    (plain / "synonyms.txt").unlink()
-    assert "shop/returns.md#how-to-return-an-item" not in [p.ref for p in Knowledge.load(plain).rank(question)[:4]]
-    (plain / "synonyms.txt").write_text("# comment\n\nsend back, send it back => return\npostage shipping\n",
-                                        encoding="utf-8")
-    with pytest.raises(KnowledgeError, match=r"synonyms.txt:4: a rule reads 'customer words, \.\.\. => article"):
-        Knowledge.load(plain)
-    (plain / "synonyms.txt").write_bytes(b"send back => return\n\xff\n")
-    with pytest.raises(KnowledgeError, match=r"synonyms.txt: not UTF-8"):
-        Knowledge.load(plain)
 
 
 def test_missing_or_empty_knowledge_folder_is_named(tmp_path):

@@ -81,7 +81,7 @@ def test_the_support_adapter_ships_and_the_cpu_recipe_is_a_separate_entry(regist
     trained = json.loads((release / "run.json").read_text())["recipe"]
     assert shipped.recipe.model_dump(mode="json") == trained  # the GPU recipe it was trained with, to rebuild it
     assert adapter.data_sha256 == data_sha256(shipped.recipe, REPO) and stale_adapter(shipped, REPO) is None
-    assert cpu.source.kind == "local" and cpu.recipe.datasets[0].rows == 48 and shipped.recipe.datasets[0].rows == 4000
+    assert cpu.source.kind == "local" and cpu.recipe.datasets[0].rows == 48 and shipped.recipe.datasets[0].rows == 3000
     assert cpu.id not in registry.defaults.ids()
 
 
@@ -256,11 +256,11 @@ def test_the_footer_says_how_a_model_was_trained(registry):
 
     shipped = registry.get("smollm2-135m-support")
     data = shipped.source.adapter.data_sha256[:8]
-    assert shipped.training_line() == f"LoRA on train.jsonl (4,000 rows), data sha256 {data}, trained 2026-12-03"
+    assert shipped.training_line() == f"LoRA on train.jsonl (3,000 rows), data sha256 {data}, trained 2026-12-02"
     assert registry.get("smollm2-135m-support-cpu").training_line() == "LoRA on train.jsonl (48 rows)"
     assert registry.get("smollm2-135m-instruct").training_line() == ""  # not trained by Iris: nothing to say
     stats = AnswerStats(model_id=shipped.id, quant="Q4_1", n_tokens=12, tokens_per_s=30.0, ttft_s=0.2)
     line = footer(stats, shipped.training_line())
-    assert line.startswith(f"Model `smollm2-135m-support` · Q4_1 · LoRA on train.jsonl (4,000 rows), data sha256 "
-                           f"{data}, trained 2026-12-03 · ")
+    assert line.startswith(f"Model `smollm2-135m-support` · Q4_1 · LoRA on train.jsonl (3,000 rows), data sha256 "
+                           f"{data}, trained 2026-12-02 · ")
     assert " · " + shipped.training_line() not in footer(stats)

@@ -26,8 +26,8 @@ from serving.generation import GenerationSettings
 from serving.personas import PERSONAS_DIR, load_personas
 from tests.fakes import FakeLoader, fake_registry
 from training.demo import support_data as s
-from training.demo.datagen import (COUNTERFACTUAL_SHARE, REPO_ROOT, GROUNDING_N_CTX, Grounding, combined_draft,
-                                   counterfactual, grounds, held_out, quoted_sections, support_record)
+from training.demo.datagen import (REPO_ROOT, GROUNDING_N_CTX, Grounding, held_out, quoted_sections,
+                                   support_record)
 from training.demo.orders import ORDERS_CSV
 from training.demo.shop_facts import FactError, shop_facts
 from training.stages import task_metric
@@ -114,82 +114,17 @@ def test_policy_numbers_are_read_from_the_articles(tmp_path, orders_db):
     rng = random.Random(3)
     records = [support_record(changed, rng) for _ in range(1500)]
     # an order's breakdown states the shipping its record says was charged; the policy answers state the article's
-    # (counterfactual ones and reading drills state other values on purpose)
-    answers = [r["messages"][-1]["content"] for r in records
-               if r["kind"] != "order" and not r.get("counterfactual") and not r.get("drill")]
+    answers = [r["messages"][-1]["content"] for r in records if r["kind"] != "order"]
     assert any("$5.49" in a for a in answers) and not any("$4.99" in a for a in answers)
     shipping.write_text(shipping.read_text(encoding="utf-8").replace("## Shipping costs", "## Costs"), encoding="utf-8")
     with pytest.raises(FactError, match=r"shipping.md: no section '## Shipping costs'"):
         shop_facts(personas / "knowledge" / "shop")
 
 
-def test_a_counterfactual_changes_a_stated_fact_everywhere_and_nothing_else():
-    facts = {"standard_cost": "$4.99", "return_window": "30 days", "lock_tries": "five"}
-    messages = [{"role": "system", "content": "Standard shipping costs $4.99; express costs $14.99. Returns within "
-                                              "30 days; the $4.99 fee. Locks after five tries."},
-                {"role": "user", "content": "Is it $4.99?"},
-                {"role": "assistant", "content": "Standard shipping costs $4.99. Locks after five tries."}]
-    swapped = counterfactual(messages, facts, random.Random(0))
-    new = re.search(r"costs (\$\d+\.99)\.", swapped[-1]["content"]).group(1)
-    assert new != "$4.99" and swapped[0]["content"].count(new) == 2 and new in swapped[1]["content"]
-    assert "$14.99" in swapped[0]["content"] and "30 days" in swapped[0]["content"]  # not stated: unchanged
-    assert "five" in swapped[-1]["content"]  # a fact without digits keeps its words
-    assert counterfactual(messages[:2] + [{"role": "assistant", "content": "Hello!"}], facts, random.Random(0)) is None
-
-
-def test_counterfactual_rows_can_only_be_answered_by_reading_their_context(grounding):
-    real = set(grounding.facts.values())
-    values = re.compile(r"\$\d+(?:\.\d\d)?|\d+ to \d+|\d+ (?:business )?(?:days|hours|minutes|seconds)|\d+%")
-    policy = [r for r in TRAIN if r["kind"] == "policy" and r.get("style") != "pros_cons"]
-    swapped = [r for r in policy if r.get("counterfactual")]
-    kept = [r for r in policy
-            if not r.get("counterfactual") and set(values.findall(r["messages"][-1]["content"])) & real]
-    assert abs(len(swapped) / (len(swapped) + len(kept)) - COUNTERFACTUAL_SHARE) < 0.08
-    for record in swapped:
-        stated = values.findall(record["messages"][-1]["content"])
-        assert stated and not set(stated) <= real, record  # some value in it is not the shop's
-    assert not any(r.get("counterfactual") for r in TEST)
-
-
-def test_a_combined_question_is_answered_from_both_its_passages(grounding):
-    rng = random.Random(5)
-    drafts = [combined_draft(grounding, rng, False) for _ in range(40)]
-    both = [d for d in drafts if len(d.needs) >= 2]
-    assert len(both) >= 30
-    for draft in both:
-        question, answer = draft.turns
-        assert len(set(draft.needs)) == len(draft.needs) and all(states(answer, fact) for fact in draft.facts)
-        context = grounding.context(draft.persona, [question])
-        if grounds(draft, context):
-            assert invented_facts(answer, grounding.system_turn(draft.persona, context) + question) == []
-
-
-def test_a_reading_drill_is_answered_from_its_made_up_section_and_declined_without_it():
-    drills = [r for r in TRAIN if r.get("drill")]
-    answered = [r for r in drills if r["kind"] == "policy"]
-    declined = [r for r in drills if r["kind"] == "uncovered"]
-    assert len(answered) > 200 and len(declined) > 80
-    headings = {f"[{d.title} > {d.heading}]" for d in s.DRILLS}
-    for record in answered:
-        system, answer = record["messages"][0]["content"], record["messages"][-1]["content"]
-        assert sum(h in system for h in headings) == 1 and re.search(r"\d", answer), record
-        assert invented_facts(answer, given(record["messages"])) == []
-    for record in declined:
-        assert not any(h in record["messages"][0]["content"] for h in headings)
-        assert says_not_covered(record["messages"][-1]["content"])
-    by_drill = Counter(next(h for h in headings if h in r["messages"][0]["content"]) for r in answered)
-    assert len(by_drill) == len(s.DRILLS)  # every drill taught
-    answers = Counter(r["messages"][-1]["content"] for r in answered)
-    assert answers.most_common(1)[0][1] <= 3  # values drawn anew: the same answer hardly ever repeats
-
-
 # ---------------------------------------------------------------- the system turn is the engine's
 
 def _sample(records: list[dict], every: int) -> list[dict]:
-    """Every `every`th record that the engine would write as it is (counterfactual ones change its values,
-    reading drills add a made-up section)."""
-    return [r for r in records[::every]
-            if r["kind"] != "no_context" and not r.get("counterfactual") and not r.get("drill")]
+    return [r for r in records[::every] if r["kind"] != "no_context"]
 
 
 def test_system_turns_are_what_the_serving_engine_writes(tmp_path, orders_db):

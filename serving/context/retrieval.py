@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from serving.context.articles import Article, KnowledgeError, KnowledgeSettings, Passage, load_articles
+from serving.context.articles import Article, KnowledgeSettings, Passage, load_articles
 
 CountTokens = Callable[[str], int]
 """Text -> its number of tokens (the model's tokenizer, or an estimate)."""
@@ -40,53 +40,6 @@ def passages_text(passages: Sequence[Passage]) -> str:
     return PASSAGE_SEPARATOR.join(p.render() for p in passages)
 
 
-SYNONYMS_FILE = "synonyms.txt"
-"""Optional file in a knowledge folder: how customers say what its articles say (`read_synonyms`)."""
-
-
-class Synonyms:
-    """Rules `customer words, other customer words => article words`, one per line (`#` starts a comment):
-    in a question, each left-hand word or phrase is read as the right-hand words, so "send it back" finds the
-    article that says "return" (and no longer the ones that say "send" or "back"). Word boundaries, case-insensitive,
-    applied in file order."""
-
-    def __init__(self, rules: Sequence[tuple[tuple[str, ...], tuple[str, ...]]] = ()):
-        self.rules = tuple((re.compile(r"\b(?:" + "|".join(map(re.escape, said)) + r")\b"), words)
-                           for said, words in rules)
-
-    def expand(self, question: str) -> str:
-        """`question` with each customer word or phrase of a rule replaced by the rule's article words."""
-        text = question.lower()
-        for pattern, words in self.rules:
-            text = pattern.sub(" ".join(words), text)
-        return text
-
-
-def read_synonyms(folder: Path) -> Synonyms:
-    """The folder's `synonyms.txt` rules (none when there is no such file); raises `KnowledgeError` naming the
-    file and line of a rule that is not `words => words`."""
-    path = Path(folder) / SYNONYMS_FILE
-    if not path.is_file():
-        return Synonyms()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise KnowledgeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    rules = []
-    for number, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        said, arrow, meant = line.partition("=>")
-        phrases = tuple(p.strip().lower() for p in said.split(",") if p.strip())
-        words = tuple(re.findall(r"\w+", meant.lower()))
-        if not arrow or not phrases or not words:
-            raise KnowledgeError(f"{path}:{number}: a rule reads 'customer words, ... => article words', "
-                                 f"not {line!r}")
-        rules.append((phrases, words))
-    return Synonyms(rules)
-
-
 def match_query(question: str) -> str | None:
     """An FTS5 query matching any content word of `question` (each a quoted literal); None if it has none."""
     words = [w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS and not w.startswith("_")]
@@ -97,9 +50,8 @@ def match_query(question: str) -> str | None:
 class Knowledge:
     """A knowledge folder's passages and their BM25 index; safe to share between threads."""
 
-    def __init__(self, articles: Sequence[Article], max_passages: int = 4, synonyms: Synonyms = Synonyms()):
+    def __init__(self, articles: Sequence[Article], max_passages: int = 4):
         self.articles = tuple(articles)
-        self.synonyms = synonyms
         self.passages = tuple(p for a in self.articles for p in a.passages)
         self.max_passages = max_passages
         self._lock = threading.Lock()
@@ -111,7 +63,7 @@ class Knowledge:
     @classmethod
     def load(cls, folder: Path, settings: KnowledgeSettings = KnowledgeSettings()) -> Knowledge:
         """Load, validate and index `folder` (raises `KnowledgeError` naming a bad file)."""
-        return cls(load_articles(folder, settings), settings.max_passages, read_synonyms(folder))
+        return cls(load_articles(folder, settings), settings.max_passages)
 
     def whole_text(self) -> str:
         """Every passage, in article order: what is sent when it all fits."""
@@ -119,7 +71,7 @@ class Knowledge:
 
     def rank(self, question: str) -> list[Passage]:
         """Passages sharing a content word with `question`, best BM25 score first."""
-        query = match_query(self.synonyms.expand(question))
+        query = match_query(question)
         if query is None:
             return []
         with self._lock:

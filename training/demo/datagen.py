@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -25,8 +24,7 @@ from pathlib import Path
 
 from serving.context.layer import ContextLayer, ContextSettings, question_of
 from serving.context.orders import Order, day, read_orders_csv
-from serving.context.articles import Passage
-from serving.context.render import RequestContext, format_context, system_text
+from serving.context.render import RequestContext, system_text
 from serving.personas import Persona, load_personas
 from serving.study.grounded import sentences
 from training.demo import general_data as g
@@ -60,7 +58,7 @@ class DataSizes:
     """Study-style chats."""
     corpus: int = 1500
     """Plain-text paragraphs."""
-    support_train: int = 4000
+    support_train: int = 3000
     """Real-model support dialogues (data/support/train.jsonl)."""
     support_heldout: int = 150
     """Real-model held-out dialogues with unseen phrasings (data/support/test.jsonl)."""
@@ -253,8 +251,6 @@ class Draft:
     """The order id whose record (or "not found" line) the context must hold."""
     style: str = ""
     """The answer's layout when the persona asks for one (`task_metric.STYLES`), else ""."""
-    drill: Passage | None = None
-    """A made-up section the context holds besides the retrieved ones (`reading_draft`)."""
 
 
 def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[str, ...]) -> list[str]:
@@ -269,9 +265,7 @@ def _ask(slots: dict[str, str], rng: random.Random, opener: str, vague: tuple[st
 def policy_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
     """A help-center question (`test`: in its held-out phrasing) and the case's grounded answer."""
     intent = rng.choice([i for i in s.INTENTS if any(c.grounded for c in i.cases)])
-    cases = [c for c in intent.cases if c.grounded]
-    # in training a case with a layout is drawn twice as often: a layout takes more examples to learn than a fact
-    case = rng.choice(cases) if test else rng.choices(cases, [2 if c.style else 1 for c in cases])[0]
+    case = rng.choice([c for c in intent.cases if c.grounded])
     opener = held_out(case.real_openers())[0] if test else rng.choice(_trained(case.real_openers()))
     slots = support_slots(rng)
     order = None
@@ -319,9 +313,8 @@ def order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
         facts += [item.split(" x ", 1)[1] for item in order.items.split("; ")]
     persona = "billing_pricing" if aspect in ("paid", "breakdown") else "order_assistant"
     intent = "cancellation" if aspect == "cancel" else "order_status"
-    style = "breakdown" if aspect == "breakdown" else ""
     return Draft("order", intent, persona, turns + [template.format(**(slots | values))], facts,
-                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id, style)
+                 s.ORDER_SOURCES.get((aspect, order.status), ()), order.id, "breakdown" if aspect == "breakdown" else "")
 
 
 def unknown_order_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
@@ -359,95 +352,9 @@ def no_context_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft
                    needs=(), order=None, style="")
 
 
-def combined_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
-    """Two help-center questions of one persona asked in one message, answered together: the answer must take each
-    fact from its own passage (a model that matches the nearest template answers only one of them)."""
-    first = _plain_policy(ground, rng, test)
-    for _ in range(50):
-        second = _plain_policy(ground, rng, test)
-        if second.persona == first.persona and not set(second.needs) & set(first.needs):
-            break
-    else:
-        return first
-    head = first.turns[0].rstrip()
-    head += "" if head.endswith((".", "?", "!")) else "?"
-    tail = _GREETING.sub("", second.turns[0])
-    question = f"{head} {rng.choice(s.JOINERS)}{tail[:1].lower()}{tail[1:]}"
-    return replace(first, turns=[question, f"{first.turns[1]} {second.turns[1]}"],
-                   facts=list(dict.fromkeys(first.facts + second.facts)), needs=first.needs + second.needs)
-
-
-_GREETING = re.compile(r"^(?:hi|hello|hey|good morning),?\s+", re.IGNORECASE)
-
-
-def _plain_policy(ground: Grounding, rng: random.Random, test: bool) -> Draft:
-    """A one-question policy draft without an order or a layout."""
-    while True:
-        draft = policy_draft(ground, rng, test)
-        if len(draft.turns) == 2 and draft.order is None and not draft.style:
-            return draft
-
-
-def drill_values(rng: random.Random) -> dict[str, str]:
-    """Fresh values for a reading drill's slots (`support_data.Drill`)."""
-    def price() -> str:
-        return f"${rng.randint(2, 60)}.99" if rng.random() < 0.5 else f"${rng.randrange(5, 200, 5)}"
-    first, second = price(), price()
-    while second == first:
-        second = price()
-    days = rng.randint(2, 14)
-    return {"price": first, "price2": second, "days": str(days), "days2": str(days + rng.randint(2, 20)),
-            "hours": str(rng.randint(2, 72)), "percent": f"{rng.randrange(5, 45, 5)}%",
-            "count": str(rng.randint(2, 12)), "time": f"{rng.randint(4, 9)} pm",
-            "weekday": rng.choice(s.WEEKDAYS + ("Saturday",))}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-DRILL_LEFT_OUT = 0.35
-"""Share of reading drills whose made-up section is not in the context: the same question is then declined."""
-
-
-def reading_draft(ground: Grounding, rng: random.Random, test: bool) -> Draft:
-    """A question about a made-up help-center section whose values are drawn for this dialogue alone, answered
-    from it when the context holds it, declined as not covered when it does not: only reading can tell them
-    apart."""
-    drill = rng.choice(s.DRILLS)
-    slots = support_slots(rng)
-    values = drill_values(rng)
-    passage = Passage(title=drill.title, heading=drill.heading, text=drill.text.format(**values),
-                      ref=f"shop/{_slug(drill.title)}.md#{_slug(drill.heading)}")
-    question = _customer(rng.choice(drill.questions), slots, rng)
-    persona = rng.choice(sorted(ground.personas))
-    if rng.random() < DRILL_LEFT_OUT:
-        return Draft("uncovered", "reading", persona, [question, rng.choice(s.UNCOVERED_REPLIES)], [])
-    answer = drill.answer.format(**(slots | values))
-    facts = [values[name] for name in slot_names(drill.answer) if name in values]
-    return Draft("policy", "reading", persona, [question, answer], list(dict.fromkeys(facts)),
-                 (passage.ref,), drill=passage)
-
-
-def with_drill(ground: Grounding, persona: str, question: str, drill: Passage, rng: random.Random) -> RequestContext:
-    """The context for `question` (retrieved passages, none of them about the made-up topic) with `drill` put at
-    a random place among them, the lowest-ranked passage dropped when the limit is reached."""
-    knowledge = ground.layer.knowledge(ground.personas[persona])
-    budget = ground.layer.settings.budget_tokens(GROUNDING_N_CTX)
-    passages = knowledge.retrieve(question, budget - estimate_tokens(drill.render()), estimate_tokens)
-    passages = passages[:knowledge.max_passages - 1]
-    passages.insert(rng.randint(0, len(passages)), drill)
-    return format_context(passages)
-
-
 # (draft maker, share of the training split, share of the generated test split)
-DRAFTS = ((policy_draft, 0.45, 0.45), (combined_draft, 0.1, 0.0), (order_draft, 0.22, 0.25),
-          (unknown_order_draft, 0.08, 0.15), (malformed_order_draft, 0.02, 0.0), (uncovered_draft, 0.1, 0.15),
-          (no_context_draft, 0.08, 0.0), (reading_draft, 0.15, 0.0))
-COUNTERFACTUAL_SHARE = 0.4
-"""Share of training policy dialogues whose answer states shop facts in which those facts take other values, in the
-context and the answer alike (`counterfactual`): a model cannot answer them from memory, only by reading. Not the
-sales advisor's pros and cons, whose wording reasons from the real values ("if you need it within two days")."""
+DRAFTS = ((policy_draft, 0.5, 0.45), (order_draft, 0.22, 0.25), (unknown_order_draft, 0.08, 0.15),
+          (malformed_order_draft, 0.02, 0.0), (uncovered_draft, 0.1, 0.15), (no_context_draft, 0.08, 0.0))
 UNCOVERED_HELD_OUT = 4
 """The last uncovered questions, kept for the generated test split."""
 GROUNDING_N_CTX = 2048
@@ -465,49 +372,6 @@ def grounds(draft: Draft, context: RequestContext) -> bool:
     return draft.order is None or draft.order in refs
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-
-
-def other_value(value: str, rng: random.Random) -> str:
-    """`value` with its numbers changed (a single one at least 2, ranges kept rising, prices kept in cents, times
-    on the clock): "30 days" -> "45 days", "3 to 5" -> "2 to 6", "$4.99" -> "$7.99"; a value without digits is kept."""
-    numbers = [float(n) for n in _NUMBER.findall(value)]
-    clock = value.endswith(("am", "pm"))
-    least = 1 if clock or len(numbers) > 1 else 2  # "1 business days" would read wrong
-    while numbers:
-        new = sorted(max(least, round(n * rng.uniform(0.4, 2.2))) for n in numbers)
-        if clock:
-            new = [(n - 1) % 12 + 1 for n in new]
-        texts = iter(f"{n}.{m.group()[-2:]}" if "." in m.group() else str(n)
-                     for n, m in zip(new, _NUMBER.finditer(value)))
-        other = _NUMBER.sub(lambda _m: next(texts), value)
-        if len(set(new)) == len(new) and other != value:
-            return other
-    return value
-
-
-def _value_re(value: str) -> re.Pattern:
-    return re.compile(rf"(?<![\w$.]){re.escape(value)}(?!\w|\.\d)")
-
-
-def counterfactual(messages: list[dict], facts: dict[str, str], rng: random.Random) -> list[dict] | None:
-    """`messages` with every shop fact its answer states given another value, everywhere in the dialogue (system
-    turn, customer turns, answer); None when the answer states no shop fact with digits."""
-    answer = messages[-1]["content"]
-    values = sorted({v for v in facts.values() if _NUMBER.search(v) and _value_re(v).search(answer)}, key=len,
-                    reverse=True)
-    if not values:
-        return None
-    taken, swaps = set(facts.values()), {}
-    for value in values:  # a new value is no other fact's, so the context never states one value for two facts
-        while (other := other_value(value, rng)) in taken:
-            pass
-        swaps[value] = other
-        taken.add(other)
-    pattern = re.compile("|".join(_value_re(v).pattern for v in values))
-    return [m | {"content": pattern.sub(lambda found: swaps[found.group()], m["content"])} for m in messages]
-
-
 def support_record(ground: Grounding, rng: random.Random, test: bool = False) -> Record:
     """One real-model dialogue whose system turn is what the app sends for its last question; drafts whose
     context misses what the answer rests on (retrieval ranked the passage out) are drawn again."""
@@ -515,24 +379,14 @@ def support_record(ground: Grounding, rng: random.Random, test: bool = False) ->
     while True:
         draft = rng.choices(makers, test_weights if test else train_weights)[0](ground, rng, test)
         asked = draft.turns[:-1:2]
-        if draft.intent == "reading":  # a made-up section in the context, or (left out) retrieval's passages alone
-            context = (with_drill(ground, draft.persona, question_of(asked), draft.drill, rng) if draft.drill
-                       else ground.context(draft.persona, asked))
-            break
         context = None if draft.kind == "no_context" else ground.context(draft.persona, asked)
         if context is None or grounds(draft, context):
             break
     system = ground.system_turn(draft.persona, context)
     if draft.kind == "no_context" and rng.random() < 0.3:
         system = None
-    messages = chat(*draft.turns, system=system)
-    swapped = None
-    if not test and draft.kind == "policy" and draft.style != "pros_cons" and draft.intent != "reading" \
-            and rng.random() < COUNTERFACTUAL_SHARE:
-        swapped = counterfactual(messages, ground.facts, rng)
-    record = {"intent": draft.intent, "kind": draft.kind, "persona": draft.persona, "messages": swapped or messages}
-    record |= {"counterfactual": True} if swapped else {}
-    record |= {"drill": True} if draft.intent == "reading" else {}
+    record = {"intent": draft.intent, "kind": draft.kind, "persona": draft.persona,
+              "messages": chat(*draft.turns, system=system)}
     record |= {"style": draft.style} if draft.style else {}
     return {**record, "facts": draft.facts} if test else record
 

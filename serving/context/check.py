@@ -29,6 +29,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.context.claims import Claim, claims, normal
+from serving.context.orders import order_ids_in
 
 MAX_LISTED = 20
 """Most unbacked figures kept with one answer."""
@@ -47,7 +48,7 @@ _SAME = {"placed": "ordered", "arrive": "delivered", "arrives": "delivered", "ar
 _CLAUSE = re.compile(r"[,;()]|\b(?:and|so|but|while|whereas|then)\b")
 _HEADING = re.compile(r"^\[([^\]]*)\] \(")  # a passage's "[Title > Section] (ref)" line
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_ORDER_ID = re.compile(r"(?:\bbl[- ]?|#)(\d{5})\b", re.IGNORECASE)
+_ORDER_ID = re.compile(r"(?:\bbl[- ]?|#)(\d{5})\b", re.IGNORECASE)  # an order number as one word, for `_words`
 _RECORD = re.compile(r"^Order (BL-\d{5}): ")
 
 
@@ -94,8 +95,9 @@ class _Line(NamedTuple):
 def _backed(claim: Claim, lines: list[_Line], nearby: tuple[frozenset[str], ...], weight: dict[str, float]) -> bool:
     """Whether a line states `claim` and is a line the words by the figure point at: of the lines stating a figure of
     its kind (a date, a price...), the best-scoring ones (rare words score more; a field of the named order's record
-    wins a tie with a policy sentence) for the words before it in its clause, else for those after it; when neither points at any, a line stating it that shares a word with the
-    sentence around it (the one before it and the question included)."""
+    wins a tie with a policy sentence) for the words before it in its clause, else for those after it; when neither
+    points at any, a line stating it that shares a word with the sentence around it (the one before it and the
+    question included)."""
     kind = [line for line in lines if any(have[0] == claim[0] for have in line.figures)]
     *near, around = nearby
     for words in near:
@@ -119,15 +121,15 @@ def _weights(units: list[frozenset[str]]) -> dict[str, float]:
 
 def _placed(sentence: str) -> Iterator[tuple[Claim, str, frozenset[str], frozenset[str]]]:
     """Each figure of `sentence` with the content words of its clause before it (at most `_BEFORE`) and after it
-    (at most `_AFTER`); a clause ends at a comma, a colon, "and", "so"... or another figure."""
+    (at most `_AFTER`); a clause ends at a comma, a semicolon, a bracket, "and", "so"... or another figure."""
     text = normal(sentence).replace("’", "'")
     found = sorted((text.find(written), claim, written) for claim, written in _figures(sentence))
     for i, (at, claim, written) in enumerate(found):
         at = max(at, 0)
-        start, end = at + len(written), len(text)
+        start = at + len(written)
         after_previous = found[i - 1][0] + len(found[i - 1][2]) if i else 0
         begin = max([after_previous, *(m.end() for m in _CLAUSE.finditer(text, 0, at))])
-        end = min([end, *(f for f, _, _ in found[i + 1:]), *(m.start() for m in _CLAUSE.finditer(text, start))])
+        end = min([len(text), *(f for f, _, _ in found[i + 1:]), *(m.start() for m in _CLAUSE.finditer(text, start))])
         yield (claim, written, frozenset(_ordered_words(text[begin:at])[-_BEFORE:]),
                frozenset(_ordered_words(text[start:end])[:_AFTER]))
 
@@ -144,24 +146,23 @@ def _figures(text: str) -> list[tuple[Claim, str]]:
 
 def _lines(context: str) -> Iterator[tuple[str, str | None]]:
     """The context's units: each sentence of a passage and each table row with the passage's title and section
-    words (order None), each field of an order
-    record with its order number (as `_orders` writes it): a record's date backs a sentence about that order, or
-    a sentence naming no order when the question names that one."""
+    words (order None), each field of an order record with its order number: a record's date backs a sentence
+    about that order, or a sentence naming no order when the question names that one."""
     heading = ""
     for line in context.splitlines():
         record = _RECORD.match(line)
         if record:
-            order = _orders(record.group(1)).pop()
+            order = record.group(1)
             yield from ((field, order) for field in line[record.end():].split(";"))
-        elif _HEADING.match(line):
-            heading = _HEADING.match(line).group(1)
+        elif heading_line := _HEADING.match(line):
+            heading = heading_line.group(1)
         else:
             yield from ((f"{heading} {sentence}", None) for sentence in _SENTENCE_END.split(line))
 
 
 def _orders(text: str) -> set[str]:
-    """The order numbers `text` names, as digits ("BL-12345", "#12345", "bl 12345": "12345")."""
-    return set(_ORDER_ID.findall(text))
+    """The order numbers `text` names, as order lookup reads them ("#12345", "bl 12345": "BL-12345")."""
+    return set(order_ids_in(text))
 
 
 def _sentences(answer: str) -> Iterator[str]:

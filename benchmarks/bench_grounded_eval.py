@@ -29,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from serving.config import ServingSettings  # noqa: E402
+from serving.cpu import cpu_model  # noqa: E402
 from serving.context.articles import KnowledgeSettings  # noqa: E402
 from serving.context.layer import ContextLayer, ContextSettings  # noqa: E402
 from serving.engine import Engine  # noqa: E402
-from serving.personas import load_personas  # noqa: E402
+from serving.personas import PersonaBook, load_personas  # noqa: E402
 from serving.registry import parse_registry  # noqa: E402
 from serving.files import sha256_of  # noqa: E402
 from training.stages.prepare import read_jsonl  # noqa: E402
@@ -57,6 +58,24 @@ def registry(n_ctx: int, adapter: Path):
              "source": {"adapter": {"base": "base",
                                     "local": {"path": str(adapter.resolve()), "sha256": sha256_of(adapter)}}}}
     return parse_registry({"hub_owner": "iris-eval", "models": [base, tuned]}, ROOT / "eval-registry.yaml")
+
+
+def personas(drafts: int | None) -> PersonaBook:
+    """The personas, the support ones asking for `drafts` drafts per grounded answer (None: as their files say)."""
+    book = load_personas()
+    if drafts is None:
+        return book
+    return PersonaBook(personas={pid: p.model_copy(update={"drafts": drafts}) if p.group == "support" else p
+                                 for pid, p in book.personas.items()})
+
+
+def settle(engine: Engine, model_id: str, timeout_s: float = 300.0) -> None:
+    """`model_id` loaded and its personas' prefixes pre-read, so the first question's drafts find free slots."""
+    engine.prepare(model_id)
+    model = engine.pool._loaded[model_id].model
+    deadline = time.monotonic() + timeout_s
+    while model.scheduler.busy_slots() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def only(engine, sets: dict[str, list[dict]], cell: str, max_new_tokens: int) -> dict:
@@ -89,6 +108,9 @@ def main() -> int:
                         help="one cell alone (more rows in the same time), e.g. finetune/context")
     parser.add_argument("--max-passages", type=int, default=KnowledgeSettings().max_passages,
                         help="most help-center passages sent per question (the context layer's `max_passages`)")
+    parser.add_argument("--drafts", type=int, default=None,
+                        help="drafts per grounded answer for every support persona (serving.context.drafts; "
+                             "1: written as streamed); default: as personas/*.yaml say")
     parser.add_argument("--out", type=Path, default=Path("/tmp/grounded-eval.json"))
     args = parser.parse_args()
 
@@ -100,7 +122,10 @@ def main() -> int:
     sets = {name: rows for name, rows in sets.items() if name in wanted}
     settings = ContextSettings(knowledge=KnowledgeSettings(max_passages=args.max_passages))
     context = ContextLayer.from_personas(load_personas().personas.values(), settings=settings)
-    engine = Engine(registry(args.n_ctx, args.adapter), ServingSettings.from_env(), context=context)
+    engine = Engine(registry(args.n_ctx, args.adapter), ServingSettings.from_env(), personas=personas(args.drafts),
+                    context=context)
+    for model_id in ("base", "finetune"):
+        settle(engine, model_id)
     started = time.perf_counter()
     try:
         task = only(engine, sets, args.only, args.max_new_tokens) if args.only else grounded_task(
@@ -109,14 +134,15 @@ def main() -> int:
         engine.close()
     report = {"command": " ".join(sys.argv), "python": platform.python_version(),
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "seconds": round(time.perf_counter() - started),
-              "adapter_sha256": sha256_of(args.adapter), "test": str(args.test), "task": task}
+              "adapter_sha256": sha256_of(args.adapter), "test": str(args.test), "drafts": args.drafts,
+              "cpu": cpu_model(), "task": task}
     args.out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     for name, s in task["sets"].items():
         print(f"{name}: {s['rows']} rows {s['kinds']}, facts in context {s['facts_in_context']}")
         for who in s["cells"]:
             for ctx in s["cells"][who]:
                 cell = s["cells"][who][ctx]
-                print(f"  {who:8} {ctx:10}", {k: cell.get(k) for k in (*SUMMARY_KEYS, "warned", "seconds")})
+                print(f"  {who:8} {ctx:10}", {k: cell.get(k) for k in (*SUMMARY_KEYS, "warned", "drafts", "seconds")})
     print(f"{report['seconds']} s; report {args.out}")
     return 0
 

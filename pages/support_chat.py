@@ -47,11 +47,12 @@ class SupportChat(Chat):
 
         `history` is earlier turns as [{"role": "user"|"assistant", "content": str}, ...]; unset settings
         take the persona's defaults, chosen ones must lie in the UI sliders' ranges. Streams
-        {"answer": str, "sources": [...], "check": {...} | None, "notice": str | None}; the last value has the
-        whole answer, the sources it was given ({"kind": "article"|"order", "title", "ref", "excerpt"} each), the
-        answer's figures read against them ({"figures": int, "unbacked": [str, ...]}: the figures no source or
-        message of the visitor's backs; None without sources), and `notice` says what could not be looked up
-        (order lookup unavailable). A client that disconnects stops the
+        {"answer": str, "sources": [...], "check": {...} | None, "drafts": int, "notice": str | None}; the last
+        value has the whole answer, the sources it was given ({"kind": "article"|"order", "title", "ref", "excerpt"}
+        each), the answer's figures read against them ({"figures": int, "unbacked": [str, ...]}: the figures no
+        source or message of the visitor's backs; None without sources), how many drafts it was chosen from (a
+        persona's `drafts`; 1: written as streamed), and `notice` says what could not be looked up (order lookup
+        unavailable). A client that disconnects stops the
         generation. Invalid input returns a short error naming what was wrong.
         """
         model_id = model_id or self.default_model()
@@ -60,7 +61,7 @@ class SupportChat(Chat):
                                  max_new_tokens=max_new_tokens, repeat_penalty=repeat_penalty)
         request = self.request([*history, {"role": "user", "content": message}], persona_id, model_id, settings,
                                f"api-{uuid.uuid4().hex}")
-        result = {"answer": "", "sources": [], "check": None, "notice": None}
+        result = {"answer": "", "sources": [], "check": None, "drafts": 1, "notice": None}
         try:
             for batch in self.stream(request):  # a generator: Gradio closes it when the client goes away
                 for kind, value in batch:
@@ -71,6 +72,7 @@ class SupportChat(Chat):
                     elif kind == "done":
                         result["sources"] = [source.model_dump() for source in value.sources]
                         result["check"] = value.check.model_dump(mode="json") if value.check else None
+                        result["drafts"] = value.drafts
                 yield dict(result)
         finally:
             self.engine.forget(request.conversation_id)  # API calls carry their whole history each time

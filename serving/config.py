@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from serving.context.drafts import MAX_DRAFTS
 from serving.cpu import memory_limit_bytes, usable_cpus
 
 ENV_PREFIX = "IRIS_"
@@ -47,6 +48,9 @@ class ServingSettings(BaseModel):
     long cached prefix (a grounded persona's 1,500 tokens: TTFT 1.59-1.84x the short persona's on the 1B shape with
     it, 1.11-1.20x without), for at most 10% on short prompts (benchmarks/RESULTS-grounding.md). "auto" is
     llama.cpp's default."""
+    max_drafts: int = Field(4, ge=1, le=MAX_DRAFTS)
+    """Most drafts of one answer a persona's `drafts` may ask for, and never more than the model's free slots when
+    the answer starts (1 turns drafts off: every answer streams as it is written)."""
     kv_ram_mb: float = Field(256.0, ge=0)
     """RAM for KV states of conversations pushed out of their slot, per model (restored when they return)."""
     cache_dir: Path | None = None

@@ -31,6 +31,7 @@ from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
 from serving.context.articles import Passage
 from serving.context.check import AnswerCheck, check_answer
+from serving.context.drafts import DRAFT_TEMPERATURE, choose
 from serving.context.render import RequestContext, Source, system_text, with_notes
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
@@ -119,12 +120,15 @@ class GenerationStats:
     """The answer's figures read against those sources (`serving.context.check`); None when it had none."""
     base_model: str | None = None
     """For an adapter entry: the registry id of the base it answered over (`source` is then its LoRA file)."""
+    drafts: int = 1
+    """Drafts written of this answer, the one shown chosen among them (`serving.context.drafts`)."""
 
 
 @dataclass(frozen=True)
 class StreamEvent:
     kind: str
-    """"token" | "notice" | "queued" (waiting for a free slot: text says where and how long) | "done"."""
+    """"token" | "notice" | "queued" (no token yet: waiting for a free slot, or drafts being written; text says
+    why and, for a queue, where and how long) | "done"."""
     text: str = ""
     stats: GenerationStats | None = None
 
@@ -149,6 +153,8 @@ class _Grounds:
     context: RequestContext
     asked: str = ""
     begun: str = ""
+    question: str = ""
+    """The latest question (with order numbers named before), as retrieval read it."""
 
     @classmethod
     def of(cls, context: RequestContext, request: ChatRequest) -> _Grounds:
@@ -156,7 +162,8 @@ class _Grounds:
         the answer it continues, if any."""
         messages = request.messages
         begun = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
-        return cls(context, "\n".join(m["content"] for m in messages if m["role"] == "user"), begun)
+        asked = [m["content"] for m in messages if m["role"] == "user"]
+        return cls(context, "\n".join(asked), begun, question_of(asked))
 
     def check(self, answer: str) -> AnswerCheck | None:
         """`answer`'s figures read against the context and the visitor's messages; None without sources."""
@@ -206,6 +213,14 @@ def _opening(model: LlamaCppModel, system: str) -> list[int]:
     first, second = (model.prompt_tokens([{"role": "system", "content": system}, {"role": "user", "content": word}])
                      for word in ("Hi", "Yes"))
     return first[:common_prefix(first, second)]
+
+
+def _draft_settings(settings: GenerationSettings, n: int) -> list[GenerationSettings]:
+    """The settings of `n` drafts: the request's own first, then sampled ones (at least `DRAFT_TEMPERATURE`), each
+    with its own seed (the request's seed plus its place, so a seeded request drafts the same way again)."""
+    sampled = settings.merged(temperature=max(settings.temperature, DRAFT_TEMPERATURE))
+    return [settings, *(sampled.merged(seed=(settings.seed + i) % 2**31 if settings.seed is not None else None)
+                        for i in range(1, n))]
 
 
 def _estimate(text: str) -> int:
@@ -569,10 +584,71 @@ class Engine:
             state.noticed = True
             yield StreamEvent("notice", f"The earliest {dropped} messages were left out so the conversation "
                                         f"fits {model.entry.display_name}'s context window.")
+        grounds = _Grounds.of(context, request)
+        drafts = self._drafts(model, request, context)
+        if drafts > 1:
+            yield from self._drafted(model, request, (tokens, max_tokens), drafts, cancel, started, dropped, grounds)
+            return
         job = model.submit(tokens, max_tokens, request.settings, request.response_format, request.conversation_id,
                            cancel)
-        yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped,
-                               _Grounds.of(context, request))
+        yield from self._relay(model.entry, model.path, job.results(), request.stop, cancel, started, dropped, grounds)
+
+    def _drafts(self, model: LlamaCppModel, request: ChatRequest, context: RequestContext) -> int:
+        """How many drafts to write of this answer: its persona's `drafts` when the answer has sources to be checked
+        against (and no JSON format), within `max_drafts` and the model's free slots now, so that one visitor's
+        drafts never queue behind each other or in front of another visitor; otherwise 1."""
+        if request.persona_id is None or not context.sources or request.response_format is not None:
+            return 1
+        wanted = min(self._persona(request.persona_id).drafts, self.settings.max_drafts)
+        free = getattr(model, "free_slots", None)
+        return max(1, min(wanted, free())) if wanted > 1 and free is not None else wanted
+
+    def _drafted(self, model: LlamaCppModel, request: ChatRequest, prompt: tuple[list[int], int], n: int,
+                 cancel: Cancel, started: float, dropped: int, grounds: _Grounds) -> Iterator[StreamEvent]:
+        """`n` drafts of one answer decoded together (the first with the request's settings, the others sampled
+        at `DRAFT_TEMPERATURE` or more with their own seeds), then the one `choose` picks, shown whole. Each draft
+        stops on its own (its stop texts end only it); the visitor's Stop ends them all and shows nothing."""
+        yield StreamEvent("queued", f"Writing {n} drafts of the answer and checking them against the sources…")
+        cancels = [Cancel(cancel) for _ in range(n)]
+        try:
+            jobs = self._submit_drafts(model, request, prompt, cancels)
+            written = [self._written(model, job, request.stop, own, started, dropped, grounds)
+                       for job, own in zip(jobs, cancels)]
+        finally:
+            for own in cancels:
+                own.set()
+        n = len(written)
+        if cancel.is_set():
+            yield StreamEvent("done", stats=dataclasses.replace(written[0][1], n_tokens=0, finish_reason="cancelled",
+                                                                check=None, drafts=n))
+            return
+        best = choose([(text, stats.check) for text, stats in written], grounds.context.text, grounds.question)
+        text, stats = written[best]
+        if text:
+            yield StreamEvent("token", text)
+        yield StreamEvent("done", stats=dataclasses.replace(stats, ttft_s=time.perf_counter() - started, drafts=n))
+
+    @staticmethod
+    def _submit_drafts(model: LlamaCppModel, request: ChatRequest, prompt: tuple[list[int], int],
+                       cancels: list[Cancel]) -> list:
+        """The drafts' jobs, as many as the model takes: a draft after the first that finds the queue full (another
+        visitor came in meanwhile) is left out, not the answer. The first keeps the conversation's KV cache."""
+        jobs = []
+        for i, (settings, own) in enumerate(zip(_draft_settings(request.settings, len(cancels)), cancels)):
+            try:
+                jobs.append(model.submit(*prompt, settings, request.response_format,
+                                         request.conversation_id if i == 0 else None, own))
+            except Busy:
+                if not jobs:
+                    raise
+                break
+        return jobs
+
+    def _written(self, model: LlamaCppModel, job, stop: tuple[str, ...], cancel: Cancel, started: float,
+                 dropped: int, grounds: _Grounds) -> tuple[str, GenerationStats]:
+        """One draft read to its end through `_relay` (stop texts, leak guard, check): its text and stats."""
+        events = list(self._relay(model.entry, model.path, job.results(), stop, cancel, started, dropped, grounds))
+        return "".join(e.text for e in events if e.kind == "token"), events[-1].stats
 
     def _remote(self, entry: ModelEntry, request: ChatRequest, cancel: threading.Event,
                 started: float) -> Iterator[StreamEvent]:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from serving.context.drafts import MAX_DRAFTS
 from serving.errors import validation_message
 from serving.generation import GenerationSettings
 
@@ -54,6 +55,9 @@ class Persona(BaseModel):
     """Folder of Markdown help-center articles this persona answers from, relative to the personas folder."""
     order_lookup: bool = False
     """Look up the order numbers a visitor names and give the records (or "not found") to the model."""
+    drafts: int = Field(1, ge=1, le=MAX_DRAFTS)
+    """Drafts written at once for each answer with sources, the one its sources back best shown
+    (`serving.context.drafts`); 1: the answer streams as it is written."""
 
     @field_validator("id")
     @classmethod

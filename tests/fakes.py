@@ -21,10 +21,11 @@ class _NoSampler:
 
 
 class FakeModel:
-    def __init__(self, entry, path: Path, script: list[str], queued: int = 0):
+    def __init__(self, entry, path: Path, script: list[str], queued: int = 0, drafts: list[list[str]] = (),
+                 free: int = 4):
         self.entry, self.path, self.n_ctx = entry, path, entry.context_length
-        self.script, self.queued = script, queued
-        self.closed, self.alive, self.prompts = False, True, []
+        self.script, self.queued, self.drafts, self.free = script, queued, list(drafts), free
+        self.closed, self.alive, self.prompts, self.jobs = False, True, [], []
 
     @staticmethod
     def render(messages: list[dict]) -> str:
@@ -39,14 +40,21 @@ class FakeModel:
     def submit(self, prompt, max_tokens, settings, response_format, conversation_id, cancel) -> Job:
         self.prompts.append(prompt)
         job = Job(prompt, max_tokens, _NoSampler(), frozenset(), cancel, conversation_id)
-        threading.Thread(target=self._answer, args=(job,), daemon=True).start()
+        script = self.script
+        if self.drafts and max_tokens > 1:  # a one-token job is the engine's pre-read of a persona's prefix
+            self.jobs.append((job, settings))
+            script = self.drafts[(len(self.jobs) - 1) % len(self.drafts)]
+        threading.Thread(target=self._answer, args=(job, script), daemon=True).start()
         return job
 
-    def _answer(self, job: Job) -> None:
+    def free_slots(self) -> int:
+        return self.free
+
+    def _answer(self, job: Job, script: list[str]) -> None:
         if self.queued:
             job.events.put(Queued(self.queued, 2.0))
         n = 0
-        for piece in self.script:
+        for piece in script:
             if job.cancel.wait(0.01):
                 job.events.put(Finished("cancelled", len(job.prompt), n, 0))
                 return
@@ -62,16 +70,20 @@ class FakeModel:
 
 
 class FakeLoader:
-    """Loads `FakeModel`s answering `script` (each string one token); sizes every model at `size` bytes."""
+    """Loads `FakeModel`s answering `script` (each string one token), or with `drafts` the k-th answer the
+    k-th script in turn (pre-reads apart; those answers are listed in the model's `jobs` with their settings);
+    sizes every model at `size` bytes; `free` slots reported free."""
 
-    def __init__(self, script: list[str], size: int = 1000, queued: int = 0):
+    def __init__(self, script: list[str], size: int = 1000, queued: int = 0, drafts: list[list[str]] = (),
+                 free: int = 4):
         self.script, self.size_bytes, self.queued, self.loaded = script, size, queued, []
+        self.drafts, self.free = drafts, free
 
     def size(self, entry, path, settings) -> int:
         return self.size_bytes
 
     def load(self, entry, path, settings) -> FakeModel:
-        self.loaded.append(FakeModel(entry, path, self.script, self.queued))
+        self.loaded.append(FakeModel(entry, path, self.script, self.queued, self.drafts, self.free))
         return self.loaded[-1]
 
 

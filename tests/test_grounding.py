@@ -250,7 +250,9 @@ def test_the_chat_api_returns_the_sources_over_loopback(registry, demo_paths, or
     finally:
         blocks.close()
         engine.close()
-    assert set(result) == {"answer", "sources", "check", "notice"} and isinstance(result["answer"], str)
+    assert set(result) == {"answer", "sources", "check", "drafts", "notice"} and isinstance(result["answer"], str)
+    # written as streamed, or chosen among the persona's drafts (as many as slots were free: tests/test_drafts.py)
+    assert 1 <= result["drafts"] <= load_personas().get("order_assistant").drafts
     assert result["notice"] is None
     check = result["check"]  # the answer's figures read against its sources (tests/test_answer_check.py)
     assert set(check) == {"figures", "unbacked"} and len(check["unbacked"]) <= check["figures"]

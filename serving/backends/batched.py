@@ -255,6 +255,11 @@ class Scheduler:
         with self._cond:
             return sum(s.job is not None for s in self._slots)
 
+    def free_slots(self) -> int:
+        """Slots no job holds and no waiting job will take: how many answers could start decoding now."""
+        with self._cond:
+            return max(0, sum(s.job is None for s in self._slots) - len(self._waiting))
+
     def cached_tokens(self, conversation_id: str, adapter: Lora | None = None) -> list[int] | None:
         """The tokens the KV cache (or the RAM save) holds for a conversation with `adapter`, if any."""
         owner = (conversation_id, adapter)

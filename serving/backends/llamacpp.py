@@ -281,6 +281,10 @@ class LlamaCppModel:
                 ll.llama_set_adapters_lora(self.ctx.ctx, None, 0, None)
                 lora.free()
 
+    def free_slots(self) -> int:
+        """How many answers could start decoding now (the engine writes drafts only into free slots)."""
+        return self.scheduler.free_slots()
+
     @property
     def alive(self) -> bool:
         return self.scheduler.alive

@@ -86,6 +86,20 @@ def check_answer(answer: str, context: str, question: str = "") -> AnswerCheck:
     return AnswerCheck(figures=figures, unbacked=tuple(dict.fromkeys(unbacked))[:MAX_LISTED])
 
 
+def relevance(answer: str, context: str, question: str) -> float:
+    """How much the lines behind `answer`'s figures are about `question`: for each figure the answer states and the
+    question does not, the best score of a context line stating it for the question's words (rare words of the
+    context score more, as in `check_answer`), averaged over those figures; 0.0 for an answer without one. A price
+    lifted from the right passage's wrong sentence scores low; one from the sentence the question asks about, high."""
+    lines = [_Line(figures_of(text), _words(text), order) for text, order in _lines(context)]
+    weight = _weights([line.words for line in lines])
+    asked = _words(question)
+    stated = figures_of(answer) - figures_of(question)
+    scores = [max((sum(weight[w] for w in asked & line.words) for line in lines if claim in line.figures), default=0.0)
+              for claim in stated]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
 class _Line(NamedTuple):
     figures: set[Claim]
     words: frozenset[str]

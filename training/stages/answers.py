@@ -49,6 +49,6 @@ def answer_all(engine: Engine, model_id: str, conversations: list[list[dict]], m
                                                   persona_id=personas[i] if personas else None))
         answers.append({"text": text, "tokens": stats.n_tokens, "finish": stats.finish_reason,
                         "seconds": round(time.perf_counter() - started, 3), "sources": [s.ref for s in stats.sources],
-                        "unbacked": list(stats.check.unbacked) if stats.check else []})
+                        "unbacked": list(stats.check.unbacked) if stats.check else [], "drafts": stats.drafts})
     return answers
 

@@ -106,7 +106,8 @@ def _cell(engine, who: str, rows: list[dict], with_context: bool,
     texts = [a["text"] for a in answers]
     seconds = round(sum(a["seconds"] for a in answers), 1)
     warned = round(sum(bool(a["unbacked"]) for a in answers) / len(answers), 4) if answers else 0.0
-    return texts, {**cell_score(texts, rows, given), "warned": warned, "seconds": seconds}, sources
+    drafts = round(sum(a["drafts"] for a in answers) / len(answers), 2) if answers else 0.0
+    return texts, {**cell_score(texts, rows, given), "warned": warned, "drafts": drafts, "seconds": seconds}, sources
 
 
 def facts_in_context(engine, rows: list[dict], sources: list[list[str]]) -> float:

@@ -31,7 +31,7 @@ from serving.backends.openai_remote import RemoteModel
 from serving.context.layer import ContextLayer, question_of
 from serving.context.articles import Passage
 from serving.context.check import AnswerCheck, check_answer
-from serving.context.drafts import DRAFT_TEMPERATURE, choose
+from serving.context.drafts import DRAFT_TEMPERATURE, choose, draft_limit
 from serving.context.render import RequestContext, Source, system_text, with_notes
 from serving.conversation import LeakGuard, Messages, fit_history, validate_messages
 from serving.errors import (Busy, InputTooLong, InvalidInput, ModelUnavailable, ServingError, UnknownModel,
@@ -607,13 +607,17 @@ class Engine:
                  cancel: Cancel, started: float, dropped: int, grounds: _Grounds) -> Iterator[StreamEvent]:
         """`n` drafts of one answer decoded together (the first with the request's settings, the others sampled
         at `DRAFT_TEMPERATURE` or more with their own seeds), then the one `choose` picks, shown whole. Each draft
-        stops on its own (its stop texts end only it); the visitor's Stop ends them all and shows nothing."""
+        stops on its own (its stop texts end only it), and one running past `draft_limit` of the first draft's
+        length is cut and left out (the visitor would wait for the longest); the visitor's Stop ends them all and
+        shows nothing."""
         yield StreamEvent("queued", f"Writing {n} drafts of the answer and checking them against the sources…")
         cancels = [Cancel(cancel) for _ in range(n)]
         try:
             jobs = self._submit_drafts(model, request, prompt, cancels)
-            written = [self._written(model, job, request.stop, own, started, dropped, grounds)
-                       for job, own in zip(jobs, cancels)]
+            written = [self._written(model, jobs[0], request.stop, cancels[0], started, dropped, grounds)]
+            limit = draft_limit(written[0][1].n_tokens)
+            written += [self._written(model, job, request.stop, own, started, dropped, grounds, limit)
+                        for job, own in zip(jobs[1:], cancels[1:])]
         finally:
             for own in cancels:
                 own.set()
@@ -622,8 +626,9 @@ class Engine:
             yield StreamEvent("done", stats=dataclasses.replace(written[0][1], n_tokens=0, finish_reason="cancelled",
                                                                 check=None, drafts=n))
             return
-        best = choose([(text, stats.check) for text, stats in written], grounds.context.text, grounds.question)
-        text, stats = written[best]
+        finished = [(text, stats) for text, stats in written if stats.finish_reason != "cancelled"]  # not cut
+        best = choose([(text, stats.check) for text, stats in finished], grounds.context.text, grounds.question)
+        text, stats = finished[best]
         if text:
             yield StreamEvent("token", text)
         yield StreamEvent("done", stats=dataclasses.replace(stats, ttft_s=time.perf_counter() - started, drafts=n))
@@ -645,10 +650,18 @@ class Engine:
         return jobs
 
     def _written(self, model: LlamaCppModel, job, stop: tuple[str, ...], cancel: Cancel, started: float,
-                 dropped: int, grounds: _Grounds) -> tuple[str, GenerationStats]:
-        """One draft read to its end through `_relay` (stop texts, leak guard, check): its text and stats."""
-        events = list(self._relay(model.entry, model.path, job.results(), stop, cancel, started, dropped, grounds))
-        return "".join(e.text for e in events if e.kind == "token"), events[-1].stats
+                 dropped: int, grounds: _Grounds, limit: int | None = None) -> tuple[str, GenerationStats]:
+        """One draft read to its end through `_relay` (stop texts, leak guard, check): its text and stats; a draft
+        past `limit` visible pieces is cut there (its finish "cancelled")."""
+        parts, stats = [], None
+        for event in self._relay(model.entry, model.path, job.results(), stop, cancel, started, dropped, grounds):
+            if event.kind == "token":
+                parts.append(event.text)
+                if limit is not None and len(parts) > limit:
+                    cancel.set()
+            elif event.kind == "done":
+                stats = event.stats
+        return "".join(parts), stats
 
     def _remote(self, entry: ModelEntry, request: ChatRequest, cancel: threading.Event,
                 started: float) -> Iterator[StreamEvent]:

@@ -125,6 +125,17 @@ def test_drafts_only_in_free_slots_within_max_drafts_and_only_for_grounded_answe
     engine.close()
 
 
+def test_a_draft_running_on_past_the_limit_is_cut_and_left_out(tmp_path, layer):
+    rambling = [EXPRESS, *[" And more."] * 60]  # would win on its figures, but runs on past 2 x 1 + 32 pieces
+    engine = fake_engine(tmp_path, layer, 2, scripts=[[STANDARD], rambling])
+    request = ask()
+    events = list(engine.stream(replace(request, settings=request.settings.merged(max_new_tokens=100))))
+    assert events[1].text == STANDARD and events[-1].stats.drafts == 2
+    model = engine.pool._loaded["fake-a"].model
+    assert all(job.cancel.is_set() for job, _ in model.jobs)
+    engine.close()
+
+
 def test_stop_while_drafting_ends_every_draft_and_shows_nothing(tmp_path, layer):
     slow = [["word "] * 400] * 4
     engine = fake_engine(tmp_path, layer, 4, scripts=slow)

@@ -3,11 +3,11 @@
 A small model given the right passage often answers from the wrong sentence of it (asked whether a gift card
 expires, it gives the card's amounts) or puts a figure on the wrong thing. Its samples differ in which sentence
 they use, so the engine can ask for several drafts of one answer at once (a persona's `drafts`; they share the
-prompt's KV cache and decode in one batch) and show one: of the drafts with the fewest figures `check_answer`
-finds unbacked, the one whose figures rest on the context lines most about the question (`relevance`); a tie goes
-to the earliest draft (the first is decoded with the request's own settings). What was measured is in
-benchmarks/RESULTS-drafts.md. A choice among what the model wrote, not a correction: if no draft states the fact,
-none is shown. Pure functions of text: no model, no Gradio.
+prompt's KV cache and decode in one batch) and show one: of the drafts not cut for running on (`draft_limit`) and
+with the fewest figures `check_answer` finds unbacked, the one whose figures rest on the context lines most about
+the question (`relevance`); a tie goes to the earliest draft (the first is decoded with the request's own
+settings). A choice among what the model wrote, not a correction: a fact no draft states stays missing. Measured
+in benchmarks/RESULTS-drafts.md. Pure functions of text: no model, no Gradio.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ DRAFT_TEMPERATURE = 0.7
 """The lowest temperature of the drafts after the first: below it, samples of a small model mostly repeat the first."""
 MAX_DRAFTS = 8
 """Most drafts one answer may ask for (each takes a decoding slot while it is written)."""
+
+
+def draft_limit(first_tokens: int) -> int:
+    """Tokens a later draft may run to before it is cut and left out: twice the first draft's, and 32 more. The
+    visitor waits for the longest draft; one rambling on past the first rarely holds what the first lacked."""
+    return 2 * first_tokens + 32
 
 
 def choose(drafts: Sequence[tuple[str, AnswerCheck | None]], context: str, question: str) -> int:

@@ -600,8 +600,7 @@ class Engine:
         if request.persona_id is None or not context.sources or request.response_format is not None:
             return 1
         wanted = min(self._persona(request.persona_id).drafts, self.settings.max_drafts)
-        free = getattr(model, "free_slots", None)
-        return max(1, min(wanted, free())) if wanted > 1 and free is not None else wanted
+        return max(1, min(wanted, model.free_slots())) if wanted > 1 else 1
 
     def _drafted(self, model: LlamaCppModel, request: ChatRequest, prompt: tuple[list[int], int], n: int,
                  cancel: Cancel, started: float, dropped: int, grounds: _Grounds) -> Iterator[StreamEvent]:

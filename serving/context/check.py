@@ -21,6 +21,7 @@ visitor, not a proof. Pure functions of text: no model, no Gradio.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -66,8 +67,7 @@ class AnswerCheck(BaseModel):
 def check_answer(answer: str, context: str, question: str = "") -> AnswerCheck:
     """`answer`'s figures checked against `context` (the system turn's context text) and `question` (the
     visitor's message): see the module doc."""
-    lines = [_Line(figures_of(text), _words(text), order) for text, order in _lines(context)]
-    weight = _weights([line.words for line in lines])
+    lines, weight = _read(context)
     asked = figures_of(question)
     question_words = _words(question)
     figures, unbacked, before = 0, [], frozenset()
@@ -91,8 +91,7 @@ def relevance(answer: str, context: str, question: str) -> float:
     question does not, the best score of a context line stating it for the question's words (rare words of the
     context score more, as in `check_answer`), averaged over those figures; 0.0 for an answer without one. A price
     lifted from the right passage's wrong sentence scores low; one from the sentence the question asks about, high."""
-    lines = [_Line(figures_of(text), _words(text), order) for text, order in _lines(context)]
-    weight = _weights([line.words for line in lines])
+    lines, weight = _read(context)
     asked = _words(question)
     stated = figures_of(answer) - figures_of(question)
     scores = [max((sum(weight[w] for w in asked & line.words) for line in lines if claim in line.figures), default=0.0)
@@ -101,12 +100,20 @@ def relevance(answer: str, context: str, question: str) -> float:
 
 
 class _Line(NamedTuple):
-    figures: set[Claim]
+    figures: frozenset[Claim]
     words: frozenset[str]
     order: str | None
 
 
-def _backed(claim: Claim, lines: list[_Line], nearby: tuple[frozenset[str], ...], weight: dict[str, float]) -> bool:
+@functools.lru_cache(maxsize=8)
+def _read(context: str) -> tuple[tuple[_Line, ...], dict[str, float]]:
+    """The context's lines and their words' weights, read once per context: the drafts of one answer are each
+    checked and scored against the same context (callers only read the result)."""
+    lines = tuple(_Line(frozenset(figures_of(text)), _words(text), order) for text, order in _lines(context))
+    return lines, _weights([line.words for line in lines])
+
+
+def _backed(claim: Claim, lines: list[_Line] | tuple[_Line, ...], nearby: tuple[frozenset[str], ...], weight: dict[str, float]) -> bool:
     """Whether a line states `claim` and is a line the words by the figure point at: of the lines stating a figure of
     its kind (a date, a price...), the best-scoring ones (rare words score more; a field of the named order's record
     wins a tie with a policy sentence) for the words before it in its clause, else for those after it; when neither

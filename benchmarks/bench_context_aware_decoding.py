@@ -130,6 +130,12 @@ class Decoder:
         return self.ctx.detokenize(out).decode("utf-8", "replace").strip()
 
 
+def persona_rows(path: Path) -> list[dict]:
+    """The held-out rows of `path` asked as a persona (JSONL), as the eval stage picks them."""
+    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return [r for r in rows if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
+
+
 def summary(score: dict) -> dict:
     return {k: score.get(k) for k in SUMMARY_KEYS if k in score}
 
@@ -143,8 +149,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cad.json"))
     args = parser.parse_args()
-    rows = [r for r in (json.loads(line) for line in args.rows.read_text(encoding="utf-8").splitlines() if line.strip())
-            if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
+    rows = persona_rows(args.rows)
     records, given, gguf = engine_prompts(rows, args.max_new_tokens)
     report = {"command": " ".join(sys.argv), "cpu": cpu_model(), "python": platform.python_version(),
               "rows": str(args.rows), "n": len(rows),

@@ -26,6 +26,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,22 +38,30 @@ import bench_grounded_eval as grounded  # noqa: E402
 from serving.backends import llamacpp  # noqa: E402
 from serving.backends.llamacpp import PENALTY_LAST_N  # noqa: E402
 from serving.config import ServingSettings  # noqa: E402
-from serving.context.layer import ContextLayer  # noqa: E402
+from serving.context.layer import ContextLayer, question_of  # noqa: E402
 from serving.cpu import cpu_model  # noqa: E402
 from serving.engine import ChatRequest, Engine  # noqa: E402
 from serving.generation import GenerationSettings  # noqa: E402
 from serving.personas import load_personas  # noqa: E402
 from training.stages.answers import greedy  # noqa: E402
-from training.stages.task_eval import SUMMARY_KEYS, _turns, given_text  # noqa: E402
+from training.stages.prepare import read_jsonl  # noqa: E402
+from training.stages.task_eval import SUMMARY_KEYS, _turns, given_text, persona_rows  # noqa: E402
 from training.stages.task_metric import cell_score  # noqa: E402
 
 REPEAT_PENALTY = GenerationSettings().repeat_penalty
-STOP_TEXTS = (b"<|im_end|>", b"<|endoftext|>", b"<|im_start|>")
 
 
-def engine_prompts(rows: list[dict], max_new_tokens: int) -> tuple[list[dict], list[str], str]:
-    """Per row: the Engine's answer, its sources and the prompt tokens with and without context; the texts each
-    answer was given (for the invented-fact count); the base GGUF's path."""
+class Served(NamedTuple):
+    """What the Engine served the fine-tune from: the base GGUF (the adapter rides on it) and its stop tokens."""
+
+    gguf: str
+    stop_ids: frozenset[int]
+
+
+def engine_prompts(rows: list[dict], max_new_tokens: int) -> tuple[list[dict], list[str], Served]:
+    """Per row: the Engine's answer, its sources (refs, and the article labels it named), the order numbers the
+    lookup did not find (unknown or malformed) and the prompt tokens with and without context; the texts each answer
+    was given (for the invented-fact count); what the fine-tune was served from."""
     captured: list[list[int]] = []
     submit = llamacpp.LlamaCppModel.submit
 
@@ -72,29 +81,34 @@ def engine_prompts(rows: list[dict], max_new_tokens: int) -> tuple[list[dict], l
             text, stats = engine.complete(ChatRequest("finetune", turns, greedy(max_new_tokens),
                                                       persona_id=row["persona"]))
             with_context = captured[-1]
-            system = {"role": "system", "content": engine.personas.get(row["persona"]).system_prompt}
+            system = {"role": "system", "content": engine.personas.get(row["persona"]).system_prompt}  # no context
             engine.complete(ChatRequest("finetune", [system, *turns], greedy(1)))
-            records.append({"engine": text, "sources": [s.ref for s in stats.sources], "context": with_context,
+            persona = engine.personas.get(row["persona"])
+            orders = engine.context.find_orders(persona, question_of([t["content"] for t in turns if t["role"] == "user"]))
+            records.append({"engine": text, "sources": [s.ref for s in stats.sources],
+                            "articles": [s.title for s in stats.sources if s.kind == "article"],
+                            "not_found": [*orders.unknown, *orders.malformed], "context": with_context,
                             "plain": captured[-1]})
         given = [given_text(engine, row, rec["sources"]) for row, rec in zip(rows, records)]
-        base = str(engine.pool._loaded["finetune"].model.base.path)  # the GGUF the adapter rides on
+        model = engine.pool._loaded["finetune"].model
+        served = Served(str(model.base.path), frozenset(model.stop_ids))
     finally:
         engine.close()
         llamacpp.LlamaCppModel.submit = submit
-    return records, given, base
+    return records, given, served
 
 
 class Decoder:
     """Two llama.cpp contexts of the base + adapter: one reads the prompt with context, the other without."""
 
-    def __init__(self, gguf: str, adapter: str, threads: int):
+    def __init__(self, served: Served, adapter: str, threads: int):
         from llama_cpp import Llama
 
         def make():
-            return Llama(model_path=gguf, lora_path=adapter, n_ctx=2048, n_threads=threads, verbose=False)
+            return Llama(model_path=served.gguf, lora_path=adapter, n_ctx=2048, n_threads=threads, verbose=False)
 
         self.ctx, self.plain = make(), make()
-        self.stops = {i for i in range(self.ctx.n_vocab()) if self.ctx.detokenize([i], special=True) in STOP_TEXTS}
+        self.stops = served.stop_ids
 
     @staticmethod
     def _logits(llm) -> np.ndarray:
@@ -111,11 +125,9 @@ class Decoder:
         without = self._read(self.plain, record["plain"]) if alpha else None
         out: list[int] = []
         for _ in range(max_new_tokens):
-            logits = with_ctx.copy()
-            if alpha:
-                logits = (1 + alpha) * with_ctx - alpha * without
-                if beta:
-                    logits[with_ctx < with_ctx.max() + np.log(beta)] = -np.inf
+            logits = (1 + alpha) * with_ctx - alpha * without if alpha else with_ctx.copy()
+            if alpha and beta:
+                logits[with_ctx < with_ctx.max() + np.log(beta)] = -np.inf
             for token in set(out[-PENALTY_LAST_N:]):  # llama.cpp's penalty: divide a positive logit, multiply a negative
                 logits[token] = logits[token] / REPEAT_PENALTY if logits[token] > 0 else logits[token] * REPEAT_PENALTY
             token = int(np.argmax(logits))
@@ -128,12 +140,6 @@ class Decoder:
                 self.plain.eval([token])
                 without = self._logits(self.plain)
         return self.ctx.detokenize(out).decode("utf-8", "replace").strip()
-
-
-def persona_rows(path: Path) -> list[dict]:
-    """The held-out rows of `path` asked as a persona (JSONL), as the eval stage picks them."""
-    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return [r for r in rows if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
 
 
 def summary(score: dict) -> dict:
@@ -149,14 +155,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/cad.json"))
     args = parser.parse_args()
-    rows = persona_rows(args.rows)
-    records, given, gguf = engine_prompts(rows, args.max_new_tokens)
+    rows = persona_rows(read_jsonl(args.rows))
+    records, given, served = engine_prompts(rows, args.max_new_tokens)
     report = {"command": " ".join(sys.argv), "cpu": cpu_model(), "python": platform.python_version(),
               "rows": str(args.rows), "n": len(rows),
               "engine": {"score": summary(cell_score([r["engine"] for r in records], rows, given)),
                          "texts": [r["engine"] for r in records]}}
     print("engine", report["engine"]["score"], flush=True)
-    decoder = Decoder(gguf, str(grounded.ADAPTER), args.threads)
+    decoder = Decoder(served, str(grounded.ADAPTER), args.threads)
     for setting in args.settings:
         alpha, beta = map(float, setting.split(","))
         started = time.perf_counter()

@@ -33,17 +33,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_context_aware_decoding as cad  # noqa: E402
 import bench_grounded_eval as grounded  # noqa: E402
 from serving.context import check, drafts  # noqa: E402
-from serving.context.articles import Passage  # noqa: E402
-from serving.context.layer import ContextLayer  # noqa: E402
 from serving.cpu import cpu_model  # noqa: E402
-from serving.personas import load_personas  # noqa: E402
+from training.stages.prepare import read_jsonl  # noqa: E402
+from training.stages.task_eval import persona_rows  # noqa: E402
 from training.stages.task_metric import cell_score, says_not_covered, says_not_found  # noqa: E402
 
 
-def lead_of(passage: Passage) -> str:
-    """The words a led draft starts with: the passage's place as the context names it."""
-    where = passage.title if passage.heading == passage.title else f"{passage.title} > {passage.heading}"
-    return f"According to {where}: "
+def lead_of(label: str) -> str:
+    """The words a led draft starts with: a passage's place as the context names it (`Passage.label`)."""
+    return f"According to {label}: "
 
 
 def led(decoder: cad.Decoder, record: dict, lead: str, max_new_tokens: int) -> str:
@@ -64,24 +62,18 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/led-drafts.json"))
     args = parser.parse_args()
-    rows = cad.persona_rows(args.rows)
-    records, given, gguf = cad.engine_prompts(rows, args.max_new_tokens)
-    book = load_personas()
-    layer = ContextLayer.from_personas(book.personas.values())
-    decoder = cad.Decoder(gguf, str(grounded.ADAPTER), args.threads)
+    rows = persona_rows(read_jsonl(args.rows))
+    records, given, served = cad.engine_prompts(rows, args.max_new_tokens)
+    decoder = cad.Decoder(served, str(grounded.ADAPTER), args.threads)
     shown: dict[str, list[str]] = {"streamed": [], "led only, chosen": [], "plain + led, chosen": [],
                                    "plain + led, chosen, declines kept": []}
     every = []
     started = time.perf_counter()
     for row, record, text in zip(rows, records, given):
-        knowledge = layer.knowledge(book.get(row["persona"]))
-        by_ref = {p.ref: p for p in knowledge.passages} if knowledge else {}
         question = row["messages"][-2]["content"]
-        orders = layer.find_orders(book.get(row["persona"]), question)
-        passages = [] if orders.unknown or orders.malformed else (  # "not found" is the answer: nothing to lead to
-            [by_ref[ref] for ref in record["sources"] if ref in by_ref][: args.leads])
+        labels = [] if record["not_found"] else record["articles"][: args.leads]  # "not found" is the answer
         plain = record["engine"]
-        leads = [led(decoder, record, lead_of(p), args.max_new_tokens) for p in passages]
+        leads = [led(decoder, record, lead_of(label), args.max_new_tokens) for label in labels]
         led_only = [(t, check.check_answer(t, text, question)) for t in leads]
         candidates = [(plain, check.check_answer(plain, text, question)), *led_only]
         chosen = candidates[drafts.choose(candidates, text, question)][0]

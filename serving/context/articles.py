@@ -47,10 +47,14 @@ class Passage(BaseModel):
     ref: str
     """Where it lives: `<folder>/<file>#<anchor>`."""
 
+    @property
+    def label(self) -> str:
+        """Where it is from, as prompts and sources name it: "Title > Section" (the title alone for an intro)."""
+        return self.title if self.heading == self.title else f"{self.title} > {self.heading}"
+
     def render(self) -> str:
         """The passage as it appears in a prompt: where it is from, then its text."""
-        label = self.title if self.heading == self.title else f"{self.title} > {self.heading}"
-        return f"[{label}] ({self.ref})\n{self.text}"
+        return f"[{self.label}] ({self.ref})\n{self.text}"
 
 
 class Article(BaseModel):

@@ -88,8 +88,7 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 
 
 def passage_source(passage: Passage) -> Source:
-    title = passage.title if passage.heading == passage.title else f"{passage.title} > {passage.heading}"
-    return Source(kind="article", title=excerpt(title, MAX_TITLE - 2), ref=passage.ref[:MAX_TITLE],
+    return Source(kind="article", title=excerpt(passage.label, MAX_TITLE - 2), ref=passage.ref[:MAX_TITLE],
                   excerpt=excerpt(passage.text))
 
 

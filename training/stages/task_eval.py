@@ -55,6 +55,11 @@ def pick(rows: list[dict], n: int) -> list[dict]:
     return picked
 
 
+def persona_rows(rows: list[dict]) -> list[dict]:
+    """The rows asked as a persona: they name one and end with the reference answer."""
+    return [r for r in rows if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
+
+
 def task_sets(test_rows: list[dict], options: TaskOptions) -> dict[str, list[dict]]:
     """{set name: rows} of the held-out sets whose rows name a persona (none: the plain task metric applies)."""
     sets = {"generated": test_rows}
@@ -62,8 +67,7 @@ def task_sets(test_rows: list[dict], options: TaskOptions) -> dict[str, list[dic
         if path is not None:
             lines = Path(path).read_text(encoding="utf-8").splitlines()
             sets[name] = [json.loads(line) for line in lines if line.strip()]
-    usable = {name: [r for r in rows if r.get("persona") and r["messages"][-1]["role"] == "assistant"]
-              for name, rows in sets.items()}
+    usable = {name: persona_rows(rows) for name, rows in sets.items()}
     return {name: pick(rows, options.task_rows) for name, rows in usable.items() if rows}
 
 
